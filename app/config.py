@@ -1,0 +1,54 @@
+"""Every setting Trainyard reads from the environment, in one place."""
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # The embedded default needs no server: a SQLite file and a folder broker.
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    broker_url: str = ""
+    artifact_dir: Path | None = None
+    queue_name: str = "trainyard"
+
+    # Limits that keep one request from swamping the service.
+    max_upload_bytes: int = 100 * 1024 * 1024
+    max_inline_rows: int = 10_000
+    max_parameters: int = 50_000_000
+    max_epochs: int = 10_000
+    max_steps: int = 10_000_000
+    max_layers: int = 200
+
+    # A running job renews its lease this often; a stale lease means a lost worker.
+    lease_seconds: int = 60
+    heartbeat_seconds: int = 5
+    # Metrics are written in batches: at most one commit per this many seconds.
+    metrics_flush_seconds: float = 1.0
+
+    worker_id: str = Field(default="", description="Name a worker reports; host:pid by default")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'trainyard.db').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_folder(self) -> Path:
+        return (self.data_dir / "broker").resolve()
+
+    @property
+    def resolved_artifact_dir(self) -> Path:
+        return (self.artifact_dir or self.data_dir / "artifacts").resolve()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""The pure ML core: spec -> torch objects. Imports torch and pydantic only."""

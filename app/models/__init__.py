@@ -1,0 +1,8 @@
+"""ORM tables, one file each; importing this module registers them all."""
+from app.models.base import Base
+from app.models.tenant import ApiKey, Tenant
+from app.models.dataset import Dataset
+from app.models.job import Job
+from app.models.metric import Metric
+
+__all__ = ["Base", "Tenant", "ApiKey", "Dataset", "Job", "Metric"]

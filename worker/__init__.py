@@ -1,0 +1,1 @@
+"""Trainyard's Celery worker: claims jobs and trains them."""
