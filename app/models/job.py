@@ -16,7 +16,10 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
-    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
+    # A finished job outlives its dataset; the spec still names the dataset it used.
+    dataset_id: Mapped[str | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), index=True
+    )
     status: Mapped[str] = mapped_column(String(12), index=True, default="queued")
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     # Feature shape the model was built against: with the spec, enough to rebuild it.

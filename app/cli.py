@@ -1,0 +1,104 @@
+"""The `trainyard` command: keys, migrations, and the API and worker processes."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Trainyard: training as a service.", no_args_is_help=True)
+keys = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(keys, name="keys")
+console = Console()
+
+
+@keys.command("create")
+def keys_create(name: str = typer.Argument(..., help="A name for the key, e.g. 'laptop'"),
+                tenant: str = typer.Option(None, help="Tenant to add the key to (default: NAME)")):
+    """Creates an API key and prints it once; only its SHA-256 digest is stored."""
+    from app.auth.service import create_key
+    from app.db import get_session_factory
+
+    with get_session_factory()() as session:
+        created = create_key(db_session=session, name=name, tenant_name=tenant or name)
+        session.commit()
+    if sys.stdout.isatty():
+        console.print(f"API key for tenant [bold]{created.tenant_name}[/] (shown once, keep it):")
+    print(created.key)
+
+
+@app.command()
+def migrate():
+    """Applies the database migrations (Alembic) up to the latest."""
+    from app.migrate import upgrade
+
+    upgrade()
+    console.print("database is up to date", style="green")
+
+
+@app.command()
+def api(host: str = "127.0.0.1", port: int = 8000, workers: int = 1):
+    """Starts the HTTP API (uvicorn)."""
+    import uvicorn
+
+    uvicorn.run("app.main:app", host=host, port=port, workers=workers, log_level="info")
+
+
+@app.command()
+def worker(concurrency: int = typer.Option(1, help="Jobs trained at once on this machine"),
+           loglevel: str = "INFO"):
+    """Starts a Celery worker that trains queued jobs."""
+    from worker.celery_app import celery_app
+
+    celery_app.worker_main([
+        "worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}",
+        "--without-gossip", "--without-mingle", "--pool=prefork",
+    ])
+
+
+@app.command()
+def run(host: str = "127.0.0.1", port: int = 8000):
+    """Migrates, prints a fresh API key, and runs the API plus one worker until Ctrl-C."""
+    migrate()
+    from app.auth.service import create_key
+    from app.db import get_session_factory
+
+    with get_session_factory()() as session:
+        created = create_key(db_session=session, name=f"run-{int(time.time())}", tenant_name="default")
+        session.commit()
+    console.print(f"\nAPI key for tenant [bold]default[/] (shown once):\n[bold green]{created.key}[/]")
+    console.print(f"export TRAINYARD_API_KEY={created.key}\n"
+                  f"API: http://{host}:{port}  (docs: http://{host}:{port}/docs)\n")
+    cmd = [sys.executable, "-m", "app.cli"]
+    procs = [subprocess.Popen([*cmd, "api", "--host", host, "--port", str(port)]),
+             subprocess.Popen([*cmd, "worker"])]
+
+    def stop(*_):
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    raise typer.Exit(max((p.returncode or 0) for p in procs) if any(p.returncode for p in procs) else 0)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Dataset queries; every read is scoped to the tenant."""
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import Dataset, Job
+from app.models.job import ACTIVE_STATUSES
+
+
+def get(*, db_session: Session, tenant_id: str, dataset_id: str) -> Dataset | None:
+    return db_session.scalar(
+        select(Dataset).where(Dataset.id == dataset_id, Dataset.tenant_id == tenant_id)
+    )
+
+
+def list_page(*, db_session: Session, tenant_id: str, limit: int, offset: int) -> tuple[list[Dataset], int]:
+    where = Dataset.tenant_id == tenant_id
+    total = db_session.scalar(select(func.count()).select_from(Dataset).where(where))
+    rows = db_session.scalars(
+        select(Dataset).where(where).order_by(Dataset.created_at.desc(), Dataset.id)
+        .limit(limit).offset(offset)
+    ).all()
+    return list(rows), total or 0
+
+
+def active_job_count(*, db_session: Session, dataset_id: str) -> int:
+    return db_session.scalar(
+        select(func.count()).select_from(Job)
+        .where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE_STATUSES))
+    ) or 0
+
+
+def other_rows_with_blob(*, db_session: Session, sha256: str, exclude_id: str) -> int:
+    return db_session.scalar(
+        select(func.count()).select_from(Dataset)
+        .where(Dataset.sha256 == sha256, Dataset.id != exclude_id)
+    ) or 0

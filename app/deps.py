@@ -1,0 +1,32 @@
+"""Annotated dependencies the routes share."""
+from typing import Annotated
+
+from fastapi import Depends, Header
+from sqlalchemy.orm import Session
+
+from app.auth.service import tenant_for_key
+from app.db import get_db
+from app.errors import ApiError
+
+SessionDep = Annotated[Session, Depends(get_db)]
+
+
+class Unauthorized(ApiError):
+    def __init__(self, message: str):
+        super().__init__(401, message, "Authorization", headers={"WWW-Authenticate": "Bearer"})
+
+
+def current_tenant(db: SessionDep, authorization: Annotated[str | None, Header()] = None) -> str:
+    """Returns the tenant id of the request's Bearer key."""
+    if not authorization:
+        raise Unauthorized("missing Authorization header; send 'Authorization: Bearer <api key>'")
+    scheme, _, key = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized("the Authorization header must be 'Bearer <api key>'")
+    tenant = tenant_for_key(db_session=db, key=key.strip())
+    if tenant is None:
+        raise Unauthorized("unknown or revoked API key")
+    return tenant
+
+
+CurrentTenant = Annotated[str, Depends(current_tenant)]

@@ -1,0 +1,111 @@
+"""Job and metric queries. The worker's claim, heartbeat and finish live here too."""
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.models import Job, Metric
+from app.models.base import utcnow
+
+
+def get(*, db_session: Session, tenant_id: str, job_id: str) -> Job | None:
+    return db_session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
+
+
+def get_by_idempotency_key(*, db_session: Session, tenant_id: str, key: str) -> Job | None:
+    return db_session.scalar(
+        select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key)
+    )
+
+
+def list_page(*, db_session: Session, tenant_id: str, status: str | None, limit: int,
+              offset: int) -> tuple[list[Job], int]:
+    where = [Job.tenant_id == tenant_id]
+    if status:
+        where.append(Job.status == status)
+    total = db_session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
+    rows = db_session.scalars(
+        select(Job).where(*where).order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
+    ).all()
+    return list(rows), total
+
+
+def metrics_after(*, db_session: Session, job_id: str, after_step: int, limit: int) -> list[Metric]:
+    return list(db_session.scalars(
+        select(Metric).where(Metric.job_id == job_id, Metric.step > after_step)
+        .order_by(Metric.step, Metric.id).limit(limit)
+    ).all())
+
+
+def claim(*, db_session: Session, job_id: str, worker_id: str, lease_seconds: int) -> bool:
+    """Atomically moves a queued job (or one whose lease went stale) to running.
+
+    Returns False when another delivery already holds it: that delivery trains, this one does not.
+    """
+    now = utcnow()
+    result = db_session.execute(
+        update(Job)
+        .where(Job.id == job_id, or_(
+            Job.status == "queued",
+            and_(Job.status == "running", Job.lease_expires_at < now),
+        ))
+        .values(status="running", attempts=Job.attempts + 1, worker_id=worker_id,
+                lease_expires_at=now + timedelta(seconds=lease_seconds), started_at=now,
+                error=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def renew_lease(*, db_session: Session, job_id: str, worker_id: str, lease_seconds: int) -> bool:
+    result = db_session.execute(
+        update(Job).where(Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def record_progress(*, db_session: Session, job_id: str, worker_id: str, points: list[dict],
+                    epoch: int, step: int, latest: dict | None) -> None:
+    """Writes a batch of metric points and the progress they reach, in one statement pair."""
+    if points:
+        db_session.add_all([
+            Metric(job_id=job_id, kind=p["kind"], epoch=p["epoch"], step=p["step"],
+                   values={k: v for k, v in p.items() if k not in ("kind", "epoch", "step")})
+            for p in points
+        ])
+    values = {"epoch": epoch, "step": step}
+    if latest is not None:
+        values["latest_metrics"] = latest
+    db_session.execute(
+        update(Job).where(Job.id == job_id, Job.worker_id == worker_id).values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def finish(*, db_session: Session, job_id: str, worker_id: str, status: str,
+           error: str | None = None, weights_path: str | None = None) -> bool:
+    result = db_session.execute(
+        update(Job).where(Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
+        .values(status=status, error=error, weights_path=weights_path, finished_at=utcnow(),
+                lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def set_device(*, db_session: Session, job_id: str, device: str) -> None:
+    db_session.execute(update(Job).where(Job.id == job_id).values(device=device)
+                       .execution_options(synchronize_session=False))
+
+
+def stranded(*, db_session: Session, queued_before: datetime) -> list[str]:
+    """Jobs no worker is on: queued for a while, or running with a stale lease."""
+    now = utcnow()
+    return list(db_session.scalars(
+        select(Job.id).where(or_(
+            and_(Job.status == "queued", Job.created_at < queued_before),
+            and_(Job.status == "running", Job.lease_expires_at < now),
+        ))
+    ).all())

@@ -1,0 +1,96 @@
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class Progress(BaseModel):
+    epoch: int
+    epochs: int
+    step: int
+    total_steps: int
+
+
+class JobRead(BaseModel):
+    id: str
+    status: JobStatus
+    dataset_id: str | None
+    parameter_count: int
+    progress: Progress
+    latest_metrics: dict[str, Any] | None
+    device: str | None
+    attempts: int
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobCreated(JobRead):
+    warnings: list[str] = []
+
+
+class JobPage(BaseModel):
+    items: list[JobRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class LayerPlan(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    index: int
+    type: str
+    input_shape: list[int]
+    output_shape: list[int]
+    parameters: int
+
+
+class PlanRead(BaseModel):
+    """What a dry run reports: the network as it would be built, and the training it implies."""
+
+    model_config = ConfigDict(from_attributes=True)
+    valid: bool = True
+    layers: list[LayerPlan]
+    parameter_count: int
+    output_shape: list[int]
+    train_rows: int
+    validation_rows: int
+    batch_size: int
+    steps_per_epoch: int
+    total_steps: int
+    warnings: list[str]
+
+
+class EpochPoint(BaseModel):
+    epoch: int
+    step: int
+    train_loss: float | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    lr: float | None = None
+    epoch_seconds: float | None = None
+    samples_per_second: float | None = None
+
+
+class StepPoint(BaseModel):
+    epoch: int
+    step: int
+    train_loss: float | None = None
+
+
+class MetricsRead(BaseModel):
+    job_id: str
+    epochs: list[EpochPoint]
+    steps: list[StepPoint]
+    last_step: int
+
+
+class SpecRead(BaseModel):
+    """Everything needed to rebuild the trained model: the spec and the input shape."""
+
+    job_id: str
+    spec: dict[str, Any]
+    input_shape: list[int]

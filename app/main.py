@@ -1,0 +1,52 @@
+"""create_app(): the Trainyard API."""
+import logging
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from app.datasets.router import router as datasets_router
+from app.db import get_engine
+from app.errors import install_error_handlers
+from app.jobs.router import router as jobs_router
+from app.queue import broker_reachable
+
+
+def create_app() -> FastAPI:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = FastAPI(
+        title="Trainyard",
+        version="0.1.0",
+        description="Training as a service: POST a network spec and a dataset, "
+                    "get a trained PyTorch model back.",
+    )
+    install_error_handlers(app)
+    app.include_router(datasets_router)
+    app.include_router(jobs_router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz():
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz():
+        """The database and the broker are reachable."""
+        checks = {"database": _database_ok(), "broker": broker_reachable()}
+        ok = all(checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
+                            status_code=200 if ok else 503)
+
+    return app
+
+
+def _database_ok() -> bool:
+    try:
+        with get_engine().connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+
+
+app = create_app()

@@ -1,0 +1,47 @@
+"""The artifact folder: datasets and weights, written atomically (temp file, then rename)."""
+import os
+import tempfile
+from pathlib import Path
+
+from app.config import get_settings
+
+
+class ArtifactStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).exists()
+
+    def put(self, key: str, data: bytes) -> Path:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+
+def get_store() -> ArtifactStore:
+    return ArtifactStore(get_settings().resolved_artifact_dir)
+
+
+def dataset_key(sha256: str) -> str:
+    return f"datasets/{sha256}.npz"
+
+
+def weights_key(job_id: str) -> str:
+    return f"jobs/{job_id}/weights.safetensors"
