@@ -39,8 +39,8 @@ def field_path(loc: tuple, tag_error: bool = False) -> str:
             out += f"[{p}]"
         elif p in UNION_TAGS and i > 0 and not tag_error:
             continue
-        elif isinstance(p, str) and (p.startswith("function-") or p.startswith("tagged-union")):
-            continue
+        elif isinstance(p, str) and not p.isidentifier():
+            continue  # a union branch label such as "constrained-int" or "literal['full']"
         else:
             out += ("." if out else "") + str(p)
     if tag_error:
@@ -53,13 +53,27 @@ def _body(detail: str, errors: list[dict]) -> dict:
 
 
 def _validation_errors(errors) -> list[dict]:
-    out = []
+    """One entry per field; a union's branches that all failed are joined with 'or'."""
+    out: list[dict] = []
     for e in errors:
         tag_error = e.get("type") in ("union_tag_invalid", "union_tag_not_found")
         message = e.get("msg", "invalid")
         if message.startswith("Value error, "):
             message = message[len("Value error, "):]
-        out.append({"field": field_path(tuple(e.get("loc", ())), tag_error), "message": message})
+        value = e.get("input")
+        if isinstance(value, (str, int, float, bool)) and e.get("type") != "missing" \
+                and len(repr(value)) <= 80 and repr(value) not in message:
+            message += f", got {value!r}"
+        field = field_path(tuple(e.get("loc", ())), tag_error)
+        if e.get("type") == "json_invalid":
+            where = e["loc"][-1] if isinstance(e.get("loc", [None])[-1], int) else "?"
+            error = (e.get("ctx") or {}).get("error", "")
+            field, message = "body", f"the body is not valid JSON: {error} (at character {where})"
+        same = next((o for o in out if o["field"] == field), None)
+        if same is None:
+            out.append({"field": field, "message": message})
+        elif message not in same["message"]:
+            same["message"] += f"; or {message}"
     return out
 
 

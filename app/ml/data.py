@@ -94,6 +94,10 @@ def parse_npz(data: bytes) -> ParsedDataset:
             if missing:
                 raise DataError("file", f"the .npz needs arrays x and y; missing: {sorted(missing)}")
             x, y = npz["x"], npz["y"]
+            # NpzFile hands back raw bytes for a member that is not a .npy array
+            for name, arr in (("x", x), ("y", y)):
+                if not isinstance(arr, np.ndarray):
+                    raise DataError("file", f"{name} in the .npz is not a .npy array")
     except DataError:
         raise
     except ValueError as exc:
@@ -103,8 +107,13 @@ def parse_npz(data: bytes) -> ParsedDataset:
     return _finish(_numeric_x(x), _numeric_y(y))
 
 
-def _column_targets(values: list[str], name: str) -> tuple[np.ndarray, list | None]:
+def _column_targets(values: list[str], name: str,
+                    lines: list[int] | None = None) -> tuple[np.ndarray, list | None]:
     """One target column: numbers stay numbers; text becomes class indices."""
+    lines = lines or list(range(2, len(values) + 2))
+    empty = [ln for ln, v in zip(lines, values) if v == ""]
+    if empty:  # an empty cell would otherwise turn a numeric column into text classes
+        raise DataError(f"target.{name}", f"row {empty[0]} is empty")
     try:
         nums = np.array([float(v) for v in values], dtype=np.float64)
     except ValueError:
@@ -112,7 +121,7 @@ def _column_targets(values: list[str], name: str) -> tuple[np.ndarray, list | No
         index = {c: i for i, c in enumerate(classes)}
         return np.array([index[v] for v in values], dtype=np.int64), classes
     if not np.isfinite(nums).all():
-        row = int(np.argwhere(~np.isfinite(nums))[0][0]) + 2
+        row = lines[int(np.argwhere(~np.isfinite(nums))[0][0])]
         raise DataError(f"target.{name}", f"row {row} is NaN or Inf")
     if np.all(nums == np.round(nums)) and np.abs(nums).max() < 2**53:
         return nums.astype(np.int64), None
@@ -125,13 +134,18 @@ def parse_csv(data: bytes, targets: list[str]) -> ParsedDataset:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise DataError("file", "the CSV is not UTF-8 text")
-    rows = [r for r in csv.reader(io.StringIO(text)) if r]
-    if len(rows) < 2:
+    reader = csv.reader(io.StringIO(text))
+    numbered = [(reader.line_num, r) for r in reader if r]  # blank lines skipped, numbers kept
+    if len(numbered) < 2:
         raise DataError("file", "the CSV needs a header row and at least one data row")
-    header, body = [h.strip() for h in rows[0]], rows[1:]
-    for i, r in enumerate(body):
+    header = [h.strip() for h in numbered[0][1]]
+    lines, body = [n for n, _ in numbered[1:]], [r for _, r in numbered[1:]]
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:  # columns are looked up by name: a repeat would silently duplicate one
+        raise DataError("file", f"the header repeats column name(s): {', '.join(map(repr, repeated))}")
+    for line, r in zip(lines, body):
         if len(r) != len(header):
-            raise DataError("file", f"row {i + 2} has {len(r)} fields, the header has {len(header)}")
+            raise DataError("file", f"row {line} has {len(r)} fields, the header has {len(header)}")
     if not targets:
         raise DataError("target", "name the target column(s); the header has: " + ", ".join(header))
     for t in targets:
@@ -147,14 +161,14 @@ def parse_csv(data: bytes, targets: list[str]) -> ParsedDataset:
             try:
                 f = float(v)
             except ValueError:
-                raise DataError(f"column.{name}", f"is not numeric (row {i + 2}: {v!r})")
+                raise DataError(f"column.{name}", f"is not numeric (row {lines[i]}: {v!r})")
             if not math.isfinite(f):
-                raise DataError(f"column.{name}", f"row {i + 2} is NaN or Inf")
+                raise DataError(f"column.{name}", f"row {lines[i]} is NaN or Inf")
             x[i, j] = f
     if len(targets) == 1:
-        y, classes = _column_targets(cols[targets[0]], targets[0])
+        y, classes = _column_targets(cols[targets[0]], targets[0], lines)
     else:
-        parts = [_column_targets(cols[t], t) for t in targets]
+        parts = [_column_targets(cols[t], t, lines) for t in targets]
         for t, (_, cls) in zip(targets, parts):
             if cls is not None:
                 raise DataError(f"target.{t}", "multi-column targets must be numeric")
@@ -184,7 +198,8 @@ def parse_inline(x: list, y: list) -> ParsedDataset:
             raise DataError("y", "rows must all have the same shape")
         if ya.dtype == object or ya.dtype.kind in "US":
             raise DataError("y", "must be numbers (all rows the same shape), or all strings for class labels")
-        if ya.dtype.kind == "f" and np.isfinite(ya).all() and np.all(ya == np.round(ya)) and ya.ndim == 1:
+        # Whole numbers become integer targets, as in a CSV, so the format does not change the kind.
+        if ya.dtype.kind == "f" and np.isfinite(ya).all() and np.all(ya == np.round(ya)):
             ya = ya.astype(np.int64)
         ya = _numeric_y(ya)
     return _finish(_numeric_x(xa), ya, classes=classes)

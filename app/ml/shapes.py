@@ -36,6 +36,8 @@ def _check_input(layer: S.Layer, shape: Shape, path: str) -> None:
                                   f"are out of range for input {_fmt(shape)}")
     if layer.type == "softmax" and not -(len(shape) + 1) <= layer.dim <= len(shape):
         raise SpecError(path, f"softmax dim {layer.dim} is out of range for input {_fmt(shape)}")
+    if layer.type == "softmax" and layer.dim in (0, -(len(shape) + 1)):
+        raise SpecError(path, "softmax over dim 0 mixes the samples of a batch; use a feature dim")
 
 
 def dry_run(model: S.ModelSpec, input_shape: Shape) -> list[LayerReport]:

@@ -5,7 +5,8 @@ rather than a silently ignored option.
 """
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, PositiveInt, ValidationInfo,
+                      WithJsonSchema, field_validator)
 
 
 class StrictModel(BaseModel):
@@ -89,7 +90,7 @@ NonNeg = Annotated[float, Field(ge=0)]
 
 class SGD(StrictModel):
     type: Literal["sgd"]
-    lr: Lr = 0.01
+    lr: Lr = 1e-3
     momentum: NonNeg = 0.0
     dampening: NonNeg = 0.0
     nesterov: bool = False
@@ -155,10 +156,25 @@ Optimizer = Annotated[
 
 # ---- training -----------------------------------------------------------------
 
+def _batch_size(value):
+    if value == "full":
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise ValueError("must be a positive integer, or 'full' for full-batch gradient descent")
+
+
+BatchSize = Annotated[
+    Union[int, Literal["full"]],
+    PlainValidator(_batch_size),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"const": "full"}]}),
+]
+
+
 class TrainingSpec(StrictModel):
     epochs: PositiveInt = 10
     # An integer, or "full" for full-batch gradient descent; 1 is per-sample SGD.
-    batch_size: PositiveInt | Literal["full"] = 32
+    batch_size: BatchSize = 32
     shuffle: bool = True
     validation_split: float = Field(default=0.0, ge=0.0, lt=1.0)
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
