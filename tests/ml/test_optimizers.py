@@ -1,0 +1,286 @@
+"""build_optimizer: every option reaches torch, and the first steps follow PyTorch's
+documented update rules, written out here in plain tensor math.
+
+The problem: nn.Linear(3, 2) on 4 fixed rows with mean squared error. Its gradient is
+computed by hand too, so the reference shares nothing with autograd or torch.optim.
+"""
+import copy
+import typing
+
+import pytest
+import torch
+from torch import nn
+
+from app.ml import spec as S
+from app.ml.build import OPTIMIZER_CLASSES, build_optimizer
+
+STEPS = 3
+TOL = {"rtol": 1e-5, "atol": 1e-6}
+
+X = torch.tensor([[0.5, -1.0, 2.0],
+                  [1.5, 0.25, -0.5],
+                  [-2.0, 1.0, 0.75],
+                  [0.1, 0.3, -1.2]])
+Y = torch.tensor([[1.0, -0.5],
+                  [0.0, 2.0],
+                  [-1.5, 0.5],
+                  [0.7, 0.2]])
+
+
+def fresh_model() -> nn.Linear:
+    torch.manual_seed(11)
+    return nn.Linear(3, 2)
+
+
+def mse_grads(w: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient of mean((X w^T + b - Y)^2) by hand."""
+    out = X @ w.T + b
+    d_out = 2.0 * (out - Y) / out.numel()
+    return d_out.T @ X, d_out.sum(dim=0)
+
+
+def run_torch(opt_factory) -> list[torch.Tensor]:
+    model = fresh_model()
+    opt = opt_factory(model.parameters())
+    loss_fn = nn.MSELoss()
+    for _ in range(STEPS):
+        opt.zero_grad()
+        loss_fn(model(X), Y).backward()
+        opt.step()
+    return [model.weight.detach().clone(), model.bias.detach().clone()]
+
+
+def run_by_hand(update) -> list[torch.Tensor]:
+    """``update(t, p, g, state) -> new p`` with t counted from 1 and state per parameter."""
+    model = fresh_model()
+    params = [model.weight.detach().clone(), model.bias.detach().clone()]
+    states = [{} for _ in params]
+    for t in range(1, STEPS + 1):
+        grads = mse_grads(*params)
+        params = [update(t, p, g, s) for p, g, s in zip(params, grads, states)]
+    return params
+
+
+# ---- PyTorch's documented algorithms -----------------------------------------------
+
+def sgd_rule(lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
+    def update(t, p, g, s):
+        if weight_decay:
+            g = g + weight_decay * p
+        if momentum:
+            if t == 1:
+                s["b"] = g.clone()
+            else:
+                s["b"] = momentum * s["b"] + (1 - dampening) * g
+            g = g + momentum * s["b"] if nesterov else s["b"]
+        return p - lr * g
+    return update
+
+
+def adam_rule(lr, betas, eps, weight_decay=0.0, amsgrad=False, decoupled=False):
+    b1, b2 = betas
+
+    def update(t, p, g, s):
+        if decoupled:
+            p = p * (1 - lr * weight_decay)
+        elif weight_decay:
+            g = g + weight_decay * p
+        s["m"] = b1 * s.get("m", torch.zeros_like(p)) + (1 - b1) * g
+        s["v"] = b2 * s.get("v", torch.zeros_like(p)) + (1 - b2) * g * g
+        m_hat = s["m"] / (1 - b1 ** t)
+        if amsgrad:
+            s["v_max"] = torch.maximum(s.get("v_max", torch.zeros_like(p)), s["v"])
+            v_hat = s["v_max"] / (1 - b2 ** t)
+        else:
+            v_hat = s["v"] / (1 - b2 ** t)
+        return p - lr * m_hat / (v_hat.sqrt() + eps)
+    return update
+
+
+def rmsprop_rule(lr, alpha, eps, weight_decay=0.0, momentum=0.0, centered=False):
+    def update(t, p, g, s):
+        if weight_decay:
+            g = g + weight_decay * p
+        s["v"] = alpha * s.get("v", torch.zeros_like(p)) + (1 - alpha) * g * g
+        v = s["v"]
+        if centered:
+            s["g_avg"] = alpha * s.get("g_avg", torch.zeros_like(p)) + (1 - alpha) * g
+            v = v - s["g_avg"] * s["g_avg"]
+        step = g / (v.sqrt() + eps)
+        if momentum > 0:
+            s["b"] = momentum * s.get("b", torch.zeros_like(p)) + step
+            return p - lr * s["b"]
+        return p - lr * step
+    return update
+
+
+def adagrad_rule(lr, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
+    def update(t, p, g, s):
+        clr = lr / (1 + (t - 1) * lr_decay)
+        if weight_decay:
+            g = g + weight_decay * p
+        s["sum"] = s.get("sum", torch.full_like(p, initial_accumulator_value)) + g * g
+        return p - clr * g / (s["sum"].sqrt() + eps)
+    return update
+
+
+def adadelta_rule(lr, rho, eps, weight_decay=0.0):
+    def update(t, p, g, s):
+        if weight_decay:
+            g = g + weight_decay * p
+        s["v"] = rho * s.get("v", torch.zeros_like(p)) + (1 - rho) * g * g
+        u = s.get("u", torch.zeros_like(p))
+        delta = (u + eps).sqrt() / (s["v"] + eps).sqrt() * g
+        s["u"] = rho * u + (1 - rho) * delta * delta
+        return p - lr * delta
+    return update
+
+
+# (id, spec options with non-default values, hand-written rule)
+CASES = [
+    ("sgd", {"type": "sgd", "lr": 0.05, "weight_decay": 0.01},
+     sgd_rule(lr=0.05, weight_decay=0.01)),
+    ("sgd-momentum", {"type": "sgd", "lr": 0.05, "momentum": 0.9, "dampening": 0.1, "weight_decay": 0.02},
+     sgd_rule(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=0.02)),
+    ("sgd-nesterov", {"type": "sgd", "lr": 0.03, "momentum": 0.8, "nesterov": True, "weight_decay": 0.01},
+     sgd_rule(lr=0.03, momentum=0.8, nesterov=True, weight_decay=0.01)),
+    ("adam", {"type": "adam", "lr": 0.02, "betas": [0.8, 0.95], "eps": 1e-6, "weight_decay": 0.05},
+     adam_rule(lr=0.02, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.05)),
+    # amsgrad only matters once the second moment shrinks: a large lr and a short beta2 get
+    # there within three steps (test_hand_rules_are_sensitive_to_the_options checks it does)
+    ("adam-amsgrad", {"type": "adam", "lr": 0.1, "betas": [0.5, 0.6], "eps": 1e-7, "amsgrad": True},
+     adam_rule(lr=0.1, betas=(0.5, 0.6), eps=1e-7, amsgrad=True)),
+    ("adamw", {"type": "adamw", "lr": 0.02, "betas": [0.8, 0.95], "eps": 1e-6, "weight_decay": 0.1},
+     adam_rule(lr=0.02, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1, decoupled=True)),
+    ("adamw-amsgrad", {"type": "adamw", "lr": 0.1, "betas": [0.9, 0.5], "weight_decay": 0.3, "amsgrad": True},
+     adam_rule(lr=0.1, betas=(0.9, 0.5), eps=1e-8, weight_decay=0.3, amsgrad=True, decoupled=True)),
+    ("rmsprop", {"type": "rmsprop", "lr": 0.005, "alpha": 0.9, "eps": 1e-6, "weight_decay": 0.01},
+     rmsprop_rule(lr=0.005, alpha=0.9, eps=1e-6, weight_decay=0.01)),
+    ("rmsprop-centered-momentum",
+     {"type": "rmsprop", "lr": 0.005, "alpha": 0.8, "eps": 1e-6, "weight_decay": 0.02,
+      "momentum": 0.7, "centered": True},
+     rmsprop_rule(lr=0.005, alpha=0.8, eps=1e-6, weight_decay=0.02, momentum=0.7, centered=True)),
+    ("adagrad", {"type": "adagrad", "lr": 0.1, "lr_decay": 0.5, "weight_decay": 0.01,
+                 "initial_accumulator_value": 0.2, "eps": 1e-8},
+     adagrad_rule(lr=0.1, lr_decay=0.5, weight_decay=0.01, initial_accumulator_value=0.2, eps=1e-8)),
+    ("adadelta", {"type": "adadelta", "lr": 0.5, "rho": 0.8, "eps": 1e-5, "weight_decay": 0.01},
+     adadelta_rule(lr=0.5, rho=0.8, eps=1e-5, weight_decay=0.01)),
+]
+
+
+def parse(options: dict) -> S.Optimizer:
+    return S.JobSpec.model_validate({
+        "dataset": "ds", "model": {"layers": [{"type": "linear", "out_features": 2}]},
+        "loss": {"type": "mse"}, "optimizer": options,
+    }).optimizer
+
+
+def torch_kwargs(options: dict) -> dict:
+    kw = {k: v for k, v in options.items() if k != "type"}
+    if "betas" in kw:
+        kw["betas"] = tuple(kw["betas"])
+    return kw
+
+
+def test_cases_cover_every_optimizer_type():
+    union = typing.get_args(typing.get_args(S.Optimizer)[0])
+    tags = {typing.get_args(cls.model_fields["type"].annotation)[0] for cls in union}
+    assert {opts["type"] for _, opts, _ in CASES} == tags == set(OPTIMIZER_CLASSES)
+
+
+@pytest.mark.parametrize("options", [c[1] for c in CASES], ids=[c[0] for c in CASES])
+def test_options_reach_the_param_groups(options):
+    spec = parse(options)
+    model = fresh_model()
+    opt = build_optimizer(spec, model.parameters())
+    assert type(opt) is OPTIMIZER_CLASSES[options["type"]]
+    assert type(opt) is {
+        "sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+        "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad,
+        "adadelta": torch.optim.Adadelta,
+    }[options["type"]]
+    (group,) = opt.param_groups
+    assert [id(p) for p in group["params"]] == [id(model.weight), id(model.bias)]
+    # every field of the parsed spec, defaults included, is what torch uses
+    for name, value in spec.model_dump(exclude={"type"}).items():
+        got = group[name]
+        if name == "betas":
+            assert isinstance(got, tuple) and got == tuple(value)
+        else:
+            assert got == value, name
+    # and the non-default values given in the request are among them
+    for name, value in torch_kwargs(options).items():
+        assert group[name] == value, name
+
+
+@pytest.mark.parametrize("options, rule", [(c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES])
+def test_first_steps_follow_the_documented_update_rule(options, rule):
+    spec = parse(options)
+    got = run_torch(lambda params: build_optimizer(spec, params))
+    want = run_by_hand(rule)
+    start = fresh_model()
+    for g, w, p0 in zip(got, want, [start.weight.detach(), start.bias.detach()]):
+        assert not torch.equal(g, p0), "the optimizer did not move the parameters"
+        torch.testing.assert_close(g, w, **TOL)
+
+
+@pytest.mark.parametrize("options", [c[1] for c in CASES], ids=[c[0] for c in CASES])
+def test_first_steps_equal_torchs_own_optimizer_bitwise(options):
+    spec = parse(options)
+    cls = {
+        "sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+        "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad,
+        "adadelta": torch.optim.Adadelta,
+    }[options["type"]]
+    kwargs = torch_kwargs(options)
+    got = run_torch(lambda params: build_optimizer(spec, params))
+    want = run_torch(lambda params: cls(params, **kwargs))
+    for g, w in zip(got, want):
+        assert torch.equal(g, w)
+
+
+def test_hand_rules_are_sensitive_to_the_options():
+    """The reference rules must tell options apart, or the rule test proves nothing."""
+    base = run_by_hand(sgd_rule(lr=0.05, momentum=0.9))
+    assert not torch.allclose(base[0], run_by_hand(sgd_rule(lr=0.05, momentum=0.9, nesterov=True))[0])
+    assert not torch.allclose(base[0], run_by_hand(sgd_rule(lr=0.05, momentum=0.9, dampening=0.1))[0])
+    coupled = run_by_hand(adam_rule(lr=0.02, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1))
+    decoupled = run_by_hand(adam_rule(lr=0.02, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1,
+                                      decoupled=True))
+    assert not torch.allclose(coupled[0], decoupled[0], **TOL)
+    for amsgrad_case in ("adam-amsgrad", "adamw-amsgrad"):
+        options, rule = next((o, r) for name, o, r in CASES if name == amsgrad_case)
+        without = adam_rule(lr=options["lr"], betas=tuple(options["betas"]), eps=options.get("eps", 1e-8),
+                            weight_decay=options.get("weight_decay", 0.0),
+                            decoupled=options["type"] == "adamw")
+        a, b = run_by_hand(rule), run_by_hand(without)
+        assert not (torch.allclose(a[0], b[0], **TOL) and torch.allclose(a[1], b[1], **TOL)), amsgrad_case
+    adagrad = dict(lr=0.1, weight_decay=0.01, initial_accumulator_value=0.2, eps=1e-8)
+    assert not torch.allclose(run_by_hand(adagrad_rule(**adagrad))[0],
+                              run_by_hand(adagrad_rule(lr_decay=0.5, **adagrad))[0], **TOL)
+    plain = run_by_hand(rmsprop_rule(lr=0.005, alpha=0.8, eps=1e-6))
+    centered = run_by_hand(rmsprop_rule(lr=0.005, alpha=0.8, eps=1e-6, centered=True))
+    assert not torch.allclose(plain[0], centered[0], **TOL)
+
+
+def test_adam_and_adamw_are_not_interchangeable():
+    """Same options, different weight decay: swapping the classes would change results."""
+    opts = {"lr": 0.02, "weight_decay": 0.1}
+    adam = run_torch(lambda params: build_optimizer(parse({"type": "adam", **opts}), params))
+    adamw = run_torch(lambda params: build_optimizer(parse({"type": "adamw", **opts}), params))
+    assert not torch.allclose(adam[0], adamw[0], **TOL)
+
+
+def test_default_options_equal_torch_defaults_step_for_step():
+    for tag, cls in OPTIMIZER_CLASSES.items():
+        got = run_torch(lambda params: build_optimizer(parse({"type": tag}), params))
+        want = run_torch(lambda params: cls(params))
+        for g, w in zip(got, want):
+            assert torch.equal(g, w), tag
+
+
+def test_build_optimizer_does_not_mutate_the_spec():
+    spec = parse(CASES[3][1])
+    before = copy.deepcopy(spec.model_dump())
+    build_optimizer(spec, fresh_model().parameters())
+    assert spec.model_dump() == before
