@@ -1,0 +1,61 @@
+"""Small steps the end-to-end tests share: data, uploads, waiting for a job."""
+import io
+import time
+
+import httpx
+import numpy as np
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def blobs(rows: int = 120, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three separable classes in 4-D."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, rows)
+    x = rng.normal(size=(rows, 4)).astype(np.float32) + y[:, None] * 2.0
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+def csv_bytes(x: np.ndarray, y, header=("a", "b", "c", "d"), target="label") -> bytes:
+    lines = [",".join([*header, target])]
+    lines += [",".join([*(f"{v:.6f}" for v in row), str(t)]) for row, t in zip(x, y)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def npz_bytes(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def upload_npz(api: httpx.Client, x: np.ndarray, y: np.ndarray, name: str = "data.npz") -> dict:
+    r = api.post("/v1/datasets", files={"file": (name, npz_bytes(x=x, y=y))})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def mlp_spec(dataset: str, **training) -> dict:
+    return {
+        "dataset": dataset,
+        "model": {"layers": [{"type": "linear", "out_features": 16}, {"type": "relu"},
+                             {"type": "linear", "out_features": 3}]},
+        "loss": {"type": "cross_entropy"},
+        "optimizer": {"type": "sgd", "lr": 0.1, "momentum": 0.9},
+        "training": {"epochs": 5, "batch_size": 16, "validation_split": 0.25, "seed": 3,
+                     "log_every_steps": 2, **training},
+    }
+
+
+def wait_for(api: httpx.Client, job_id: str, statuses=TERMINAL, timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in statuses:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not reach {statuses}: {job}")
+
+
+def errors_for(response: httpx.Response) -> dict[str, str]:
+    """field -> message from a 4xx body."""
+    return {e["field"]: e["message"] for e in response.json()["errors"]}

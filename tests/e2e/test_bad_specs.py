@@ -1,0 +1,83 @@
+"""Bad job specs get a 422 naming the field, and create nothing."""
+import copy
+
+import numpy as np
+import pytest
+
+from tests.e2e.helpers import blobs, errors_for, mlp_spec, upload_npz
+
+
+@pytest.fixture
+def dataset(api):
+    x, y = blobs(60)
+    return upload_npz(api, x, y)
+
+
+def _set(spec: dict, path: str, value) -> dict:
+    spec = copy.deepcopy(spec)
+    node = spec
+    keys = [int(k) if k.isdigit() else k for k in path.split(".")]
+    for k in keys[:-1]:
+        node = node[k]
+    node[keys[-1]] = value
+    return spec
+
+
+CASES = [
+    # (change to the spec, field named, words in the message)
+    ("model.layers.1.type", "conv9", "model.layers[1].type", "conv9"),
+    ("model.layers.0.out_features", -4, "model.layers[0].out_features", "greater than 0"),
+    ("model.layers.0.units", 4, "model.layers[0].units", "not permitted"),
+    ("optimizer.lr", 0, "optimizer.lr", "greater than 0"),
+    ("optimizer.nesterov", True, "optimizer.nesterov", "momentum"),
+    ("optimizer.type", "sgdd", "optimizer.type", "sgdd"),
+    ("loss.type", "hinge", "loss.type", "hinge"),
+    ("training.batch_size", 0, "training.batch_size", "positive integer, or 'full'"),
+    ("training.validation_split", 1.5, "training.validation_split", "less than 1"),
+    ("training.epochs", 100000, "training.epochs", "limit of 500"),
+    ("model.layers.2.out_features", 2, "model.layers", "at least 3 outputs"),
+    ("dataset", "ds_missing", "dataset", "no dataset"),
+]
+
+
+@pytest.mark.parametrize("path,value,field,words", CASES, ids=[c[0] + "=" + str(c[1]) for c in CASES])
+def test_bad_spec_names_the_field(api, dataset, path, value, field, words):
+    before = api.get("/v1/jobs").json()["total"]
+    spec = _set(mlp_spec(dataset["id"]), path, value)
+    if path == "optimizer.nesterov":
+        spec["optimizer"]["momentum"] = 0
+    r = api.post("/v1/jobs", json=spec)
+    assert r.status_code == 422, r.text
+    errors = errors_for(r)
+    assert field in errors, r.json()
+    assert words in errors[field] or words in r.json()["detail"]
+    assert api.get("/v1/jobs").json()["total"] == before
+
+
+def test_loss_that_does_not_fit_the_targets(api):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 2)).astype(np.float32)
+    floats = upload_npz(api, x, rng.normal(size=30).astype(np.float32))
+    spec = mlp_spec(floats["id"])
+    r = api.post("/v1/jobs", json=spec)
+    assert r.status_code == 422
+    assert "integer class label" in errors_for(r)["loss.type"]
+
+    spec["loss"] = {"type": "mse"}  # 3 outputs against one target column
+    r = api.post("/v1/jobs", json=spec)
+    assert r.status_code == 422
+    assert "(batch, 3)" in errors_for(r)["model.layers"] and "(batch, 1)" in errors_for(r)["model.layers"]
+
+
+def test_shape_error_names_the_layer(api, dataset):
+    spec = mlp_spec(dataset["id"])
+    spec["model"]["layers"].insert(0, {"type": "flatten", "start_dim": 3})
+    r = api.post("/v1/jobs", json=spec, params={"dry_run": "true"})
+    assert r.status_code == 422
+    assert "out of range" in errors_for(r)["model.layers[0]"]
+
+
+def test_malformed_json_is_a_clear_422(api):
+    r = api.post("/v1/jobs", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"].startswith("body")
