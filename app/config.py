@@ -25,8 +25,12 @@ class Settings(BaseSettings):
     max_layers: int = 200
 
     # A running job renews its lease this often; a stale lease means a lost worker.
-    lease_seconds: int = 60
-    heartbeat_seconds: int = 5
+    lease_seconds: float = 60
+    heartbeat_seconds: float = 5
+    # Workers sweep for jobs whose worker died this often; a job is given up after
+    # max_attempts lost workers rather than crashing workers forever.
+    reaper_interval_seconds: float = 15
+    max_attempts: int = 3
     # Metrics are written in batches: at most one commit per this many seconds.
     metrics_flush_seconds: float = 1.0
 

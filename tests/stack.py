@@ -90,13 +90,18 @@ class Stack:
 
     @staticmethod
     def _stop(proc: subprocess.Popen) -> None:
+        # SIGTERM to the main process only: Celery shuts its own pool down.
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+            proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever the process group left behind
+        except ProcessLookupError:
+            pass
+        proc.wait()
 
     def stop(self) -> None:
         for proc in [*self.workers, *([self.api] if self.api else [])]:

@@ -5,6 +5,7 @@ from datetime import timedelta
 from celery.signals import worker_process_init, worker_ready
 
 from app.config import get_settings
+from app.models.base import utcnow
 from app.queue import make_celery
 
 log = logging.getLogger(__name__)
@@ -30,22 +31,12 @@ def _fresh_connections(**_):
 
 
 @worker_ready.connect
-def _sweep_stranded_jobs(**_):
-    """Re-enqueues jobs no worker is on, so a message the broker lost never strands a job.
-
-    A duplicate message is harmless: only one delivery wins the atomic claim.
-    """
-    from app.db import get_session_factory
-    from app.jobs.repository import stranded
-    from app.models.base import utcnow
-    from app.queue import enqueue_training
+def _start_reaper(**_):
+    """Sweeps once for jobs stranded before this worker started, then periodically."""
+    from worker.reaper import Reaper, sweep
 
     try:
-        with get_session_factory()() as session:
-            job_ids = stranded(db_session=session, queued_before=utcnow() - timedelta(seconds=10))
-        for job_id in job_ids:
-            enqueue_training(job_id)
-        if job_ids:
-            log.info("re-enqueued %d stranded job(s)", len(job_ids))
+        sweep(queued_before=utcnow() - timedelta(seconds=10))
     except Exception:
         log.exception("startup sweep of stranded jobs failed")
+    Reaper().start()

@@ -15,7 +15,7 @@ from app.ml.errors import DataError, SpecError
 from app.ml.spec import JobSpec
 from app.models import Dataset, Job
 from app.storage import dataset_key, get_store, weights_key
-from worker.trainer import Hooks, resolve_device, train
+from worker.trainer import Hooks, Stopped, resolve_device, train
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +30,21 @@ class Heartbeat(threading.Thread):
     def __init__(self, job_id: str, owner: str):
         super().__init__(daemon=True, name=f"heartbeat-{job_id}")
         self.job_id, self.owner, self.stopped = job_id, owner, threading.Event()
+        # Set when the lease was taken over: another worker owns the job now.
+        self.lost = threading.Event()
 
     def run(self) -> None:
         settings = get_settings()
         while not self.stopped.wait(settings.heartbeat_seconds):
             try:
                 with get_session_factory()() as s:
-                    repository.renew_lease(db_session=s, job_id=self.job_id, worker_id=self.owner,
-                                           lease_seconds=settings.lease_seconds)
+                    renewed = repository.renew_lease(db_session=s, job_id=self.job_id,
+                                                     worker_id=self.owner,
+                                                     lease_seconds=settings.lease_seconds)
                     s.commit()
+                if not renewed:
+                    self.lost.set()
+                    return
             except Exception:
                 log.exception("heartbeat for %s failed", self.job_id)
 
@@ -74,14 +80,15 @@ def _finish(job_id: str, owner: str, status: str, error: str | None = None,
         s.commit()
 
 
-def _train_and_store(job_id: str, owner: str) -> str:
+def _train_and_store(job_id: str, owner: str, heartbeat: Heartbeat) -> str:
     spec, x, y = _load(job_id)
     device = resolve_device(spec.training.device)
     with get_session_factory()() as s:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         repository.set_device(db_session=s, job_id=job_id, device=name)
         s.commit()
-    hooks = Hooks(flush=_flush_hook(job_id, owner), flush_seconds=get_settings().metrics_flush_seconds)
+    hooks = Hooks(flush=_flush_hook(job_id, owner), should_stop=heartbeat.lost.is_set,
+                  flush_seconds=get_settings().metrics_flush_seconds)
     model = train(spec, x, y, device, hooks)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     key = weights_key(job_id)
@@ -93,17 +100,22 @@ def run_job(job_id: str) -> None:
     """Trains the job if this delivery wins the claim; otherwise does nothing."""
     owner, settings = worker_id(), get_settings()
     with get_session_factory()() as s:
-        claimed = repository.claim(db_session=s, job_id=job_id, worker_id=owner,
+        attempt = repository.claim(db_session=s, job_id=job_id, worker_id=owner,
                                    lease_seconds=settings.lease_seconds)
+        if attempt and attempt > 1:
+            repository.restart_progress(db_session=s, job_id=job_id)
         s.commit()
-    if not claimed:
+    if not attempt:
         log.info("job %s is not claimable (already taken or finished); skipping", job_id)
         return
+    log.info("training job %s, attempt %d", job_id, attempt)
     heartbeat = Heartbeat(job_id, owner)
     heartbeat.start()
     try:
-        key = _train_and_store(job_id, owner)
+        key = _train_and_store(job_id, owner, heartbeat)
         _finish(job_id, owner, "succeeded", weights_path=key)
+    except Stopped:
+        log.warning("job %s: lease lost to another worker; stopping without finishing", job_id)
     except (SpecError, DataError) as exc:
         _finish(job_id, owner, "failed", error=str(exc))
     except (torch.OutOfMemoryError, MemoryError) as exc:

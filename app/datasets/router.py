@@ -53,6 +53,11 @@ async def upload_dataset(request: Request, db: SessionDep, tenant: CurrentTenant
                                         max_rows=settings.max_inline_rows)
         name, fmt = body.name, "json"
     elif content_type.startswith("multipart/form-data"):
+        # Refuse an oversized upload before spooling it, when the client says its size.
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > settings.max_upload_bytes + 64 * 1024:
+            raise ApiError(413, f"the upload is over the limit of {settings.max_upload_bytes:,} bytes",
+                           "file")
         form = await request.form()
         upload = form.get("file")
         if upload is None or isinstance(upload, str):

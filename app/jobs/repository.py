@@ -1,7 +1,7 @@
 """Job and metric queries. The worker's claim, heartbeat and finish live here too."""
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.models import Job, Metric
@@ -37,10 +37,11 @@ def metrics_after(*, db_session: Session, job_id: str, after_step: int, limit: i
     ).all())
 
 
-def claim(*, db_session: Session, job_id: str, worker_id: str, lease_seconds: int) -> bool:
+def claim(*, db_session: Session, job_id: str, worker_id: str, lease_seconds: float) -> int | None:
     """Atomically moves a queued job (or one whose lease went stale) to running.
 
-    Returns False when another delivery already holds it: that delivery trains, this one does not.
+    Returns the attempt number, or None when another delivery already holds the job:
+    that delivery trains, this one does not.
     """
     now = utcnow()
     result = db_session.execute(
@@ -52,12 +53,21 @@ def claim(*, db_session: Session, job_id: str, worker_id: str, lease_seconds: in
         .values(status="running", attempts=Job.attempts + 1, worker_id=worker_id,
                 lease_expires_at=now + timedelta(seconds=lease_seconds), started_at=now,
                 error=None)
+        .returning(Job.attempts)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return result.scalar_one_or_none()
 
 
-def renew_lease(*, db_session: Session, job_id: str, worker_id: str, lease_seconds: int) -> bool:
+def restart_progress(*, db_session: Session, job_id: str) -> None:
+    """Clears what a lost attempt recorded: training restarts from the first step."""
+    db_session.execute(delete(Metric).where(Metric.job_id == job_id))
+    db_session.execute(update(Job).where(Job.id == job_id)
+                       .values(epoch=0, step=0, latest_metrics=None)
+                       .execution_options(synchronize_session=False))
+
+
+def renew_lease(*, db_session: Session, job_id: str, worker_id: str, lease_seconds: float) -> bool:
     result = db_session.execute(
         update(Job).where(Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
         .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
@@ -100,12 +110,45 @@ def set_device(*, db_session: Session, job_id: str, device: str) -> None:
                        .execution_options(synchronize_session=False))
 
 
-def stranded(*, db_session: Session, queued_before: datetime) -> list[str]:
-    """Jobs no worker is on: queued for a while, or running with a stale lease."""
+def give_up_lost(*, db_session: Session, max_attempts: int) -> int:
+    """Fails running jobs whose lease went stale after their last allowed attempt."""
     now = utcnow()
+    lost = db_session.scalars(select(Job).where(
+        Job.status == "running", Job.lease_expires_at < now, Job.attempts >= max_attempts)).all()
+    for job in lost:
+        db_session.execute(
+            update(Job).where(Job.id == job.id, Job.status == "running", Job.lease_expires_at < now)
+            .values(status="failed", finished_at=now, lease_expires_at=None,
+                    error=f"worker lost {job.attempts} times; last on {job.worker_id}. "
+                          "The job may need more memory than a worker has; try a smaller "
+                          "batch_size or model.")
+            .execution_options(synchronize_session=False))
+    return len(lost)
+
+
+def requeue_lost(*, db_session: Session, max_attempts: int) -> list[str]:
+    """Puts running jobs whose lease went stale back to queued; returns their ids.
+
+    Moving them to queued (rather than leaving them running) means each lost job is
+    re-enqueued once, not on every sweep until a worker is free.
+    """
+    now = utcnow()
+    lost = db_session.scalars(select(Job).where(
+        Job.status == "running", Job.lease_expires_at < now, Job.attempts < max_attempts)).all()
+    requeued = []
+    for job in lost:
+        result = db_session.execute(
+            update(Job).where(Job.id == job.id, Job.status == "running", Job.lease_expires_at < now)
+            .values(status="queued", worker_id=None, lease_expires_at=None,
+                    error=f"worker {job.worker_id} was lost during attempt {job.attempts}; "
+                          f"queued again")
+            .execution_options(synchronize_session=False))
+        if result.rowcount == 1:
+            requeued.append(job.id)
+    return requeued
+
+
+def queued_before(*, db_session: Session, before: datetime) -> list[str]:
+    """Jobs queued since before ``before``: their message may have been lost."""
     return list(db_session.scalars(
-        select(Job.id).where(or_(
-            and_(Job.status == "queued", Job.created_at < queued_before),
-            and_(Job.status == "running", Job.lease_expires_at < now),
-        ))
-    ).all())
+        select(Job.id).where(Job.status == "queued", Job.created_at < before)).all())

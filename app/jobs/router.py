@@ -64,10 +64,14 @@ def get_job(job_id: str, db: SessionDep, tenant: CurrentTenant):
 @router.get("/{job_id}/metrics", response_model=MetricsRead)
 def get_metrics(job_id: str, db: SessionDep, tenant: CurrentTenant,
                 after_step: Annotated[int, Query(ge=-1)] = -1,
-                limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000):
+                limit: Annotated[int, Query(ge=2, le=100_000)] = 10_000):
     """The loss history after ``after_step``: epoch points and logged steps, in step order."""
     get_or_404(db, tenant, job_id)
     rows = repository.metrics_after(db_session=db, job_id=job_id, after_step=after_step, limit=limit)
+    if len(rows) == limit and rows[0].step != rows[-1].step:
+        # Never end a page inside a step (a step and its epoch point share one number),
+        # or the next page's after_step would skip the rest of it.
+        rows = [m for m in rows if m.step != rows[-1].step]
     epochs = [EpochPoint(epoch=m.epoch, step=m.step, **m.values) for m in rows if m.kind == "epoch"]
     steps = [StepPoint(epoch=m.epoch, step=m.step, **m.values) for m in rows if m.kind == "step"]
     last = rows[-1].step if rows else after_step

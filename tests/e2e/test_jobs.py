@@ -138,3 +138,23 @@ def test_a_job_that_cannot_run_on_the_worker_fails_with_a_reason(api):
     assert job["status"] == "failed"
     assert "no GPU" in job["error"]
     assert api.get(f"/v1/jobs/{job['id']}/weights").status_code == 409
+
+
+def test_metrics_pages_never_split_a_step(api):
+    x, y = blobs(40)
+    ds = upload_npz(api, x, y)
+    # 40 rows, batch 8, log every step: each epoch's last step has a step and an epoch point.
+    job = wait_for(api, api.post("/v1/jobs", json=mlp_spec(ds["id"], epochs=3, batch_size=8,
+                                                             validation_split=0,
+                                                             log_every_steps=1)).json()["id"])
+    full = api.get(f"/v1/jobs/{job['id']}/metrics").json()
+    pages, after = [], -1
+    while True:
+        page = api.get(f"/v1/jobs/{job['id']}/metrics", params={"after_step": after, "limit": 4}).json()
+        if not page["steps"] and not page["epochs"]:
+            break
+        pages.append(page)
+        after = page["last_step"]
+    assert [p for page in pages for p in page["steps"]] == full["steps"]
+    assert [p for page in pages for p in page["epochs"]] == full["epochs"]
+    assert len(full["steps"]) == 15 and len(full["epochs"]) == 3

@@ -1,0 +1,78 @@
+"""A worker killed mid-job: the job is re-run by the reaper, or given up after max_attempts."""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import TEST_LIMITS
+from tests.e2e.helpers import blobs, mlp_spec, upload_npz, wait_for
+from tests.stack import Stack
+
+FAST_REAPER = {"LEASE_SECONDS": "2", "HEARTBEAT_SECONDS": "0.3", "REAPER_INTERVAL_SECONDS": "0.5",
+               "MAX_ATTEMPTS": "2", **TEST_LIMITS}
+
+
+@pytest.fixture(scope="module")
+def reaper_stack(tmp_path_factory):
+    stack = Stack("reaper", tmp_path_factory.mktemp("reaper"), FAST_REAPER)
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def _training_child(worker: subprocess.Popen) -> int:
+    """The pool process that runs the job (the worker's only child)."""
+    out = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True)
+    pids = [int(p) for p in out.stdout.split()]
+    assert len(pids) == 1, pids
+    return pids[0]
+
+
+def _kill_mid_job(api, stack, job_id: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = api.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] == "running" and job["progress"]["step"] > 0:
+            os.kill(_training_child(stack.workers[0]), signal.SIGKILL)
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"job never got going: {job}")
+
+
+def _long_spec(ds_id: str) -> dict:
+    return mlp_spec(ds_id, epochs=40, batch_size=2, log_every_steps=50)
+
+
+def test_killed_worker_job_is_rerun_and_completes_once(reaper_stack):
+    with reaper_stack.client(reaper_stack.new_key("t1")) as api:
+        x, y = blobs(200)
+        ds = upload_npz(api, x, y)
+        job = api.post("/v1/jobs", json=_long_spec(ds["id"])).json()
+        _kill_mid_job(api, reaper_stack, job["id"])
+        done = wait_for(api, job["id"], timeout=180)
+        assert done["status"] == "succeeded", (done, reaper_stack.logs())
+        assert done["attempts"] == 2
+        history = api.get(f"/v1/jobs/{job['id']}/metrics").json()
+        # The lost attempt's points were cleared: one full, unduplicated history.
+        assert [p["epoch"] for p in history["epochs"]] == list(range(1, 41))
+        steps = [p["step"] for p in history["steps"]]
+        assert steps == list(range(50, 75 * 40 + 1, 50))
+
+
+def test_job_that_keeps_losing_its_worker_is_given_up(reaper_stack):
+    with reaper_stack.client(reaper_stack.new_key("t2")) as api:
+        x, y = blobs(200)
+        ds = upload_npz(api, x, y)
+        job = api.post("/v1/jobs", json=_long_spec(ds["id"])).json()
+        _kill_mid_job(api, reaper_stack, job["id"])
+        wait_for(api, job["id"], statuses=("running",))
+        deadline = time.monotonic() + 60
+        while api.get(f"/v1/jobs/{job['id']}").json()["attempts"] < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        _kill_mid_job(api, reaper_stack, job["id"])
+        done = wait_for(api, job["id"], timeout=60)
+        assert done["status"] == "failed" and done["attempts"] == 2
+        assert "worker lost 2 times" in done["error"]
