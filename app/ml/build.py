@@ -13,21 +13,6 @@ from app.ml import spec as S
 
 Shape = tuple[int, ...]  # a sample's shape, without the batch dimension
 
-LAYER_BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    "linear": lambda l, shape: nn.Linear(shape[-1], l.out_features, bias=l.bias),
-    "relu": lambda l, shape: nn.ReLU(),
-    "sigmoid": lambda l, shape: nn.Sigmoid(),
-    "tanh": lambda l, shape: nn.Tanh(),
-    "leaky_relu": lambda l, shape: nn.LeakyReLU(l.negative_slope),
-    "softmax": lambda l, shape: nn.Softmax(dim=l.dim),
-    "identity": lambda l, shape: nn.Identity(),
-    "dropout": lambda l, shape: nn.Dropout(l.p),
-    "batchnorm1d": lambda l, shape: nn.BatchNorm1d(
-        shape[0], eps=l.eps, momentum=l.momentum, affine=l.affine
-    ),
-    "flatten": lambda l, shape: nn.Flatten(l.start_dim, l.end_dim),
-}
-
 LOSS_BUILDERS: dict[str, Callable[[], nn.Module]] = {
     "mse": nn.MSELoss,
     "l1": nn.L1Loss,
@@ -45,13 +30,9 @@ OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
 }
 
 
-def build_layer(layer: S.Layer, in_shape: Shape) -> nn.Module:
-    """Builds one layer for inputs of ``in_shape`` (batch dimension excluded)."""
-    return LAYER_BUILDERS[layer.type](layer, in_shape)
-
-
 def build_model(model: S.ModelSpec, input_shape: Sequence[int]) -> nn.Sequential:
     """Builds the network on the current default device, initializing in spec order."""
+    from app.ml.layers.registry import build_layer
     from app.ml.shapes import layer_input_shapes
 
     in_shapes = layer_input_shapes(model, tuple(input_shape))

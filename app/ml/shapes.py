@@ -42,7 +42,7 @@ def _check_input(layer: S.Layer, shape: Shape, path: str) -> None:
 
 def dry_run(model: S.ModelSpec, input_shape: Shape) -> list[LayerReport]:
     """Builds every layer on the meta device and pushes a meta batch through it."""
-    from app.ml.build import build_layer
+    from app.ml.layers.registry import build_layer
 
     reports: list[LayerReport] = []
     shape = tuple(input_shape)

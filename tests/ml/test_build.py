@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from app.ml import spec as S
-from app.ml.build import LAYER_BUILDERS, LOSS_BUILDERS, build_layer, build_loss, build_model
+from app.ml.build import LOSS_BUILDERS, build_loss, build_model
+from app.ml.layers.registry import LAYER_BUILDERS, build_layer
 from app.ml.shapes import dry_run, layer_input_shapes
 
 

@@ -6,6 +6,7 @@ import torch
 from pydantic import ValidationError
 
 from app.ml import spec as S
+from app.ml.layers import specs as L
 
 
 def job(**over):
@@ -42,7 +43,7 @@ def only_error(model, body) -> dict:
 def test_valid_job_parses_into_typed_models():
     spec = S.JobSpec.model_validate(job())
     assert spec.dataset == "ds_1"
-    assert [type(l) for l in spec.model.layers] == [S.Linear, S.ReLU, S.Dropout, S.Linear]
+    assert [type(l) for l in spec.model.layers] == [L.Linear, L.ReLU, L.Dropout, L.Linear]
     assert spec.model.layers[0].out_features == 16 and spec.model.layers[0].bias is True
     assert spec.model.layers[3].bias is False
     assert spec.model.layers[2].p == 0.25
@@ -71,16 +72,16 @@ def test_json_round_trip_is_identity():
 
 
 @pytest.mark.parametrize("layer, cls", [
-    ({"type": "linear", "out_features": 1}, S.Linear),
-    ({"type": "relu"}, S.ReLU),
-    ({"type": "sigmoid"}, S.Sigmoid),
-    ({"type": "tanh"}, S.Tanh),
-    ({"type": "leaky_relu", "negative_slope": 0.2}, S.LeakyReLU),
-    ({"type": "softmax", "dim": 1}, S.Softmax),
-    ({"type": "identity"}, S.Identity),
-    ({"type": "dropout", "p": 0.0}, S.Dropout),
-    ({"type": "batchnorm1d", "eps": 1e-3, "momentum": 1.0, "affine": False}, S.BatchNorm1d),
-    ({"type": "flatten", "start_dim": 2, "end_dim": 3}, S.Flatten),
+    ({"type": "linear", "out_features": 1}, L.Linear),
+    ({"type": "relu"}, L.ReLU),
+    ({"type": "sigmoid"}, L.Sigmoid),
+    ({"type": "tanh"}, L.Tanh),
+    ({"type": "leaky_relu", "negative_slope": 0.2}, L.LeakyReLU),
+    ({"type": "softmax", "dim": 1}, L.Softmax),
+    ({"type": "identity"}, L.Identity),
+    ({"type": "dropout", "p": 0.0}, L.Dropout),
+    ({"type": "batchnorm1d", "eps": 1e-3, "momentum": 1.0, "affine": False}, L.BatchNorm1d),
+    ({"type": "flatten", "start_dim": 2, "end_dim": 3}, L.Flatten),
 ])
 def test_every_layer_type_is_dispatched_by_its_tag(layer, cls):
     parsed = S.ModelSpec.model_validate({"layers": [layer]}).layers[0]

@@ -1,0 +1,1 @@
+"""Layers: their specs, builders and the custom modules some of them need."""
