@@ -76,6 +76,28 @@ def _evaluate(model, loss_fn, x, y, loss_type) -> dict:
     return point
 
 
+@dataclass
+class Split:
+    """The tensors one job trains and validates on, already on the job's device."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor | None
+    y_val: torch.Tensor | None
+
+
+def prepare_data(spec: S.JobSpec, x: np.ndarray, y: np.ndarray, gen: torch.Generator,
+                 device: torch.device) -> Split:
+    """Splits (x, y) with the job's generator and shapes the targets for the loss."""
+    X = torch.as_tensor(x, dtype=torch.float32)
+    Y = targets_for_loss(y, spec.loss.type)
+    train_idx, val_idx = split_indices(len(X), spec.training.validation_split, gen)
+    if val_idx is None:
+        return Split(X[train_idx].to(device), Y[train_idx].to(device), None, None)
+    return Split(X[train_idx].to(device), Y[train_idx].to(device),
+                 X[val_idx].to(device), Y[val_idx].to(device))
+
+
 def train(spec: S.JobSpec, x: np.ndarray, y: np.ndarray, device: torch.device,
           hooks: Hooks | None = None) -> nn.Module:
     """Trains the spec's model on (x, y) and returns it, on the CPU."""
@@ -87,13 +109,8 @@ def train(spec: S.JobSpec, x: np.ndarray, y: np.ndarray, device: torch.device,
     loss_fn = build_loss(spec.loss)
     optimizer = build_optimizer(spec.optimizer, model.parameters())
 
-    X = torch.as_tensor(x, dtype=torch.float32)
-    Y = targets_for_loss(y, spec.loss.type)
-    train_idx, val_idx = split_indices(len(X), t.validation_split, gen)
-    x_train, y_train = X[train_idx].to(device), Y[train_idx].to(device)
-    x_val = y_val = None
-    if val_idx is not None:
-        x_val, y_val = X[val_idx].to(device), Y[val_idx].to(device)
+    data = prepare_data(spec, x, y, gen, device)
+    x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
 
     n = len(x_train)
     bs = n if t.batch_size == "full" else min(t.batch_size, n)
