@@ -1,12 +1,9 @@
 """One error body for every 4xx: {"detail": summary, "errors": [{"field", "message"}]}."""
-from typing import get_args
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.ml import spec as S
 from app.ml.errors import DataError, SpecError
 
 
@@ -19,32 +16,33 @@ class ApiError(Exception):
         self.status, self.message, self.field, self.headers = status, message, field, headers
 
 
-def _union_tags(union) -> set[str]:
-    members = get_args(get_args(union)[0])
-    return {get_args(m.model_fields["type"].annotation)[0] for m in members}
+def _tag_of(node, segment: str) -> bool:
+    """True when ``segment`` is the discriminator value of a union member, not a field."""
+    return isinstance(node, dict) and segment not in node and segment in (node.get("type"), node.get("name"))
 
 
-# Pydantic puts a discriminated union's tag in the error path (layers.3.linear.x);
-# users wrote layers[3].x, so the tags are dropped from the path they see.
-UNION_TAGS = _union_tags(S.Layer) | _union_tags(S.Optimizer)
+def field_path(loc: tuple, body=None, tag: str | None = None) -> str:
+    """Pydantic's error location as the path a user wrote: model.layers[3].out_features.
 
-
-def field_path(loc: tuple, tag_error: bool = False) -> str:
+    Pydantic puts a discriminated union's tag in the location (layers.3.linear.x) and
+    labels union branches ("constrained-int"); walking the request body tells them apart
+    from real fields.
+    """
     parts = list(loc)
     if parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:]
-    out = ""
-    for i, p in enumerate(parts):
+    out, node = "", body
+    for p in parts:
         if isinstance(p, int):
             out += f"[{p}]"
-        elif p in UNION_TAGS and i > 0 and not tag_error:
+            node = node[p] if isinstance(node, list) and -len(node) <= p < len(node) else None
+        elif not isinstance(p, str) or not p.isidentifier() or _tag_of(node, p):
             continue
-        elif isinstance(p, str) and not p.isidentifier():
-            continue  # a union branch label such as "constrained-int" or "literal['full']"
         else:
-            out += ("." if out else "") + str(p)
-    if tag_error:
-        out += ".type"
+            out += ("." if out else "") + p
+            node = node.get(p) if isinstance(node, dict) else None
+    if tag:  # the discriminator field itself was wrong or missing
+        out += ("." if out else "") + tag
     return out or "body"
 
 
@@ -52,11 +50,13 @@ def _body(detail: str, errors: list[dict]) -> dict:
     return {"detail": detail, "errors": errors}
 
 
-def _validation_errors(errors) -> list[dict]:
+def _validation_errors(errors, body=None) -> list[dict]:
     """One entry per field; a union's branches that all failed are joined with 'or'."""
     out: list[dict] = []
     for e in errors:
-        tag_error = e.get("type") in ("union_tag_invalid", "union_tag_not_found")
+        tag = None
+        if e.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+            tag = str((e.get("ctx") or {}).get("discriminator", "type")).strip("'")
         message = e.get("msg", "invalid")
         if message.startswith("Value error, "):
             message = message[len("Value error, "):]
@@ -64,7 +64,7 @@ def _validation_errors(errors) -> list[dict]:
         if isinstance(value, (str, int, float, bool)) and e.get("type") != "missing" \
                 and len(repr(value)) <= 80 and repr(value) not in message:
             message += f", got {value!r}"
-        field = field_path(tuple(e.get("loc", ())), tag_error)
+        field = field_path(tuple(e.get("loc", ())), body, tag)
         if e.get("type") == "json_invalid":
             where = e["loc"][-1] if isinstance(e.get("loc", [None])[-1], int) else "?"
             error = (e.get("ctx") or {}).get("error", "")
@@ -80,7 +80,7 @@ def _validation_errors(errors) -> list[dict]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError):
-        errors = _validation_errors(exc.errors())
+        errors = _validation_errors(exc.errors(), exc.body if isinstance(exc.body, (dict, list)) else None)
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
         return JSONResponse(_body(f"invalid request: {summary}", errors), status_code=422)
 

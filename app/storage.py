@@ -45,3 +45,8 @@ def dataset_key(sha256: str) -> str:
 
 def weights_key(job_id: str) -> str:
     return f"jobs/{job_id}/weights.safetensors"
+
+
+def preprocessing_key(job_id: str) -> str:
+    """What the job's data options fitted (app.ml.data.fit_preprocessing), as JSON."""
+    return f"jobs/{job_id}/preprocessing.json"

@@ -1,4 +1,5 @@
 """One job's life on a worker: claim, load, train, persist, finish."""
+import json
 import logging
 import os
 import socket
@@ -14,8 +15,9 @@ from app.jobs import repository
 from app.ml.errors import DataError, SpecError
 from app.ml.spec import JobSpec
 from app.models import Dataset, Job
-from app.storage import dataset_key, get_store, weights_key
-from worker.trainer import Hooks, Stopped, resolve_device, train
+from app.storage import dataset_key, get_store, preprocessing_key, weights_key
+from worker.steps import Diverged
+from worker.trainer import Hooks, Stopped, job_preprocessing, resolve_device, train
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +51,25 @@ class Heartbeat(threading.Thread):
                 log.exception("heartbeat for %s failed", self.job_id)
 
 
-def _load(job_id: str) -> tuple[JobSpec, np.ndarray, np.ndarray]:
+def _arrays(sha: str) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(get_store().path(dataset_key(sha)), allow_pickle=False) as npz:
+        return npz["x"], npz["y"]
+
+
+def _load(job_id: str) -> tuple[JobSpec, np.ndarray, np.ndarray, tuple | None]:
+    """The spec, the training arrays, and the data.validation_dataset arrays when it names one."""
     with get_session_factory()() as s:
         job = s.get(Job, job_id)
         dataset = s.get(Dataset, job.dataset_id) if job.dataset_id else None
         if dataset is None:
             raise DataError("dataset", "the job's dataset was deleted before it could train")
         spec, sha = JobSpec.model_validate(job.spec), dataset.sha256
-    with np.load(get_store().path(dataset_key(sha)), allow_pickle=False) as npz:
-        return spec, npz["x"], npz["y"]
+        val_id = spec.data.validation_dataset
+        val = s.get(Dataset, val_id) if val_id else None
+        if val_id and val is None:
+            raise DataError("data.validation_dataset", "was deleted before the job could train")
+        val_sha = val.sha256 if val else None
+    return (spec, *_arrays(sha), _arrays(val_sha) if val_sha else None)
 
 
 def _flush_hook(job_id: str, owner: str):
@@ -81,7 +93,7 @@ def _finish(job_id: str, owner: str, status: str, error: str | None = None,
 
 
 def _train_and_store(job_id: str, owner: str, heartbeat: Heartbeat) -> str:
-    spec, x, y = _load(job_id)
+    spec, x, y, validation = _load(job_id)
     device = resolve_device(spec.training.device)
     with get_session_factory()() as s:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
@@ -89,8 +101,10 @@ def _train_and_store(job_id: str, owner: str, heartbeat: Heartbeat) -> str:
         s.commit()
     hooks = Hooks(flush=_flush_hook(job_id, owner), should_stop=heartbeat.lost.is_set,
                   flush_seconds=get_settings().metrics_flush_seconds)
-    model = train(spec, x, y, device, hooks)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    result = train(spec, x, y, device, hooks, validation)
+    # Predictions and rebuilt models must see inputs as training did: app.ml.data.apply_preprocessing.
+    get_store().put(preprocessing_key(job_id), json.dumps(job_preprocessing(spec, x, y)).encode())
+    state = {k: v.detach().contiguous() for k, v in result.model.state_dict().items()}
     key = weights_key(job_id)
     get_store().put(key, save(state, metadata={"job_id": job_id}))
     return key
@@ -116,7 +130,7 @@ def run_job(job_id: str) -> None:
         _finish(job_id, owner, "succeeded", weights_path=key)
     except Stopped:
         log.warning("job %s: lease lost to another worker; stopping without finishing", job_id)
-    except (SpecError, DataError) as exc:
+    except (SpecError, DataError, Diverged) as exc:
         _finish(job_id, owner, "failed", error=str(exc))
     except (torch.OutOfMemoryError, MemoryError) as exc:
         _finish(job_id, owner, "failed", error=f"out of memory: {exc}".strip())

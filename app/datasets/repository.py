@@ -1,5 +1,5 @@
 """Dataset queries; every read is scoped to the tenant."""
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from app.models import Dataset, Job
@@ -22,10 +22,22 @@ def list_page(*, db_session: Session, tenant_id: str, limit: int, offset: int) -
     return list(rows), total or 0
 
 
+def find_builtin(*, db_session: Session, tenant_id: str, sha256: str, name: str) -> Dataset | None:
+    """The tenant's oldest row holding this builtin with these parameters and this content."""
+    return db_session.scalars(
+        select(Dataset).where(Dataset.tenant_id == tenant_id, Dataset.sha256 == sha256,
+                              Dataset.source_format == "builtin", Dataset.name == name)
+        .order_by(Dataset.created_at, Dataset.id).limit(1)
+    ).first()
+
+
 def active_job_count(*, db_session: Session, dataset_id: str) -> int:
+    """Queued or running jobs that train or validate on the dataset."""
+    validates_on = Job.spec[("data", "validation_dataset")].as_string()
     return db_session.scalar(
         select(func.count()).select_from(Job)
-        .where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE_STATUSES))
+        .where(or_(Job.dataset_id == dataset_id, validates_on == dataset_id),
+               Job.status.in_(ACTIVE_STATUSES))
     ) or 0
 
 

@@ -1,12 +1,15 @@
 from typing import Annotated
 
+import json
+
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from app.config import get_settings
 from app.datasets import repository, service
-from app.datasets.schemas import DatasetInline, DatasetPage, DatasetRead
+from app.datasets.schemas import BuiltinList, DatasetInline, DatasetPage, DatasetRead
 from app.deps import CurrentTenant, SessionDep
 from app.errors import ApiError
 from app.storage import get_store
@@ -31,6 +34,13 @@ UPLOAD_DOC = {
 }
 
 
+def _json_or_none(raw: bytes):
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
 async def _read_file(upload, limit: int) -> bytes:
     data = await upload.read(limit + 1)
     if len(data) > limit:
@@ -44,11 +54,11 @@ async def upload_dataset(request: Request, db: SessionDep, tenant: CurrentTenant
     settings = get_settings()
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
+        raw = await request.body()
         try:
-            body = DatasetInline.model_validate_json(await request.body())
+            body = DatasetInline.model_validate_json(raw)
         except ValidationError as exc:
-            from fastapi.exceptions import RequestValidationError
-            raise RequestValidationError(exc.errors())
+            raise RequestValidationError(exc.errors(), body=_json_or_none(raw))
         parsed = await run_in_threadpool(service.parse_json, x=body.x, y=body.y,
                                         max_rows=settings.max_inline_rows)
         name, fmt = body.name, "json"
@@ -82,6 +92,13 @@ def list_datasets(db: SessionDep, tenant: CurrentTenant,
                   offset: Annotated[int, Query(ge=0)] = 0):
     rows, total = repository.list_page(db_session=db, tenant_id=tenant, limit=limit, offset=offset)
     return DatasetPage(items=rows, total=total, limit=limit, offset=offset)
+
+
+# Declared before /{dataset_id}, which would otherwise take "builtin" for an id.
+@router.get("/builtin", response_model=BuiltinList)
+def list_builtin_datasets(tenant: CurrentTenant):
+    """The builtin datasets a job's `dataset` field can name, with parameters and shapes."""
+    return BuiltinList(items=service.builtin_catalog())
 
 
 def get_or_404(db, tenant: str, dataset_id: str):

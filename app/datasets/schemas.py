@@ -38,3 +38,23 @@ class DatasetPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class BuiltinRead(BaseModel):
+    """A builtin dataset: its parameters (JSON Schema each: type, default, limits) and its shapes."""
+
+    name: str
+    task: str  # classification | regression
+    description: str
+    parameters: dict[str, dict[str, Any]]
+    # The dataset at the default parameters; generated ones scale with n_samples and the like.
+    defaults: dict[str, Any]
+    rows: int
+    feature_shape: list[int]
+    target_shape: list[int]
+    target_kind: str  # integer (class labels, int64) | float (float32); x is always float32
+    num_classes: int | None
+
+
+class BuiltinList(BaseModel):
+    items: list[BuiltinRead]

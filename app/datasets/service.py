@@ -4,7 +4,9 @@ from sqlalchemy.orm import Session
 from app.datasets import repository
 from app.errors import ApiError
 from app.ml.check import DatasetInfo
+from app.ml import builtin
 from app.ml.data import ParsedDataset, parse_csv, parse_inline, parse_npz
+from app.ml.data_spec import BUILTIN_SPECS
 from app.ml.errors import DataError
 from app.models import Dataset
 from app.models.base import new_id
@@ -32,22 +34,45 @@ def parse_json(*, x: list, y: list, max_rows: int) -> ParsedDataset:
 def create(*, db_session: Session, store: ArtifactStore, tenant_id: str, name: str,
            source_format: str, parsed: ParsedDataset) -> Dataset:
     """Stores the arrays under their content address and records the dataset."""
-    sha = parsed.digest()
-    key = dataset_key(sha)
-    if not store.exists(key):
-        store.put(key, parsed.to_npz())
-    labels = parsed.class_labels()
-    row = Dataset(
+    return save(db_session=db_session, store=store,
+                row=new_row(tenant_id=tenant_id, name=name, source_format=source_format, parsed=parsed),
+                parsed=parsed)
+
+
+def new_row(*, tenant_id: str, name: str, source_format: str, parsed: ParsedDataset) -> Dataset:
+    """An unsaved row describing ``parsed``; ``bytes`` is set when it is saved."""
+    return Dataset(
         id=new_id("ds"), tenant_id=tenant_id, name=name, source_format=source_format,
-        sha256=sha, bytes=store.path(key).stat().st_size, rows=int(parsed.x.shape[0]),
+        sha256=parsed.digest(), bytes=0, rows=int(parsed.x.shape[0]),
         feature_shape=list(parsed.x.shape[1:]), target_shape=list(parsed.y.shape[1:]),
         target_kind=parsed.target_kind, target_min=float(parsed.y.min()),
-        target_max=float(parsed.y.max()), classes=labels,
+        target_max=float(parsed.y.max()), classes=parsed.class_labels(),
         feature_names=parsed.feature_names, target_names=parsed.target_names,
     )
+
+
+def save(*, db_session: Session, store: ArtifactStore, row: Dataset, parsed: ParsedDataset) -> Dataset:
+    key = dataset_key(row.sha256)
+    if not store.exists(key):
+        store.put(key, parsed.to_npz())
+    row.bytes = store.path(key).stat().st_size
     db_session.add(row)
     db_session.flush()
     return row
+
+
+def builtin_row(*, db_session: Session, tenant_id: str, ref) -> tuple[Dataset, ParsedDataset | None]:
+    """The tenant's row holding this builtin (``ref``: a data_spec builtin model).
+
+    Returns (row, None) for an identical row the tenant already has, else an unsaved row and
+    its data, for ``save`` once the job that asked for it has passed its check."""
+    parsed = builtin.load(ref.name, **ref.params())
+    name = ref.label()
+    existing = repository.find_builtin(db_session=db_session, tenant_id=tenant_id,
+                                       sha256=parsed.digest(), name=name)
+    if existing is not None:
+        return existing, None
+    return new_row(tenant_id=tenant_id, name=name, source_format="builtin", parsed=parsed), parsed
 
 
 def delete(*, db_session: Session, dataset: Dataset) -> str | None:
@@ -70,3 +95,18 @@ def info(dataset: Dataset) -> DatasetInfo:
         target_shape=tuple(dataset.target_shape), target_kind=dataset.target_kind,
         target_min=dataset.target_min, target_max=dataset.target_max,
     )
+
+
+def builtin_catalog() -> list[dict]:
+    """Every builtin with its parameters' JSON Schema and its shapes at the defaults."""
+    out = []
+    for name, model in BUILTIN_SPECS.items():
+        props = model.model_json_schema()["properties"]
+        params = {k: {f: v for f, v in p.items() if f != "title"} for k, p in props.items() if k != "name"}
+        defaults = model(name=name).params()
+        entry, shape = builtin.BUILTINS[name], builtin.shapes(name, **defaults)
+        out.append({"name": name, "task": entry.task, "description": entry.description,
+                    "parameters": params, "defaults": defaults, "rows": shape.rows,
+                    "feature_shape": list(shape.feature_shape), "target_shape": list(shape.target_shape),
+                    "target_kind": shape.target_kind, "num_classes": shape.num_classes})
+    return out

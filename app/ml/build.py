@@ -4,30 +4,15 @@ Layers are built in spec order into an nn.Sequential, so after
 ``torch.manual_seed(seed)`` the parameters are initialized exactly as a user's
 own ``nn.Sequential(...)`` of the same layers would be.
 """
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from app.ml import spec as S
+from app.ml.losses import LOSS_BUILDERS, build_loss  # noqa: F401  (one import point)
+from app.ml.optimizers import OPTIMIZER_CLASSES, build_optimizer  # noqa: F401
 
 Shape = tuple[int, ...]  # a sample's shape, without the batch dimension
-
-LOSS_BUILDERS: dict[str, Callable[[], nn.Module]] = {
-    "mse": nn.MSELoss,
-    "l1": nn.L1Loss,
-    "cross_entropy": nn.CrossEntropyLoss,
-    "bce_with_logits": nn.BCEWithLogitsLoss,
-}
-
-OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
-    "sgd": torch.optim.SGD,
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "rmsprop": torch.optim.RMSprop,
-    "adagrad": torch.optim.Adagrad,
-    "adadelta": torch.optim.Adadelta,
-}
 
 
 def build_model(model: S.ModelSpec, input_shape: Sequence[int]) -> nn.Sequential:
@@ -36,19 +21,5 @@ def build_model(model: S.ModelSpec, input_shape: Sequence[int]) -> nn.Sequential
     from app.ml.shapes import layer_input_shapes
 
     in_shapes = layer_input_shapes(model, tuple(input_shape))
-    return nn.Sequential(*(build_layer(l, s) for l, s in zip(model.layers, in_shapes)))
-
-
-def build_loss(loss: S.LossSpec) -> nn.Module:
-    return LOSS_BUILDERS[loss.type]()
-
-
-def build_optimizer(opt: S.Optimizer, params) -> torch.optim.Optimizer:
-    """Builds the PyTorch optimizer with every option the spec gives."""
-    options = opt.model_dump(exclude={"type"})
-    if "betas" in options:
-        options["betas"] = tuple(options["betas"])
-    cls = OPTIMIZER_CLASSES[opt.type]
-    # foreach is left to PyTorch's default (multi-tensor kernels on CUDA, the
-    # per-tensor path on CPU) so results equal a user's own optimizer bit for bit.
-    return cls(params, **options)
+    return nn.Sequential(*(build_layer(l, s, default_init=model.init)
+                           for l, s in zip(model.layers, in_shapes)))

@@ -1,10 +1,13 @@
 """Pre-flight check: will this spec train on this dataset? Runs before queueing."""
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from app.ml import spec as S
+from app.ml.conflicts import check_training
+from app.ml.data import MAX_ONE_HOT_VALUES, one_hot_width
 from app.ml.errors import SpecError
-from app.ml.shapes import LayerReport, dry_run
+from app.ml.losses import CLASS_LABEL_LOSSES
+from app.ml.shapes import LayerReport, dry_run, estimate, layer_count, walk
 
 CLASSIFICATION_LOSSES = ("cross_entropy", "bce_with_logits")
 
@@ -17,6 +20,9 @@ class DatasetInfo:
     target_kind: str  # integer | float
     target_min: float
     target_max: float
+    targets: str = "index"  # data.targets: index | one_hot (labels as one-hot float rows)
+    # Rows of a separate validation dataset (data.validation_dataset); None: split by fraction.
+    validation_rows: int | None = None
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,7 @@ class Limits:
     max_epochs: int
     max_steps: int
     max_layers: int
+    max_memory_bytes: int = 8 * 2**30
 
 
 @dataclass
@@ -38,25 +45,49 @@ class Plan:
     steps_per_epoch: int
     total_steps: int
     warnings: list[str] = field(default_factory=list)
+    flops_per_step: int = 0  # forward + backward of one batch
+    memory_bytes: int = 0  # training memory estimate for one batch
 
 
 def _fmt(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(["batch", *map(str, shape)]) + ")"
 
 
+def one_hot_targets(loss: S.LossSpec, data: DatasetInfo) -> DatasetInfo:
+    """The targets as the loss sees them with data.targets one_hot: rows of (classes,) floats in [0, 1]."""
+    if data.target_kind != "integer" or data.target_shape != ():
+        raise SpecError("data.targets", "one_hot needs one integer class label per row, but the targets are "
+                        f"{data.target_kind} with shape {_fmt(data.target_shape)}; use targets: index")
+    if data.target_min < 0:
+        raise SpecError("data.targets", f"one_hot needs class labels from 0 up, got {data.target_min:g}")
+    if loss.type in CLASS_LABEL_LOSSES:
+        raise SpecError("data.targets", f"{loss.type} takes class indices; one_hot is for element-wise "
+                        "losses such as mse or bce_with_logits: use targets: index")
+    width = one_hot_width(data.target_max)
+    if width * data.rows > MAX_ONE_HOT_VALUES:
+        raise SpecError("data.targets", f"one_hot of {data.rows:,} rows over {width:,} classes is "
+                        f"{width * data.rows:,} values, over the limit of {MAX_ONE_HOT_VALUES:,}")
+    return replace(data, target_shape=(width,), target_kind="float", target_min=0.0, target_max=1.0,
+                   targets="index")
+
+
 def check_targets(loss: S.LossSpec, out: tuple[int, ...], data: DatasetInfo) -> None:
     """Raises SpecError when the loss cannot compare the model's output with the targets."""
-    if loss.type == "cross_entropy":
+    if data.targets == "one_hot":
+        data = one_hot_targets(loss, data)
+    if loss.type in CLASS_LABEL_LOSSES:
         if data.target_kind != "integer" or data.target_shape != ():
-            raise SpecError("loss.type", "cross_entropy needs one integer class label per row, "
+            raise SpecError("loss.type", f"{loss.type} needs one integer class label per row, "
                             f"but the targets are {data.target_kind} with shape {_fmt(data.target_shape)}; "
                             "use mse or l1 for regression")
         if len(out) != 1:
-            raise SpecError("model.layers", f"cross_entropy needs output (batch, classes), got {_fmt(out)}")
+            raise SpecError("model.layers", f"{loss.type} needs output (batch, classes), got {_fmt(out)}")
         if data.target_min < 0 or data.target_max >= out[0]:
             raise SpecError("model.layers", f"the labels run from {data.target_min:g} to {data.target_max:g}, "
-                            f"so cross_entropy needs at least {int(data.target_max) + 1} outputs "
+                            f"so {loss.type} needs at least {int(data.target_max) + 1} outputs "
                             f"(labels must be in 0..outputs-1), but the last layer gives {out[0]}")
+        if loss.weight is not None and len(loss.weight) != out[0]:
+            raise SpecError("loss.weight", f"gives {len(loss.weight)} class weights for {out[0]} classes")
         return
     # Element-wise losses: one target value per output; a 1-D target is a column.
     want = data.target_shape or (1,)
@@ -66,15 +97,35 @@ def check_targets(loss: S.LossSpec, out: tuple[int, ...], data: DatasetInfo) -> 
     if loss.type == "bce_with_logits" and (data.target_min < 0 or data.target_max > 1):
         raise SpecError("loss.type", "bce_with_logits needs targets in [0, 1], got "
                         f"{data.target_min:g}..{data.target_max:g}")
+    if loss.type == "bce_with_logits" and loss.pos_weight is not None and len(loss.pos_weight) != out[-1]:
+        raise SpecError("loss.pos_weight", f"gives {len(loss.pos_weight)} weights for {out[-1]} outputs")
+
+
+def _rows(t: S.TrainingSpec, data: DatasetInfo) -> tuple[int, int]:
+    """(training rows, validation rows): a separate validation dataset, or a split by fraction."""
+    if data.validation_rows is not None:
+        return data.rows, data.validation_rows
+    n_val = int(data.rows * t.validation_split)
+    if t.validation_split > 0 and n_val == 0:
+        raise SpecError("training.validation_split", f"{t.validation_split} of {data.rows} rows "
+                        "leaves no validation rows")
+    if data.rows - n_val < 1:
+        raise SpecError("training.validation_split", "leaves no training rows")
+    return data.rows - n_val, n_val
+
+
+def _check_limits(spec: S.JobSpec, limits: Limits) -> None:
+    count = layer_count(spec.model.layers)
+    if count > limits.max_layers:
+        raise SpecError("model.layers", f"{count} layers is over the limit of {limits.max_layers}")
+    if spec.training.epochs > limits.max_epochs:
+        raise SpecError("training.epochs", f"{spec.training.epochs} is over the limit of {limits.max_epochs}")
 
 
 def plan_job(spec: S.JobSpec, data: DatasetInfo, limits: Limits) -> Plan:
     """Dry-runs the spec against the dataset's shapes and checks every limit."""
     t = spec.training
-    if len(spec.model.layers) > limits.max_layers:
-        raise SpecError("model.layers", f"{len(spec.model.layers)} layers is over the limit of {limits.max_layers}")
-    if t.epochs > limits.max_epochs:
-        raise SpecError("training.epochs", f"{t.epochs} is over the limit of {limits.max_epochs}")
+    _check_limits(spec, limits)
     layers = dry_run(spec.model, data.feature_shape)
     out = layers[-1].output_shape
     check_targets(spec.loss, out, data)
@@ -82,28 +133,31 @@ def plan_job(spec: S.JobSpec, data: DatasetInfo, limits: Limits) -> Plan:
     if params > limits.max_parameters:
         raise SpecError("model.layers", f"{params:,} parameters is over the limit of {limits.max_parameters:,}")
 
-    n_val = int(data.rows * t.validation_split)
-    n_train = data.rows - n_val
-    if t.validation_split > 0 and n_val == 0:
-        raise SpecError("training.validation_split", f"{t.validation_split} of {data.rows} rows "
-                        "leaves no validation rows")
-    if n_train < 1:
-        raise SpecError("training.validation_split", "leaves no training rows")
+    n_train, n_val = _rows(t, data)
     bs = n_train if t.batch_size == "full" else min(t.batch_size, n_train)
     steps_per_epoch = math.ceil(n_train / bs)
     total = steps_per_epoch * t.epochs
     if total > limits.max_steps:
         raise SpecError("training.epochs", f"{t.epochs} epochs of {steps_per_epoch} steps is {total:,} steps, "
                         f"over the limit of {limits.max_steps:,}")
-    if any(l.type == "batchnorm1d" for l in spec.model.layers) and (bs == 1 or n_train % bs == 1):
-        raise SpecError("training.batch_size", f"batchnorm1d needs at least 2 rows per batch, but batch_size "
-                        f"{bs} over {n_train} training rows leaves a batch of 1; pick another batch_size")
+    norms = {l.type for l in walk(spec.model.layers)} & {"batchnorm1d", "batchnorm2d"}
+    if norms and (bs == 1 or n_train % bs == 1):
+        raise SpecError("training.batch_size", f"{sorted(norms)[0]} needs at least 2 rows per batch, but "
+                        f"batch_size {bs} over {n_train} training rows leaves a batch of 1; "
+                        "pick another batch_size")
+    flops, memory = estimate(spec.model, data.feature_shape, bs)
+    if memory > limits.max_memory_bytes:
+        raise SpecError("training.batch_size", f"training needs about {memory / 2**30:.1f} GiB "
+                        f"(parameters, gradients, optimizer state and activations for batches of {bs}), "
+                        f"over the limit of {limits.max_memory_bytes / 2**30:.1f} GiB; use a smaller "
+                        "batch_size or model")
 
-    warnings = []
+    warnings = check_training(spec, n_train=n_train, n_val=n_val, batch_size=bs)
     if t.batch_size != "full" and t.batch_size > n_train:
         warnings.append(f"training.batch_size {t.batch_size} exceeds the {n_train} training rows; "
                         f"each epoch is one full batch")
     if spec.loss.type == "cross_entropy" and spec.model.layers[-1].type == "softmax":
         warnings.append("model.layers[-1] is softmax, but cross_entropy applies log-softmax itself; "
                         "drop the softmax layer to train on logits")
-    return Plan(layers, params, out, n_train, n_val, bs, steps_per_epoch, total, warnings)
+    return Plan(layers, params, out, n_train, n_val, bs, steps_per_epoch, total, warnings,
+                flops_per_step=flops, memory_bytes=memory)

@@ -1,13 +1,28 @@
-"""Dry run on the meta device: each layer's shapes and parameters, no memory used."""
-from dataclasses import dataclass
+"""Dry run on the meta device: each layer's shapes and parameters, no memory used.
+
+Every layer is checked against the rules in app/ml/layers/rules.py, then built on the
+meta device and fed a meta batch, so a shape that torch would refuse at training time
+is a SpecError now, naming the layer's path (model.layers[4], or
+model.layers[2].layers[1] inside a residual block) and both shapes.
+"""
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from app.ml import spec as S
 from app.ml.errors import SpecError
+from app.ml.layers.modules import Recurrent
+from app.ml.layers.registry import build_layer
+from app.ml.layers.residual import plan_shortcut
+from app.ml.layers.rules import ShapeMismatch, check_input, fmt
 
 Shape = tuple[int, ...]
+META_BATCH = 2  # more than 1, so batch norm in training mode accepts it
+FLOAT32 = 4
+# weights + gradients + optimizer state (Adam keeps two moments per weight)
+BYTES_PER_PARAMETER = FLOAT32 * (1 + 1 + 2)
 
 
 @dataclass
@@ -16,51 +31,55 @@ class LayerReport:
     type: str
     input_shape: Shape
     output_shape: Shape
-    parameters: int
+    parameters: int  # a residual block's include its layers' and its projection's
+    path: str = ""
+    layers: list["LayerReport"] = field(default_factory=list)  # a residual block's own layers
 
 
-def _fmt(shape: Shape) -> str:
-    return "(" + ", ".join(["batch", *map(str, shape)]) + ")"
+def _check(layer, shape: Shape, path: str) -> list[LayerReport]:
+    """The rules for ``layer`` at ``shape``; for a residual block, its layers' reports."""
+    try:
+        check_input(layer, shape)
+    except ShapeMismatch as exc:
+        raise SpecError(path, str(exc)) from None
+    if layer.type != "residual":
+        return []
+    inner, _ = _trace(layer.layers, shape, f"{path}.layers")  # errors name the inner layer
+    try:
+        plan_shortcut(layer, shape, inner[-1].output_shape)
+    except ShapeMismatch as exc:
+        raise SpecError(path, str(exc)) from None
+    return inner
 
 
-def _check_input(layer: S.Layer, shape: Shape, path: str) -> None:
-    """Turns the input-shape rules torch enforces deep inside into plain messages."""
-    if layer.type == "batchnorm1d" and len(shape) not in (1, 2):
-        raise SpecError(path, f"batchnorm1d expects 2-D (batch, features) or 3-D "
-                              f"(batch, channels, length) input, got {_fmt(shape)}")
-    if layer.type == "flatten":
-        ndim = len(shape) + 1
-        end = layer.end_dim if layer.end_dim >= 0 else ndim + layer.end_dim
-        if layer.start_dim >= ndim or end >= ndim or end < 0:
-            raise SpecError(path, f"flatten dims {layer.start_dim}..{layer.end_dim} "
-                                  f"are out of range for input {_fmt(shape)}")
-    if layer.type == "softmax" and not -(len(shape) + 1) <= layer.dim <= len(shape):
-        raise SpecError(path, f"softmax dim {layer.dim} is out of range for input {_fmt(shape)}")
-    if layer.type == "softmax" and layer.dim in (0, -(len(shape) + 1)):
-        raise SpecError(path, "softmax over dim 0 mixes the samples of a batch; use a feature dim")
+def _trace_one(index: int, layer, shape: Shape, path: str) -> tuple[LayerReport, nn.Module]:
+    inner = _check(layer, shape, path)
+    with torch.device("meta"):
+        module = build_layer(layer, shape)
+        try:
+            out = module(torch.empty((META_BATCH, *shape)))
+        except (RuntimeError, ValueError, IndexError) as exc:
+            # a case the rules do not foresee: still name the layer and its input
+            raise SpecError(path, f"{layer.type} cannot take input {fmt(shape)}: {exc}") from None
+    if out.shape[0] != META_BATCH:
+        raise SpecError(path, f"{layer.type} changed the batch dimension")
+    params = sum(p.numel() for p in module.parameters())
+    return LayerReport(index, layer.type, shape, tuple(out.shape[1:]), params, path, inner), module
+
+
+def _trace(layers, shape: Shape, prefix: str) -> tuple[list[LayerReport], list[nn.Module]]:
+    reports, modules = [], []
+    for i, layer in enumerate(layers):
+        report, module = _trace_one(i, layer, shape, f"{prefix}[{i}]")
+        reports.append(report)
+        modules.append(module)
+        shape = report.output_shape
+    return reports, modules
 
 
 def dry_run(model: S.ModelSpec, input_shape: Shape) -> list[LayerReport]:
     """Builds every layer on the meta device and pushes a meta batch through it."""
-    from app.ml.layers.registry import build_layer
-
-    reports: list[LayerReport] = []
-    shape = tuple(input_shape)
-    for i, layer in enumerate(model.layers):
-        path = f"model.layers[{i}]"
-        _check_input(layer, shape, path)
-        with torch.device("meta"):
-            module = build_layer(layer, shape)
-            try:
-                out = module(torch.empty((2, *shape)))
-            except (RuntimeError, ValueError, IndexError) as exc:
-                raise SpecError(path, f"{layer.type} cannot take input {_fmt(shape)}: {exc}")
-        out_shape = tuple(out.shape[1:])
-        if out.shape[0] != 2:
-            raise SpecError(path, f"{layer.type} changed the batch dimension")
-        params = sum(p.numel() for p in module.parameters())
-        reports.append(LayerReport(i, layer.type, shape, out_shape, params))
-        shape = out_shape
+    reports, _ = _trace(model.layers, tuple(input_shape), "model.layers")
     return reports
 
 
@@ -68,5 +87,90 @@ def layer_input_shapes(model: S.ModelSpec, input_shape: Shape) -> list[Shape]:
     return [r.input_shape for r in dry_run(model, input_shape)]
 
 
+def layer_shapes(layers, input_shape: Shape) -> list[tuple[Shape, Shape]]:
+    """(input, output) shape of each layer of a list, such as a residual block's."""
+    reports, _ = _trace(layers, tuple(input_shape), "layers")
+    return [(r.input_shape, r.output_shape) for r in reports]
+
+
+def walk(layers):
+    """Every layer, depth first: a residual block, then each layer inside it."""
+    for layer in layers:
+        yield layer
+        if layer.type == "residual":
+            yield from walk(layer.layers)
+
+
+def layer_count(layers) -> int:
+    """How many layers there are, those inside residual blocks included (for limits)."""
+    return sum(1 for _ in walk(layers))
+
+
 def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def _storage(t: torch.Tensor) -> tuple[int, int]:
+    storage = t.untyped_storage()  # a view shares its base's storage, so it is counted once
+    return storage._cdata, storage.nbytes()
+
+
+class _SavedBytes:
+    """Bytes of the tensors autograd keeps for the backward: once per storage, weights left out."""
+
+    def __init__(self, net: nn.Module):
+        self.weights = {_storage(p)[0] for p in net.parameters()}
+        self.saved: dict[int, int] = {}
+
+    def pack(self, t: torch.Tensor) -> torch.Tensor:
+        key, nbytes = _storage(t)
+        if key not in self.weights:
+            self.saved[key] = nbytes
+        return t
+
+    def total(self) -> int:
+        return sum(self.saved.values())
+
+
+def _recurrent_costs(reports: list[LayerReport], modules, batch: int) -> tuple[int, int]:
+    """(FLOPs, bytes) of the recurrent layers, by formula: they are not run on the meta device
+    (see Recurrent._meta_forward). Residual blocks are searched too."""
+    flops = saved = 0
+    for report, module in zip(reports, modules):
+        if isinstance(module, Recurrent):
+            f, b = module.training_cost(batch, report.input_shape[0])
+        elif report.layers:
+            f, b = _recurrent_costs(report.layers, module.block, batch)
+        else:
+            continue
+        flops, saved = flops + f, saved + b
+    return flops, saved
+
+
+def estimate(model: S.ModelSpec, input_shape: Shape, batch_size: int) -> tuple[int, int]:
+    """(FLOPs of one training step, bytes of training memory) for batches of ``batch_size``.
+
+    Measured on the meta device, so nothing is allocated and nothing computed:
+    - FLOPs: torch.utils.flop_counter.FlopCounterMode over a forward pass and the
+      backward of a scalar loss. It counts matrix multiplications, convolutions and
+      attention (2 per multiply-add); element-wise ops and the loss are left out, as
+      they are in every FLOP count in the literature. The first layer computes no
+      gradient for the data, so a step is less than 3x the forward.
+    - Memory: 16 bytes per parameter (float32 weights, gradients, and Adam's two
+      moments: SGD without momentum needs less) plus the activations, which are the
+      tensors autograd keeps for the backward pass and the output.
+    """
+    reports, modules = _trace(model.layers, tuple(input_shape), "model.layers")
+    net = nn.Sequential(*modules)  # on the meta device, in training mode
+    saved = _SavedBytes(net)
+    x = torch.empty((batch_size, *input_shape), device="meta")
+    with FlopCounterMode(display=False) as counter:
+        with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t):
+            out = net(x)
+        saved.pack(out)
+        if out.requires_grad:  # a net without weights has no backward
+            out.sum().backward()
+    rnn_flops, rnn_bytes = _recurrent_costs(reports, modules, batch_size)
+    params = sum(r.parameters for r in reports)
+    flops = counter.get_total_flops() + rnn_flops
+    return flops, params * BYTES_PER_PARAMETER + saved.total() + rnn_bytes

@@ -5,8 +5,11 @@ rather than a silently ignored option.
 """
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, PlainValidator, PositiveInt, ValidationInfo, WithJsonSchema, field_validator
+from pydantic import (Field, PlainValidator, PositiveInt, ValidationInfo, WithJsonSchema,
+                      field_validator)
 
+from app.ml.data_spec import DataOptions, DatasetRef
+from app.ml.layers.init import Init
 from app.ml.layers.specs import Layer
 from app.ml.strict import StrictModel
 
@@ -15,85 +18,14 @@ __all__ = ["JobSpec", "Layer", "ModelSpec"]
 
 class ModelSpec(StrictModel):
     layers: list[Layer] = Field(min_length=1)
+    init: Init | None = None  # default for every layer with weights (docs/layers.md)
 
 
-# ---- loss ---------------------------------------------------------------------
-
-class LossSpec(StrictModel):
-    type: Literal["mse", "cross_entropy", "bce_with_logits", "l1"]
-
-
-# ---- optimizers: defaults are PyTorch's own -------------------------------------
-
-Betas = tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]]
-Lr = Annotated[float, Field(gt=0)]
-NonNeg = Annotated[float, Field(ge=0)]
-
-
-class SGD(StrictModel):
-    type: Literal["sgd"]
-    lr: Lr = 1e-3
-    momentum: NonNeg = 0.0
-    dampening: NonNeg = 0.0
-    nesterov: bool = False
-    weight_decay: NonNeg = 0.0
-
-    @field_validator("nesterov")
-    @classmethod
-    def _nesterov_needs_momentum(cls, nesterov: bool, info: ValidationInfo) -> bool:
-        if nesterov and (info.data.get("momentum", 0) <= 0 or info.data.get("dampening", 0) != 0):
-            raise ValueError("nesterov requires momentum > 0 and dampening = 0")
-        return nesterov
-
-
-class Adam(StrictModel):
-    type: Literal["adam"]
-    lr: Lr = 1e-3
-    betas: Betas = (0.9, 0.999)
-    eps: Annotated[float, Field(gt=0)] = 1e-8
-    weight_decay: NonNeg = 0.0
-    amsgrad: bool = False
-
-
-class AdamW(StrictModel):
-    type: Literal["adamw"]
-    lr: Lr = 1e-3
-    betas: Betas = (0.9, 0.999)
-    eps: Annotated[float, Field(gt=0)] = 1e-8
-    weight_decay: NonNeg = 1e-2
-    amsgrad: bool = False
-
-
-class RMSprop(StrictModel):
-    type: Literal["rmsprop"]
-    lr: Lr = 1e-2
-    alpha: Annotated[float, Field(ge=0, lt=1)] = 0.99
-    eps: Annotated[float, Field(gt=0)] = 1e-8
-    weight_decay: NonNeg = 0.0
-    momentum: NonNeg = 0.0
-    centered: bool = False
-
-
-class Adagrad(StrictModel):
-    type: Literal["adagrad"]
-    lr: Lr = 1e-2
-    lr_decay: NonNeg = 0.0
-    weight_decay: NonNeg = 0.0
-    initial_accumulator_value: NonNeg = 0.0
-    eps: Annotated[float, Field(gt=0)] = 1e-10
-
-
-class Adadelta(StrictModel):
-    type: Literal["adadelta"]
-    lr: Lr = 1.0
-    rho: Annotated[float, Field(ge=0, le=1)] = 0.9
-    eps: Annotated[float, Field(gt=0)] = 1e-6
-    weight_decay: NonNeg = 0.0
-
-
-Optimizer = Annotated[
-    Union[SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta], Field(discriminator="type")
-]
+from app.ml.losses import Loss, LossSpec, loss_spec  # noqa: E402,F401
+from app.ml.optimizers import (SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, LBFGS,  # noqa: E402,F401
+                               NAdam, Optimizer, RAdam, RMSprop)
+from app.ml.regularization import Regularization  # noqa: E402
+from app.ml.schedules import Schedule  # noqa: E402
 
 
 # ---- training -----------------------------------------------------------------
@@ -122,13 +54,33 @@ class TrainingSpec(StrictModel):
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
     log_every_steps: PositiveInt = 10
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # A NaN/Inf loss fails the job, or ("rollback") goes back to the start of the epoch,
+    # halves the learning rate and tries again, at most max_rollbacks times.
+    on_divergence: Literal["fail", "rollback"] = "fail"
+    # A checkpoint every N epochs (0: only the time-based ones, every few minutes): a lost
+    # worker costs at most the training since the last one.
+    checkpoint_every: Annotated[int, Field(ge=0)] = 1
+    max_rollbacks: Annotated[int, Field(ge=1, le=20)] = 3
 
 
 class JobSpec(StrictModel):
-    """What POST /v1/jobs takes: the dataset id and how to train on it."""
+    """What POST /v1/jobs takes: the dataset (an id or a builtin) and how to train on it."""
 
-    dataset: str = Field(min_length=1, max_length=200)
+    dataset: DatasetRef
     model: ModelSpec
     loss: LossSpec
     optimizer: Optimizer
     training: TrainingSpec = TrainingSpec()
+    schedule: Schedule | None = None
+    regularization: Regularization = Regularization()
+    # After training, so its check can see training.validation_split.
+    data: DataOptions = DataOptions()
+
+    @field_validator("data")
+    @classmethod
+    def _one_validation_source(cls, data: DataOptions, info: ValidationInfo) -> DataOptions:
+        training = info.data.get("training")
+        if data.validation_dataset and training is not None and training.validation_split > 0:
+            raise ValueError("validation_dataset and training.validation_split both hold out validation "
+                             "rows; set training.validation_split to 0 to validate on validation_dataset")
+        return data

@@ -47,7 +47,9 @@ LAYER_CASES = [
 
 
 def test_cases_cover_every_builder_and_every_spec_layer():
-    covered = {case[0]["type"] for case in LAYER_CASES}
+    from tests.ml.test_layers_build import NEW_LAYER_CASES  # the layers added with app/ml/layers
+
+    covered = {case[0]["type"] for case in LAYER_CASES + NEW_LAYER_CASES}
     assert covered == set(LAYER_BUILDERS) == spec_layer_types()
 
 
@@ -190,6 +192,12 @@ def test_dry_run_draws_nothing_from_the_global_generator():
     before = torch.random.get_rng_state()
     dry_run(spec, (2, 3, 4))
     layer_input_shapes(spec, (2, 3, 4))
+    # nor do the layers with initializers of their own (attention, embedding, residual projections)
+    dry_run(model_spec({"type": "embedding", "num_embeddings": 9, "embedding_dim": 8,
+                        "init": {"type": "normal"}},
+                       {"type": "lstm", "hidden_size": 8, "output": "sequence"},
+                       {"type": "attention", "num_heads": 2},
+                       {"type": "residual", "layers": [{"type": "linear", "out_features": 4}]}), (5,))
     assert torch.equal(torch.random.get_rng_state(), before)
 
 
@@ -235,7 +243,9 @@ def test_built_model_is_on_cpu_and_trainable():
 # ---- losses ---------------------------------------------------------------------
 
 def test_loss_builders_cover_the_spec():
-    assert set(LOSS_BUILDERS) == set(typing.get_args(S.LossSpec.model_fields["type"].annotation))
+    tags = {typing.get_args(m.model_fields["type"].annotation)[0]
+            for m in typing.get_args(typing.get_args(S.Loss)[0])}
+    assert set(LOSS_BUILDERS) == tags
 
 
 @pytest.mark.parametrize("loss_type, cls", [
@@ -243,7 +253,7 @@ def test_loss_builders_cover_the_spec():
     ("bce_with_logits", nn.BCEWithLogitsLoss),
 ])
 def test_each_loss_maps_to_its_torch_class(loss_type, cls):
-    loss = build_loss(S.LossSpec(type=loss_type))
+    loss = build_loss(S.loss_spec(loss_type))
     assert type(loss) is cls
     assert loss.reduction == "mean"
 
@@ -251,15 +261,15 @@ def test_each_loss_maps_to_its_torch_class(loss_type, cls):
 def test_losses_compute_the_documented_quantities():
     out = torch.tensor([[0.5, -1.0], [2.0, 0.25]])
     tgt = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
-    mse = build_loss(S.LossSpec(type="mse"))(out, tgt)
-    l1 = build_loss(S.LossSpec(type="l1"))(out, tgt)
-    bce = build_loss(S.LossSpec(type="bce_with_logits"))(out, tgt)
+    mse = build_loss(S.loss_spec("mse"))(out, tgt)
+    l1 = build_loss(S.loss_spec("l1"))(out, tgt)
+    bce = build_loss(S.loss_spec("bce_with_logits"))(out, tgt)
     assert math.isclose(mse.item(), ((0.5 - 1) ** 2 + 1 + 1 + 0.75 ** 2) / 4, rel_tol=1e-6)
     assert math.isclose(l1.item(), (0.5 + 1 + 1 + 0.75) / 4, rel_tol=1e-6)
     sig = torch.sigmoid(out)
     want_bce = -(tgt * sig.log() + (1 - tgt) * (1 - sig).log()).mean()
     assert math.isclose(bce.item(), want_bce.item(), rel_tol=1e-5)
     labels = torch.tensor([1, 0])
-    ce = build_loss(S.LossSpec(type="cross_entropy"))(out, labels)
+    ce = build_loss(S.loss_spec("cross_entropy"))(out, labels)
     want_ce = -(out.log_softmax(dim=1)[torch.arange(2), labels]).mean()
     assert math.isclose(ce.item(), want_ce.item(), rel_tol=1e-6)

@@ -20,29 +20,43 @@ CPU = torch.device("cpu")
 # ---- the plain loop (no Trainyard code) ------------------------------------------
 
 def plain_loop(x, y, *, make_model, make_optimizer, loss_fn, loss_type, epochs, batch_size,
-               validation_split, shuffle, seed):
+               validation_split, shuffle, seed, standardize=False, one_hot=False, validation=None):
     """Returns (every batch loss, per-epoch dicts, trained model), as docs/equivalence.md."""
     torch.manual_seed(seed)                        # 1. global RNG: init (and later dropout)
     model = make_model()                           #    built on the CPU, in spec order
     optimizer = make_optimizer(model.parameters())
     g = torch.Generator().manual_seed(seed)        # 2. data RNG: split, then epoch orders
 
-    X = torch.as_tensor(x, dtype=torch.float32)
-    if loss_type == "cross_entropy":
-        Y = torch.as_tensor(y, dtype=torch.int64)
-    else:
-        Y = torch.as_tensor(y, dtype=torch.float32)
-        if Y.ndim == 1:
-            Y = Y.unsqueeze(1)                     # a 1-D target is one column
+    def targets(labels):
+        if one_hot:                                # width: the training dataset's largest label + 1
+            return nn.functional.one_hot(torch.as_tensor(labels), int(y.max()) + 1).to(torch.float32)
+        if loss_type == "cross_entropy":
+            return torch.as_tensor(labels, dtype=torch.int64)
+        t = torch.as_tensor(labels, dtype=torch.float32)
+        return t.unsqueeze(1) if t.ndim == 1 else t  # a 1-D target is one column
 
-    n = len(X)
+    n = len(x)
     n_val = int(n * validation_split)
     if n_val == 0:
         train_idx, val_idx = torch.arange(n), None  # no randperm drawn
     else:
         perm = torch.randperm(n, generator=g)
         val_idx, train_idx = perm[:n_val], perm[n_val:]
+    if standardize:                                # numpy, float64, training rows only
+        xt = x[train_idx.numpy()].astype(np.float64)
+        mean, std = xt.mean(axis=0), xt.std(axis=0)
+        std[std == 0] = 1.0
+        x = ((x.astype(np.float64) - mean) / std).astype(np.float32)
+        if validation is not None:
+            validation = (((validation[0].astype(np.float64) - mean) / std).astype(np.float32), validation[1])
+    X, Y = torch.as_tensor(x, dtype=torch.float32), targets(y)
     x_tr, y_tr = X[train_idx], Y[train_idx]
+    if validation is not None:                     # a separate validation dataset
+        x_val, y_val = torch.as_tensor(validation[0], dtype=torch.float32), targets(validation[1])
+    elif val_idx is not None:
+        x_val, y_val = X[val_idx], Y[val_idx]
+    else:
+        x_val = y_val = None
 
     n_train = len(x_tr)
     bs = n_train if batch_size == "full" else min(batch_size, n_train)
@@ -62,8 +76,8 @@ def plain_loop(x, y, *, make_model, make_optimizer, loss_fn, loss_type, epochs, 
             batch_losses.append(loss.item())
             total += loss.detach() * len(xb)
         point = {"train_loss": (total / n_train).item()}
-        if val_idx is not None:
-            point.update(plain_evaluate(model, loss_fn, X[val_idx], Y[val_idx], loss_type))
+        if x_val is not None:
+            point.update(plain_evaluate(model, loss_fn, x_val, y_val, loss_type))
         epoch_points.append(point)
     return batch_losses, epoch_points, model
 
@@ -186,20 +200,86 @@ def _batch_larger_than_rows():
     return spec, x, y, plain
 
 
+def _standardized():
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((90, 4)) * [1, 50, 0.01, 3] + [0, 100, -5, 7]).astype(np.float32)
+    x[:, 3] = 7.5                                          # constant: std 0 becomes 1
+    y = (x[:, 0] + (x[:, 1] - 100) / 50 > 0).astype(np.int64)
+    spec = {
+        "model": {"layers": [{"type": "linear", "out_features": 8}, {"type": "relu"},
+                             {"type": "linear", "out_features": 2}]},
+        "loss": {"type": "cross_entropy"},
+        "optimizer": {"type": "sgd", "lr": 0.1},
+        "training": {"epochs": 3, "batch_size": 16, "validation_split": 0.3, "shuffle": True,
+                     "seed": 12, "log_every_steps": 2},
+        "data": {"standardize": True},
+    }
+    plain = dict(
+        make_model=lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)),
+        make_optimizer=lambda p: torch.optim.SGD(p, lr=0.1),
+        loss_fn=nn.CrossEntropyLoss(), standardize=True,
+    )
+    return spec, x, y, plain
+
+
+def _one_hot_mse():
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((60, 3)) * 4 + 2).astype(np.float32)
+    y = rng.integers(0, 4, 60).astype(np.int64)
+    spec = {
+        "model": {"layers": [{"type": "linear", "out_features": 6}, {"type": "tanh"},
+                             {"type": "linear", "out_features": 4}]},
+        "loss": {"type": "mse"},
+        "optimizer": {"type": "adam", "lr": 0.02},
+        "training": {"epochs": 4, "batch_size": 8, "validation_split": 0.2, "shuffle": True,
+                     "seed": 13, "log_every_steps": 3},
+        "data": {"standardize": True, "targets": "one_hot"},
+    }
+    plain = dict(
+        make_model=lambda: nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 4)),
+        make_optimizer=lambda p: torch.optim.Adam(p, lr=0.02),
+        loss_fn=nn.MSELoss(), standardize=True, one_hot=True,
+    )
+    return spec, x, y, plain
+
+
+def _one_hot_bce_validation_dataset():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((50, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 50).astype(np.int64)
+    validation = (rng.standard_normal((21, 5)).astype(np.float32), rng.integers(0, 3, 21).astype(np.int64))
+    spec = {
+        "model": {"layers": [{"type": "linear", "out_features": 3}]},
+        "loss": {"type": "bce_with_logits"},
+        "optimizer": {"type": "sgd", "lr": 0.3, "momentum": 0.5},
+        "training": {"epochs": 3, "batch_size": 7, "shuffle": True, "seed": 14, "log_every_steps": 1},
+        "data": {"standardize": True, "targets": "one_hot", "validation_dataset": "ds_val"},
+    }
+    plain = dict(
+        make_model=lambda: nn.Sequential(nn.Linear(5, 3)),
+        make_optimizer=lambda p: torch.optim.SGD(p, lr=0.3, momentum=0.5),
+        loss_fn=nn.BCEWithLogitsLoss(), standardize=True, one_hot=True, validation=validation,
+    )
+    return spec, x, y, plain
+
+
 CASES = {
     "mlp_dropout_sgd_momentum_val_shuffle": _mlp_dropout,
     "mse_1d_target_full_batch_adam": _mse_full_batch_adam,
     "batchnorm_rmsprop_bce": _batchnorm_rmsprop_bce,
     "per_sample_sgd": _per_sample_sgd,
     "batch_size_clipped_to_rows": _batch_larger_than_rows,
+    "standardized_val_split": _standardized,
+    "one_hot_mse_standardized": _one_hot_mse,
+    "one_hot_bce_validation_dataset": _one_hot_bce_validation_dataset,
 }
 
 
-def run_trainer(spec_dict: dict, x, y):
+def run_trainer(spec_dict: dict, x, y, validation=None):
     spec = JobSpec.model_validate({"dataset": "ds_test", **spec_dict})
     points = []
     hooks = Hooks(flush=lambda pts, epoch, step: points.extend(pts), flush_seconds=0)
-    model = train(spec, x, y, CPU, hooks)
+    model = train(spec, x, y, CPU, hooks, validation).model
     return points, model
 
 
@@ -213,7 +293,7 @@ def history(points):
 def test_trainer_equals_plain_pytorch_loop(case):
     spec, x, y, plain = CASES[case]()
     t = spec["training"]
-    points, model = run_trainer(spec, x, y)
+    points, model = run_trainer(spec, x, y, plain.get("validation"))
     batch_losses, plain_epochs, plain_model = plain_loop(
         x, y, loss_type=spec["loss"]["type"], epochs=t["epochs"], batch_size=t["batch_size"],
         validation_split=t.get("validation_split", 0.0), shuffle=t["shuffle"], seed=t["seed"], **plain)

@@ -43,10 +43,15 @@ def run_torch(opt_factory) -> list[torch.Tensor]:
     model = fresh_model()
     opt = opt_factory(model.parameters())
     loss_fn = nn.MSELoss()
-    for _ in range(STEPS):
+
+    def closure():  # every torch optimizer takes one; L-BFGS needs it
         opt.zero_grad()
-        loss_fn(model(X), Y).backward()
-        opt.step()
+        loss = loss_fn(model(X), Y)
+        loss.backward()
+        return loss
+
+    for _ in range(STEPS):
+        opt.step(closure)
     return [model.weight.detach().clone(), model.bias.detach().clone()]
 
 
@@ -136,7 +141,60 @@ def adadelta_rule(lr, rho, eps, weight_decay=0.0):
     return update
 
 
-# (id, spec options with non-default values, hand-written rule)
+def adamax_rule(lr, betas, eps, weight_decay=0.0):
+    b1, b2 = betas
+
+    def update(t, p, g, s):
+        if weight_decay:
+            g = g + weight_decay * p
+        s["m"] = b1 * s.get("m", torch.zeros_like(p)) + (1 - b1) * g
+        s["u"] = torch.maximum(b2 * s.get("u", torch.zeros_like(p)), g.abs() + eps)
+        return p - lr / (1 - b1 ** t) * s["m"] / s["u"]
+    return update
+
+
+def nadam_rule(lr, betas, eps, weight_decay=0.0, momentum_decay=4e-3, decoupled=False):
+    b1, b2 = betas
+
+    def mu(t):
+        return b1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
+
+    def update(t, p, g, s):
+        if decoupled:
+            p = p * (1 - lr * weight_decay)
+        elif weight_decay:
+            g = g + weight_decay * p
+        s["prod"] = s.get("prod", 1.0) * mu(t)
+        s["m"] = b1 * s.get("m", torch.zeros_like(p)) + (1 - b1) * g
+        s["v"] = b2 * s.get("v", torch.zeros_like(p)) + (1 - b2) * g * g
+        m_hat = mu(t + 1) * s["m"] / (1 - s["prod"] * mu(t + 1)) + (1 - mu(t)) * g / (1 - s["prod"])
+        v_hat = s["v"] / (1 - b2 ** t)
+        return p - lr * m_hat / (v_hat.sqrt() + eps)
+    return update
+
+
+def radam_rule(lr, betas, eps, weight_decay=0.0, decoupled=False):
+    b1, b2 = betas
+    rho_inf = 2 / (1 - b2) - 1
+
+    def update(t, p, g, s):
+        if decoupled:
+            p = p * (1 - lr * weight_decay)
+        elif weight_decay:
+            g = g + weight_decay * p
+        s["m"] = b1 * s.get("m", torch.zeros_like(p)) + (1 - b1) * g
+        s["v"] = b2 * s.get("v", torch.zeros_like(p)) + (1 - b2) * g * g
+        m_hat = s["m"] / (1 - b1 ** t)
+        rho_t = rho_inf - 2 * t * b2 ** t / (1 - b2 ** t)
+        if rho_t <= 5:
+            return p - lr * m_hat
+        adaptive = (1 - b2 ** t) ** 0.5 / (s["v"].sqrt() + eps)
+        rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+        return p - lr * m_hat * adaptive * rect
+    return update
+
+
+# (id, spec options with non-default values, hand-written rule; L-BFGS has its own test below)
 CASES = [
     ("sgd", {"type": "sgd", "lr": 0.05, "weight_decay": 0.01},
      sgd_rule(lr=0.05, weight_decay=0.01)),
@@ -165,7 +223,26 @@ CASES = [
      adagrad_rule(lr=0.1, lr_decay=0.5, weight_decay=0.01, initial_accumulator_value=0.2, eps=1e-8)),
     ("adadelta", {"type": "adadelta", "lr": 0.5, "rho": 0.8, "eps": 1e-5, "weight_decay": 0.01},
      adadelta_rule(lr=0.5, rho=0.8, eps=1e-5, weight_decay=0.01)),
+    ("adamax", {"type": "adamax", "lr": 0.01, "betas": [0.8, 0.9], "eps": 1e-6, "weight_decay": 0.02},
+     adamax_rule(lr=0.01, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.02)),
+    ("nadam", {"type": "nadam", "lr": 0.01, "betas": [0.85, 0.95], "eps": 1e-6, "weight_decay": 0.02,
+               "momentum_decay": 0.01},
+     nadam_rule(lr=0.01, betas=(0.85, 0.95), eps=1e-6, weight_decay=0.02, momentum_decay=0.01)),
+    ("nadam-decoupled", {"type": "nadam", "lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True},
+     nadam_rule(lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1, decoupled=True)),
+    # beta2 0.5 makes rho_t exceed 5 from step 2, so both branches of RAdam are exercised
+    ("radam", {"type": "radam", "lr": 0.01, "betas": [0.9, 0.5], "eps": 1e-6, "weight_decay": 0.02},
+     radam_rule(lr=0.01, betas=(0.9, 0.5), eps=1e-6, weight_decay=0.02)),
+    ("radam-decoupled", {"type": "radam", "lr": 0.01, "betas": [0.9, 0.5], "weight_decay": 0.1,
+                         "decoupled_weight_decay": True},
+     radam_rule(lr=0.01, betas=(0.9, 0.5), eps=1e-8, weight_decay=0.1, decoupled=True)),
+    ("lbfgs", {"type": "lbfgs", "lr": 0.5, "max_iter": 1, "history_size": 5}, None),
 ]
+TORCH_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+                 "adamax": torch.optim.Adamax, "nadam": torch.optim.NAdam, "radam": torch.optim.RAdam,
+                 "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad,
+                 "adadelta": torch.optim.Adadelta, "lbfgs": torch.optim.LBFGS}
+RULE_CASES = [c for c in CASES if c[2] is not None]
 
 
 def parse(options: dict) -> S.Optimizer:
@@ -194,16 +271,14 @@ def test_options_reach_the_param_groups(options):
     model = fresh_model()
     opt = build_optimizer(spec, model.parameters())
     assert type(opt) is OPTIMIZER_CLASSES[options["type"]]
-    assert type(opt) is {
-        "sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
-        "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad,
-        "adadelta": torch.optim.Adadelta,
-    }[options["type"]]
+    assert type(opt) is TORCH_CLASSES[options["type"]]
     (group,) = opt.param_groups
     assert [id(p) for p in group["params"]] == [id(model.weight), id(model.bias)]
     # every field of the parsed spec, defaults included, is what torch uses
     for name, value in spec.model_dump(exclude={"type"}).items():
         got = group[name]
+        if name == "max_eval" and value is None:
+            value = spec.max_iter * 5 // 4  # torch's documented default
         if name == "betas":
             assert isinstance(got, tuple) and got == tuple(value)
         else:
@@ -213,7 +288,8 @@ def test_options_reach_the_param_groups(options):
         assert group[name] == value, name
 
 
-@pytest.mark.parametrize("options, rule", [(c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("options, rule", [(c[1], c[2]) for c in RULE_CASES],
+                         ids=[c[0] for c in RULE_CASES])
 def test_first_steps_follow_the_documented_update_rule(options, rule):
     spec = parse(options)
     got = run_torch(lambda params: build_optimizer(spec, params))
@@ -227,11 +303,7 @@ def test_first_steps_follow_the_documented_update_rule(options, rule):
 @pytest.mark.parametrize("options", [c[1] for c in CASES], ids=[c[0] for c in CASES])
 def test_first_steps_equal_torchs_own_optimizer_bitwise(options):
     spec = parse(options)
-    cls = {
-        "sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
-        "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad,
-        "adadelta": torch.optim.Adadelta,
-    }[options["type"]]
+    cls = TORCH_CLASSES[options["type"]]
     kwargs = torch_kwargs(options)
     got = run_torch(lambda params: build_optimizer(spec, params))
     want = run_torch(lambda params: cls(params, **kwargs))
@@ -284,3 +356,51 @@ def test_build_optimizer_does_not_mutate_the_spec():
     before = copy.deepcopy(spec.model_dump())
     build_optimizer(spec, fresh_model().parameters())
     assert spec.model_dump() == before
+
+
+def lbfgs_by_hand(lr: float, history_size: int) -> list[torch.Tensor]:
+    """PyTorch's L-BFGS with max_iter=1 and no line search: one two-loop update per step,
+    over all parameters flattened into one vector."""
+    start = fresh_model()
+    flat = torch.cat([start.weight.detach().flatten(), start.bias.detach()])
+
+    def grad(v):
+        gw, gb = mse_grads(v[:6].view(2, 3), v[6:])
+        return torch.cat([gw.flatten(), gb])
+
+    dirs, steps, rhos, prev_g, d, t, h_diag = [], [], [], None, None, None, 1.0
+    for n in range(1, STEPS + 1):
+        g = grad(flat)
+        if n == 1:
+            d = -g
+        else:
+            y, s = g - prev_g, d * t
+            ys = float(y @ s)
+            if ys > 1e-10:
+                if len(dirs) == history_size:
+                    dirs.pop(0), steps.pop(0), rhos.pop(0)
+                dirs.append(y), steps.append(s), rhos.append(1.0 / ys)
+                h_diag = ys / float(y @ y)
+            q, alphas = -g, []
+            for y_i, s_i, r_i in reversed(list(zip(dirs, steps, rhos))):
+                a = float(s_i @ q) * r_i
+                alphas.insert(0, a)
+                q = q - a * y_i
+            r = q * h_diag
+            for (y_i, s_i, r_i), a in zip(zip(dirs, steps, rhos), alphas):
+                r = r + s_i * (a - float(y_i @ r) * r_i)
+            d = r
+        prev_g = g
+        t = min(1.0, 1.0 / float(g.abs().sum())) * lr if n == 1 else lr
+        flat = flat + t * d
+    return [flat[:6].view(2, 3), flat[6:]]
+
+
+def test_lbfgs_follows_the_two_loop_recursion():
+    options = next(c[1] for c in CASES if c[0] == "lbfgs")
+    got = run_torch(lambda params: build_optimizer(parse(options), params))
+    want = lbfgs_by_hand(lr=options["lr"], history_size=options["history_size"])
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, **TOL)
+    start = fresh_model()
+    assert not torch.equal(got[0], start.weight.detach())

@@ -155,9 +155,9 @@ def test_bce_with_logits_targets_inside_0_1():
 
 
 def test_check_targets_directly():
-    check_targets(S.LossSpec(type="cross_entropy"), (3,), classes(k=3))
+    check_targets(S.loss_spec("cross_entropy"), (3,), classes(k=3))
     with pytest.raises(SpecError) as e:
-        check_targets(S.LossSpec(type="mse"), (2,), regression())
+        check_targets(S.loss_spec("mse"), (2,), regression())
     assert e.value.field == "model.layers"
 
 
@@ -197,6 +197,24 @@ def test_softmax_dim_out_of_range_names_the_layer():
     layers = [{"type": "linear", "out_features": 3}, {"type": "softmax", "dim": 2}]
     err = spec_error(plan_job, spec(layers), classes(), BIG)
     assert err.field == "model.layers[1]" and "softmax" in err.message
+
+
+def test_cnn_plan_on_image_data_reports_every_layer():
+    layers = [{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": "same"}, {"type": "relu"},
+              {"type": "maxpool2d", "kernel_size": 2}, {"type": "flatten"},
+              {"type": "linear", "out_features": 3}]
+    plan = plan_job(spec(layers), classes(features=(1, 8, 8)), BIG)
+    assert [r.output_shape for r in plan.layers] == [(4, 8, 8), (4, 8, 8), (4, 4, 4), (64,), (3,)]
+    assert plan.parameter_count == (9 * 4 + 4) + (64 * 3 + 3)
+
+
+def test_shape_error_inside_a_residual_block_reaches_the_plan_with_its_path():
+    layers = [{"type": "linear", "out_features": 8},
+              {"type": "residual", "layers": [{"type": "relu"}, {"type": "lstm", "hidden_size": 4}]},
+              {"type": "linear", "out_features": 3}]
+    err = spec_error(plan_job, spec(layers), classes(), BIG)
+    assert err.field == "model.layers[1].layers[1]"
+    assert "lstm expects 3-D input (batch, seq, features), got (batch, 8)" in err.message
 
 
 # ---- limits ---------------------------------------------------------------------

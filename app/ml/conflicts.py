@@ -1,0 +1,84 @@
+"""Pre-flight checks of settings that are valid alone but not together.
+
+Each raises SpecError naming the field to change, or returns a warning: a setting
+that will train, but probably not as the user meant.
+"""
+from app.ml import spec as S
+from app.ml.errors import SpecError
+from app.ml.losses import CLASS_LABEL_LOSSES
+from app.ml.regularization import early_stopping_monitor
+from app.ml.schedules import plateau_monitor
+
+# L-BFGS builds a curvature model of one objective; tiny shuffled batches keep changing it.
+LBFGS_MIN_BATCH = 64
+
+
+def _optimizer(spec: S.JobSpec, n_train: int, batch_size: int) -> list[str]:
+    if spec.optimizer.type != "lbfgs":
+        return []
+    if batch_size < n_train and batch_size < LBFGS_MIN_BATCH:
+        raise SpecError("training.batch_size", f"lbfgs needs full-batch training (\"full\") or large "
+                        f"batches (at least {LBFGS_MIN_BATCH} rows); {batch_size} rows per step give "
+                        "it a different objective at every step and its line search and curvature "
+                        "estimates break down")
+    if any(l.type == "dropout" for l in spec.model.layers):
+        return ["optimizer lbfgs with dropout: each re-evaluation of the loss draws a new dropout "
+                "mask, so the line search sees a noisy objective"]
+    return []
+
+
+def _schedule(spec: S.JobSpec, n_val: int) -> list[str]:
+    s, epochs = spec.schedule, spec.training.epochs
+    if s is None:
+        return []
+    warnings = []
+    if s.warmup is not None:
+        if s.type == "one_cycle":
+            raise SpecError("schedule.warmup", "one_cycle has its own warm-up phase (pct_start); "
+                            "drop warmup")
+        if s.warmup.epochs >= epochs:
+            raise SpecError("schedule.warmup.epochs", f"a warm-up of {s.warmup.epochs} epochs leaves "
+                            f"no epochs of the schedule in {epochs} epochs of training")
+    if s.type == "reduce_on_plateau" and plateau_monitor(s, n_val > 0) == "val_loss" and not n_val:
+        raise SpecError("schedule.monitor", "val_loss needs a validation set: set "
+                        "training.validation_split, or monitor train_loss")
+    if s.type == "multistep" and s.milestones[-1] > epochs:
+        warnings.append(f"schedule.milestones: {[m for m in s.milestones if m > epochs]} lie beyond "
+                        f"the {epochs} epochs and never apply")
+    if s.type == "step" and s.step_size >= epochs:
+        warnings.append(f"schedule.step_size {s.step_size} >= {epochs} epochs: the rate never decays")
+    return warnings
+
+
+def _regularization(spec: S.JobSpec, n_val: int) -> list[str]:
+    reg = spec.regularization
+    if reg.weight_clip is not None and reg.weight_clip.type == "clamp" and reg.weight_clip.min >= reg.weight_clip.max:
+        raise SpecError("regularization.weight_clip.min", f"min {reg.weight_clip.min} must be below "
+                        f"max {reg.weight_clip.max}")
+    es = reg.early_stopping
+    if es is None:
+        return []
+    monitor = early_stopping_monitor(es, n_val > 0)
+    if monitor.startswith("val_") and not n_val:
+        raise SpecError("regularization.early_stopping.monitor", f"{monitor} needs a validation set: "
+                        "set training.validation_split, or monitor train_loss")
+    if monitor == "val_accuracy" and spec.loss.type not in (*CLASS_LABEL_LOSSES, "bce_with_logits"):
+        raise SpecError("regularization.early_stopping.monitor", f"val_accuracy is measured only for "
+                        f"classification losses, not {spec.loss.type}")
+    if es.patience >= spec.training.epochs:
+        return [f"regularization.early_stopping.patience {es.patience} >= {spec.training.epochs} "
+                "epochs: training can never stop early"]
+    return []
+
+
+def _loss(spec: S.JobSpec) -> list[str]:
+    if spec.loss.type == "nll" and spec.model.layers[-1].type != "log_softmax":
+        return ["loss nll expects log-probabilities: end the network with a log_softmax layer "
+                "(or use cross_entropy on logits)"]
+    return []
+
+
+def check_training(spec: S.JobSpec, *, n_train: int, n_val: int, batch_size: int) -> list[str]:
+    """Raises SpecError for settings that cannot train together; returns warnings."""
+    return [*_optimizer(spec, n_train, batch_size), *_schedule(spec, n_val),
+            *_regularization(spec, n_val), *_loss(spec)]

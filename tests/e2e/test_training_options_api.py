@@ -1,0 +1,78 @@
+"""Schedules, regularization and L-BFGS through the HTTP API, and the spec's JSON Schema."""
+import numpy as np
+
+from tests.e2e.helpers import errors_for, upload_npz, wait_for
+
+
+def test_spec_schema_is_served(api):
+    schema = api.get("/v1/schema/spec").json()
+    assert schema["title"] == "JobSpec"
+    assert {"model", "loss", "optimizer", "schedule", "regularization", "training"} <= set(schema["properties"])
+    text = str(schema)
+    for word in ("lbfgs", "one_cycle", "early_stopping", "huber", "warmup"):
+        assert word in text
+
+
+def test_lbfgs_full_batch_with_schedule_and_regularization(api):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(120, 3)).astype(np.float32)
+    y = (np.sin(x[:, 0]) + x[:, 1] * x[:, 2]).astype(np.float32)
+    ds = upload_npz(api, x, y)
+    spec = {"dataset": ds["id"],
+            "model": {"layers": [{"type": "linear", "out_features": 16}, {"type": "tanh"},
+                                 {"type": "linear", "out_features": 1}]},
+            "loss": {"type": "huber", "delta": 1.0},
+            "optimizer": {"type": "lbfgs", "line_search_fn": "strong_wolfe"},
+            "schedule": {"type": "step", "step_size": 5, "gamma": 0.5},
+            "regularization": {"l2": 1e-4, "grad_clip": {"type": "norm", "max_norm": 10}},
+            "training": {"epochs": 12, "batch_size": "full", "validation_split": 0.2, "log_every_steps": 1}}
+    job = wait_for(api, api.post("/v1/jobs", json=spec).json()["id"])
+    assert job["status"] == "succeeded", job
+    epochs = api.get(f"/v1/jobs/{job['id']}/metrics").json()["epochs"]
+    assert [e["lr"] for e in epochs] == [1.0] * 5 + [0.5] * 5 + [0.25] * 2
+    assert epochs[-1]["train_loss"] < 0.5 * epochs[0]["train_loss"]
+
+
+def test_early_stopping_ends_the_job_early_and_says_so(api):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(80, 2)).astype(np.float32)
+    ds = upload_npz(api, x, (x[:, 0] > 0).astype(np.int64))
+    spec = {"dataset": ds["id"], "model": {"layers": [{"type": "linear", "out_features": 2}]},
+            "loss": {"type": "cross_entropy"}, "optimizer": {"type": "sgd", "lr": 1e-4},
+            "regularization": {"early_stopping": {"monitor": "train_loss", "patience": 2, "min_delta": 1.0}},
+            "training": {"epochs": 50, "batch_size": 16}}
+    job = wait_for(api, api.post("/v1/jobs", json=spec).json()["id"])
+    assert job["status"] == "succeeded"
+    assert job["progress"]["epoch"] == 3 and job["progress"]["epochs"] == 50
+    assert job["latest_metrics"]["stopped_early"] is True and job["latest_metrics"]["best_epoch"] == 1
+
+
+def test_divergence_fails_the_job_with_the_reason(api):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(64, 3)).astype(np.float32) * 10
+    ds = upload_npz(api, x, (x.sum(axis=1) * 100).astype(np.float32))
+    spec = {"dataset": ds["id"], "model": {"layers": [{"type": "linear", "out_features": 1}]},
+            "loss": {"type": "mse"}, "optimizer": {"type": "sgd", "lr": 10.0},
+            "training": {"epochs": 50, "batch_size": 8, "log_every_steps": 1}}
+    job = wait_for(api, api.post("/v1/jobs", json=spec).json()["id"])
+    assert job["status"] == "failed"
+    assert job["error"].startswith("diverged at epoch ") and "loss became" in job["error"]
+    steps = api.get(f"/v1/jobs/{job['id']}/metrics").json()["steps"]
+    assert steps and all(s["train_loss"] is not None for s in steps)
+
+
+def test_training_conflicts_are_422_naming_the_field(api):
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(40, 2)).astype(np.float32)
+    ds = upload_npz(api, x, (x[:, 0] > 0).astype(np.int64))
+    base = {"dataset": ds["id"], "model": {"layers": [{"type": "linear", "out_features": 2}]},
+            "loss": {"type": "cross_entropy"}, "optimizer": {"type": "lbfgs"},
+            "training": {"batch_size": 1}}
+    r = api.post("/v1/jobs", json=base)
+    assert r.status_code == 422 and "lbfgs" in errors_for(r)["training.batch_size"]
+    r = api.post("/v1/jobs", json={**base, "optimizer": {"type": "adam"},
+                                   "regularization": {"l1": -1}})
+    assert r.status_code == 422 and "regularization.l1" in errors_for(r)
+    r = api.post("/v1/jobs", json={**base, "optimizer": {"type": "adam"},
+                                   "schedule": {"type": "reduce_on_plateau", "monitor": "val_loss"}})
+    assert r.status_code == 422 and "schedule.monitor" in errors_for(r)

@@ -1,0 +1,56 @@
+"""A job's data as tensors: the split, the data options fitted on the training rows, the targets."""
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from app.ml import spec as S
+from app.ml.data import apply_preprocessing, encode_targets, fit_preprocessing, split_indices
+from app.ml.errors import DataError
+
+
+@dataclass
+class Split:
+    """The tensors one job trains and validates on, already on the job's device."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor | None
+    y_val: torch.Tensor | None
+    preprocessing: dict  # what the data options fitted: the job's preprocessing.json
+
+
+Arrays = tuple[np.ndarray, np.ndarray]
+
+
+def _fit(spec: S.JobSpec, x: np.ndarray, y: np.ndarray, gen: torch.Generator):
+    """Draws the split (the data generator's first draw) and fits the data options on its training rows."""
+    train_idx, val_idx = split_indices(len(x), spec.training.validation_split, gen)
+    pre = fit_preprocessing(x, y, train_idx.numpy(), standardize=spec.data.standardize,
+                            targets=spec.data.targets)
+    return train_idx, val_idx, pre
+
+
+def job_preprocessing(spec: S.JobSpec, x: np.ndarray, y: np.ndarray) -> dict:
+    """The preprocessing a job's prepare_data fitted, recomputed from its seed (for the artifact store)."""
+    return _fit(spec, x, y, torch.Generator().manual_seed(spec.training.seed))[2]
+
+
+def prepare_data(spec: S.JobSpec, x: np.ndarray, y: np.ndarray, gen: torch.Generator,
+                 device: torch.device, validation: Arrays | None = None) -> Split:
+    """Splits (x, y) with the job's generator, or validates on a separate (x, y) pair; then
+    applies the data options fitted on the training rows and shapes the targets for the loss."""
+    train_idx, val_idx, pre = _fit(spec, x, y, gen)
+    X = torch.as_tensor(apply_preprocessing(x, pre))  # float32
+    Y = encode_targets(y, pre, spec.loss.type)
+    x_train, y_train = X[train_idx].to(device), Y[train_idx].to(device)
+    if validation is not None:
+        xv, yv = validation
+        if xv.shape[1:] != x.shape[1:]:
+            raise DataError("data.validation_dataset", f"rows have shape {list(xv.shape[1:])}, "
+                            f"the training dataset's {list(x.shape[1:])}")
+        return Split(x_train, y_train, torch.as_tensor(apply_preprocessing(xv, pre)).to(device),
+                     encode_targets(yv, pre, spec.loss.type, "data.validation_dataset").to(device), pre)
+    if val_idx is None:
+        return Split(x_train, y_train, None, None, pre)
+    return Split(x_train, y_train, X[val_idx].to(device), Y[val_idx].to(device), pre)

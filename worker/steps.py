@@ -1,0 +1,85 @@
+"""One optimization step (first-order or L-BFGS), gradient diagnostics and the divergence check."""
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from app.ml.regularization import Regularization, clip_gradients, clip_weights, penalty, weights
+
+
+class Diverged(Exception):
+    """The loss became NaN or Inf."""
+
+    def __init__(self, epoch: int, step: int, value: float, note: str = ""):
+        word = "nan" if value != value else ("inf" if value > 0 else "-inf")
+        super().__init__(f"diverged at epoch {epoch} step {step}: loss became {word}{note}")
+        self.epoch, self.step, self.value = epoch, step, value
+
+
+def layer_norms(model: nn.Module, of_grads: bool) -> dict[str, torch.Tensor]:
+    """L2 norm per top-level layer ("layers[i]") of its gradients or parameters, plus "total"."""
+    groups: dict[str, list[torch.Tensor]] = {}
+    for name, p in model.named_parameters():
+        t = p.grad if of_grads else p
+        if t is not None:
+            groups.setdefault(f"layers[{name.split('.')[0]}]", []).append(t.detach())
+    flat = [t for ts in groups.values() for t in ts]
+    if not flat:
+        return {}
+    norms = iter(torch._foreach_norm(flat))
+    out = {k: torch.stack([next(norms) for _ in ts]).norm() for k, ts in groups.items()}
+    out["total"] = torch.stack(list(out.values())).norm()
+    return out
+
+
+def make_step(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+              reg: Regularization) -> Callable[[torch.Tensor, torch.Tensor, bool], tuple]:
+    """Returns step(xb, yb, diagnose) -> (data loss, grad norms or None)."""
+    params = weights(model)
+
+    def objective(xb, yb):
+        loss = loss_fn(model(xb), yb)
+        pen = penalty(reg, params)
+        return loss, (loss + pen if pen is not None else loss)
+
+    def first_order(xb, yb, diagnose):
+        optimizer.zero_grad()
+        loss, total = objective(xb, yb)
+        total.backward()
+        grads = layer_norms(model, of_grads=True) if diagnose else None  # before clipping
+        clip_gradients(reg, model)
+        optimizer.step()
+        clip_weights(reg, model)
+        return loss.detach(), grads
+
+    def lbfgs(xb, yb, diagnose):
+        first: list[torch.Tensor] = []
+
+        def closure():
+            optimizer.zero_grad()
+            loss, total = objective(xb, yb)
+            total.backward()
+            clip_gradients(reg, model)
+            if not first:
+                first.append(loss.detach())
+            return total
+
+        optimizer.step(closure)
+        clip_weights(reg, model)
+        # The recorded loss is the one at the start of the step, as `loss = opt.step(closure)` gives.
+        return first[0], (layer_norms(model, of_grads=True) if diagnose else None)
+
+    return lbfgs if isinstance(optimizer, torch.optim.LBFGS) else first_order
+
+
+def check_finite(losses: list[tuple[int, int, torch.Tensor]]) -> None:
+    """Raises Diverged at the first non-finite loss among (epoch, step, loss); one sync per call."""
+    if not losses:
+        return
+    values = torch.stack([l for _, _, l in losses])
+    finite = torch.isfinite(values)
+    if bool(finite.all()):
+        return
+    i = int((~finite).nonzero()[0])
+    epoch, step, _ = losses[i]
+    raise Diverged(epoch, step, float(values[i]))
