@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     max_epochs: int = 10_000
     max_steps: int = 10_000_000
     max_layers: int = 200
+    # The pre-flight estimate of training memory (parameters, gradients, optimizer state, activations).
+    max_memory_bytes: int = 8 * 2**30
 
     # A running job renews its lease this often; a stale lease means a lost worker.
     lease_seconds: float = 60
@@ -33,6 +35,16 @@ class Settings(BaseSettings):
     max_attempts: int = 3
     # Metrics are written in batches: at most one commit per this many seconds.
     metrics_flush_seconds: float = 1.0
+
+    # Job event streams (SSE). On SQLite a shared tail per watched job polls this often;
+    # on PostgreSQL it wakes on NOTIFY and polls only as a safety net.
+    stream_poll_seconds: float = 0.2
+    stream_fallback_poll_seconds: float = 2.0
+    # Keep-alive comments, so proxies and clients can tell a quiet job from a dead link.
+    stream_ping_seconds: float = 15
+    # Trained models kept loaded in the API process for POST /v1/jobs/{id}/predict.
+    predict_cache_size: int = 8
+    max_predict_rows: int = 10_000
 
     worker_id: str = Field(default="", description="Name a worker reports; host:pid by default")
 

@@ -9,6 +9,7 @@ from app.datasets.router import router as datasets_router
 from app.db import get_engine
 from app.errors import install_error_handlers
 from app.jobs.router import router as jobs_router
+from app.schema_router import router as schema_router
 from app.queue import broker_reachable
 
 
@@ -23,6 +24,7 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.include_router(datasets_router)
     app.include_router(jobs_router)
+    app.include_router(schema_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz():

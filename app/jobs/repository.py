@@ -4,6 +4,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.jobs import events
 from app.models import Job, Metric
 from app.models.base import utcnow
 
@@ -56,7 +57,11 @@ def claim(*, db_session: Session, job_id: str, worker_id: str, lease_seconds: fl
         .returning(Job.attempts)
         .execution_options(synchronize_session=False)
     )
-    return result.scalar_one_or_none()
+    attempt = result.scalar_one_or_none()
+    if attempt:
+        events.append(db_session=db_session, job_id=job_id,
+                      events=[events.status_event("running", attempt=attempt, worker=worker_id)])
+    return attempt
 
 
 def restart_progress(*, db_session: Session, job_id: str) -> None:
@@ -77,21 +82,30 @@ def renew_lease(*, db_session: Session, job_id: str, worker_id: str, lease_secon
 
 
 def record_progress(*, db_session: Session, job_id: str, worker_id: str, points: list[dict],
-                    epoch: int, step: int, latest: dict | None) -> None:
-    """Writes a batch of metric points and the progress they reach, in one statement pair."""
+                    epoch: int, step: int, latest: dict | None) -> bool:
+    """Writes a batch of metric points, their events and the progress they reach.
+
+    Returns False, writing nothing, when the job is no longer this worker's running job:
+    a worker that lost its lease must not add stale points to the next attempt's history.
+    """
+    values = {"epoch": epoch, "step": step}
+    if latest is not None:
+        values["latest_metrics"] = latest
+    owned = db_session.execute(
+        update(Job).where(Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
+        .values(**values).returning(Job.id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if owned is None:
+        return False
     if points:
         db_session.add_all([
             Metric(job_id=job_id, kind=p["kind"], epoch=p["epoch"], step=p["step"],
                    values={k: v for k, v in p.items() if k not in ("kind", "epoch", "step")})
             for p in points
         ])
-    values = {"epoch": epoch, "step": step}
-    if latest is not None:
-        values["latest_metrics"] = latest
-    db_session.execute(
-        update(Job).where(Job.id == job_id, Job.worker_id == worker_id).values(**values)
-        .execution_options(synchronize_session=False)
-    )
+        events.append(db_session=db_session, job_id=job_id, events=events.metric_events(points))
+    return True
 
 
 def finish(*, db_session: Session, job_id: str, worker_id: str, status: str,
@@ -102,7 +116,11 @@ def finish(*, db_session: Session, job_id: str, worker_id: str, status: str,
                 lease_expires_at=None)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        return False
+    events.append(db_session=db_session, job_id=job_id,
+                  events=[events.status_event(status, error=error)])
+    return True
 
 
 def set_device(*, db_session: Session, job_id: str, device: str) -> None:
@@ -116,13 +134,16 @@ def give_up_lost(*, db_session: Session, max_attempts: int) -> int:
     lost = db_session.scalars(select(Job).where(
         Job.status == "running", Job.lease_expires_at < now, Job.attempts >= max_attempts)).all()
     for job in lost:
-        db_session.execute(
+        error = (f"worker lost {job.attempts} times; last on {job.worker_id}. "
+                 "The job may need more memory than a worker has; try a smaller "
+                 "batch_size or model.")
+        result = db_session.execute(
             update(Job).where(Job.id == job.id, Job.status == "running", Job.lease_expires_at < now)
-            .values(status="failed", finished_at=now, lease_expires_at=None,
-                    error=f"worker lost {job.attempts} times; last on {job.worker_id}. "
-                          "The job may need more memory than a worker has; try a smaller "
-                          "batch_size or model.")
+            .values(status="failed", finished_at=now, lease_expires_at=None, error=error)
             .execution_options(synchronize_session=False))
+        if result.rowcount == 1:
+            events.append(db_session=db_session, job_id=job.id,
+                          events=[events.status_event("failed", error=error)])
     return len(lost)
 
 
@@ -137,13 +158,14 @@ def requeue_lost(*, db_session: Session, max_attempts: int) -> list[str]:
         Job.status == "running", Job.lease_expires_at < now, Job.attempts < max_attempts)).all()
     requeued = []
     for job in lost:
+        reason = f"worker {job.worker_id} was lost during attempt {job.attempts}; queued again"
         result = db_session.execute(
             update(Job).where(Job.id == job.id, Job.status == "running", Job.lease_expires_at < now)
-            .values(status="queued", worker_id=None, lease_expires_at=None,
-                    error=f"worker {job.worker_id} was lost during attempt {job.attempts}; "
-                          f"queued again")
+            .values(status="queued", worker_id=None, lease_expires_at=None, error=reason)
             .execution_options(synchronize_session=False))
         if result.rowcount == 1:
+            events.append(db_session=db_session, job_id=job.id, events=[
+                events.status_event("queued", attempt=job.attempts, reason=reason)])
             requeued.append(job.id)
     return requeued
 

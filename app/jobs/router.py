@@ -1,15 +1,20 @@
 import logging
-from typing import Annotated
+from functools import lru_cache
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import FileResponse, JSONResponse
+from sse_starlette import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
 
 from app.config import get_settings
-from app.deps import CurrentTenant, SessionDep
+from app.db import get_session_factory
+from app.deps import CurrentTenant, SessionDep, current_tenant
 from app.errors import ApiError
-from app.jobs import repository, service
+from app.jobs import export, predict, repository, service, stream
+from app.jobs.preprocessing import read as read_preprocessing
 from app.jobs.schemas import (EpochPoint, JobCreated, JobPage, JobRead, JobStatus, MetricsRead,
-                              PlanRead, SpecRead, StepPoint)
+                              PlanRead, PredictRead, PredictRequest, SpecRead, StepPoint)
 from app.ml.spec import JobSpec
 from app.queue import enqueue_training
 from app.storage import get_store
@@ -81,16 +86,84 @@ def get_metrics(job_id: str, db: SessionDep, tenant: CurrentTenant,
 @router.get("/{job_id}/spec", response_model=SpecRead)
 def get_spec(job_id: str, db: SessionDep, tenant: CurrentTenant):
     job = get_or_404(db, tenant, job_id)
-    return SpecRead(job_id=job.id, spec=job.spec, input_shape=job.input_shape)
+    return SpecRead(job_id=job.id, spec=job.spec, input_shape=job.input_shape,
+                    preprocessing=read_preprocessing(job.id))
 
 
-@router.get("/{job_id}/weights", response_class=FileResponse,
-            responses={200: {"content": {"application/octet-stream": {}},
-                             "description": "the trained state_dict as safetensors"}})
-def get_weights(job_id: str, db: SessionDep, tenant: CurrentTenant):
+EVENTS_DOC = {200: {"content": {"text/event-stream": {}}, "description": (
+    "Server-Sent Events: `status` (queued, running with its attempt, the final status), "
+    "`step` and `epoch` (metric points), each with an `id` increasing by one; then one "
+    "`end` event with the final status and error, and the stream closes. Reconnect with "
+    "`Last-Event-ID` (or `?after=`) to get exactly the events missed.")}}
+
+
+@router.get("/{job_id}/events", response_class=EventSourceResponse, responses=EVENTS_DOC)
+async def job_events(job_id: str, authorization: Annotated[str | None, Header()] = None,
+                     last_event_id: Annotated[str | None, Header()] = None,
+                     after: Annotated[int | None, Query(ge=0, description="as Last-Event-ID")] = None):
+    """Streams the job's status changes and metric points live (SSE), from the start or a resume point."""
+    start = after if after is not None else _event_id(last_event_id)
+    await run_in_threadpool(_check_access, authorization, job_id)
+    return EventSourceResponse(stream.watch(job_id, start),
+                               ping=get_settings().stream_ping_seconds)
+
+
+def _check_access(authorization: str | None, job_id: str) -> None:
+    """Authenticates and finds the job in one thread with one short-lived session.
+
+    Not SessionDep + CurrentTenant: those hold a pooled connection from the dependency's
+    thread to the route's thread, and a burst of watchers (100 reconnecting at once) can
+    fill the thread pool with requests waiting for connections held by requests waiting
+    for threads, a 30 s stall. The stream itself holds no connection.
+    """
+    with get_session_factory()() as db:
+        get_or_404(db, current_tenant(db, authorization), job_id)
+
+
+def _event_id(header: str | None) -> int:
+    if header is None or not header.strip():
+        return 0
+    if not header.strip().isdigit():
+        raise ApiError(422, f"Last-Event-ID must be an event id (a non-negative integer), "
+                            f"got {header!r}", "Last-Event-ID")
+    return int(header)
+
+
+@lru_cache
+def _models() -> predict.ModelCache:
+    return predict.ModelCache(get_settings().predict_cache_size)
+
+
+@router.post("/{job_id}/predict", response_model=PredictRead)
+def predict_job(job_id: str, body: PredictRequest, db: SessionDep, tenant: CurrentTenant):
+    """Runs the trained model on ``inputs``; classification jobs also get probabilities and labels."""
+    job = get_or_404(db, tenant, job_id)
+    predict.require_trained(job)
+    x = predict.as_batch(body.inputs, job.input_shape, get_settings().max_predict_rows)
+    classes = service.classes_of(db_session=db, job=job)
+    result = predict.predict(_models().get(job), x, job.spec["loss"]["type"], classes)
+    return PredictRead(job_id=job.id, **result)
+
+
+WEIGHTS_DOC = {200: {"content": {"application/octet-stream": {}}, "description": (
+    "the trained state_dict as safetensors, or with format=onnx an ONNX model (dynamic "
+    "batch dimension) checked against PyTorch; header X-Trainyard-Max-Abs-Diff reports "
+    "the largest difference seen")}}
+
+
+@router.get("/{job_id}/weights", response_class=FileResponse, responses=WEIGHTS_DOC)
+def get_weights(job_id: str, db: SessionDep, tenant: CurrentTenant,
+                format: Literal["safetensors", "onnx"] = "safetensors"):
     job = get_or_404(db, tenant, job_id)
     if job.status != "succeeded" or not job.weights_path:
         raise ApiError(409, f"job is {job.status}; weights are available once it has succeeded")
+    if format == "onnx":
+        # A model of its own: tracing must not share a module with concurrent predictions.
+        key, diff = export.cached_or_export(get_store(), job.id, lambda: predict.serving_model(job),
+                                            job.input_shape, service.sample_rows(db_session=db, job=job))
+        return FileResponse(get_store().path(key), media_type="application/octet-stream",
+                            filename=f"{job.id}.onnx",
+                            headers={"X-Trainyard-Max-Abs-Diff": f"{diff:.3e}"})
     path = get_store().path(job.weights_path)
     return FileResponse(path, media_type="application/octet-stream",
                         filename=f"{job.id}.safetensors")

@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -94,3 +94,19 @@ class SpecRead(BaseModel):
     job_id: str
     spec: dict[str, Any]
     input_shape: list[int]
+    # What the job's data options fitted (feature mean/std, ...): apply it to inputs first.
+    preprocessing: dict[str, Any] | None = None
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inputs: list[Any] = Field(min_length=1, description="rows of features: shape [n, *input_shape]")
+
+
+class PredictRead(BaseModel):
+    """Model outputs; for cross_entropy and bce_with_logits also probabilities and labels."""
+
+    job_id: str
+    outputs: list[Any]
+    probabilities: list[Any] | None = None
+    labels: list[Any] | None = None

@@ -2,33 +2,32 @@
 import hashlib
 import json
 
+import numpy as np
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.datasets import repository as datasets
-from app.datasets.service import info as dataset_info
+from app.datasets import job_data
 from app.errors import ApiError
-from app.jobs import repository
+from app.jobs import events, repository
 from app.jobs.schemas import JobCreated, JobRead, Progress
-from app.ml.check import Limits, Plan, plan_job
-from app.ml.errors import SpecError
+from app.ml.check import Limits, Plan
 from app.ml.spec import JobSpec
-from app.models import Job
+from app.models import Dataset, Job
 from app.models.base import new_id
+from app.storage import dataset_key, get_store
 
 
 def limits(settings: Settings) -> Limits:
     return Limits(max_parameters=settings.max_parameters, max_epochs=settings.max_epochs,
-                  max_steps=settings.max_steps, max_layers=settings.max_layers)
+                  max_steps=settings.max_steps, max_layers=settings.max_layers,
+                  max_memory_bytes=settings.max_memory_bytes)
 
 
 def plan(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Settings) -> tuple[Plan, list[int]]:
     """Runs the pre-flight check against the job's dataset; raises SpecError naming the field."""
-    dataset = datasets.get(db_session=db_session, tenant_id=tenant_id, dataset_id=spec.dataset)
-    if dataset is None:
-        raise SpecError("dataset", f"no dataset {spec.dataset!r}; upload one with POST /v1/datasets")
-    return plan_job(spec, dataset_info(dataset), limits(settings)), list(dataset.feature_shape)
+    data = job_data.resolve(db_session=db_session, tenant_id=tenant_id, spec=spec)
+    return job_data.plan(spec, data, limits(settings)), list(data.dataset.feature_shape)
 
 
 def request_hash(spec: JobSpec) -> str:
@@ -45,12 +44,15 @@ def create(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Sett
         if existing is not None:
             _check_replay(existing, digest)
             return existing, None, False
-    job_plan, input_shape = plan(db_session=db_session, tenant_id=tenant_id, spec=spec, settings=settings)
+    data = job_data.resolve(db_session=db_session, tenant_id=tenant_id, spec=spec)
+    job_plan = job_data.plan(spec, data, limits(settings))
+    # A builtin's rows are stored only once a job that uses them has passed its check.
+    dataset = job_data.materialize(db_session=db_session, store=get_store(), data=data)
     job = Job(
-        id=new_id("job"), tenant_id=tenant_id, dataset_id=spec.dataset, status="queued",
-        spec=spec.model_dump(mode="json"), input_shape=input_shape,
+        id=new_id("job"), tenant_id=tenant_id, dataset_id=dataset.id, status="queued",
+        spec=spec.model_dump(mode="json"), input_shape=list(dataset.feature_shape),
         parameter_count=job_plan.parameter_count, idempotency_key=idempotency_key,
-        request_hash=digest, total_steps=job_plan.total_steps,
+        request_hash=digest, total_steps=job_plan.total_steps, classes=dataset.classes,
     )
     try:
         with db_session.begin_nested():
@@ -63,6 +65,7 @@ def create(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Sett
             raise
         _check_replay(existing, digest)
         return existing, None, False
+    events.append(db_session=db_session, job_id=job.id, events=[events.status_event("queued")])
     return job, job_plan, True
 
 
@@ -84,3 +87,20 @@ def to_read(job: Job, cls=JobRead, **extra) -> JobRead:
 
 def created_read(job: Job, job_plan: Plan | None) -> JobCreated:
     return to_read(job, JobCreated, warnings=job_plan.warnings if job_plan else [])
+
+
+def classes_of(*, db_session: Session, job: Job) -> list | None:
+    """The class labels the job trained with (jobs from before migration 0002 ask the dataset)."""
+    if job.classes is not None or job.dataset_id is None:
+        return job.classes
+    dataset = db_session.get(Dataset, job.dataset_id)
+    return dataset.classes if dataset else None
+
+
+def sample_rows(*, db_session: Session, job: Job, rows: int = 16):
+    """The first rows of the job's dataset (features only), or None once it is deleted."""
+    dataset = db_session.get(Dataset, job.dataset_id) if job.dataset_id else None
+    if dataset is None:
+        return None
+    with np.load(get_store().path(dataset_key(dataset.sha256)), allow_pickle=False) as npz:
+        return npz["x"][:rows]

@@ -3,6 +3,7 @@ from app.models.base import Base
 from app.models.tenant import ApiKey, Tenant
 from app.models.dataset import Dataset
 from app.models.job import Job
+from app.models.job_event import JobEvent
 from app.models.metric import Metric
 
-__all__ = ["Base", "Tenant", "ApiKey", "Dataset", "Job", "Metric"]
+__all__ = ["Base", "Tenant", "ApiKey", "Dataset", "Job", "JobEvent", "Metric"]

@@ -39,6 +39,11 @@ class Job(Base):
     latest_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     weights_path: Mapped[str | None] = mapped_column(String(500), default=None)
+    # The dataset's class labels when the job was created, so predictions keep their
+    # names after the dataset is deleted.
+    classes: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    # The seq of the job's latest event (job_events); bumped under this row's lock.
+    last_event_id: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

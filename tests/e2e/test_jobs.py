@@ -31,7 +31,7 @@ def test_job_trains_and_serves_weights_matching_a_local_run(api):
     # The service's history is exactly what the same training computes locally.
     local = []
     model = train(JobSpec.model_validate(spec), x, y, torch.device("cpu"),
-                  Hooks(flush=lambda points, e, s: local.extend(points), flush_seconds=0))
+                  Hooks(flush=lambda points, e, s: local.extend(points), flush_seconds=0)).model
     history = api.get(f"/v1/jobs/{job['id']}/metrics").json()
     local_epochs = [p for p in local if p["kind"] == "epoch"]
     local_steps = [p for p in local if p["kind"] == "step"]

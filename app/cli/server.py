@@ -1,17 +1,15 @@
-"""The `trainyard` command: keys, migrations, and the API and worker processes."""
-import os
+"""Running the service: keys, migrations, and the API and worker processes."""
 import signal
 import subprocess
 import sys
 import time
 
 import typer
-from rich.console import Console
 
-app = typer.Typer(help="Trainyard: training as a service.", no_args_is_help=True)
+from app.cli.base import app, console
+
 keys = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys, name="keys")
-console = Console()
 
 
 @keys.command("create")
@@ -94,11 +92,3 @@ def run(host: str = "127.0.0.1", port: int = 8000):
             except subprocess.TimeoutExpired:
                 p.kill()
     raise typer.Exit(max((p.returncode or 0) for p in procs) if any(p.returncode for p in procs) else 0)
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

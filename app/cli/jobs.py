@@ -1,0 +1,128 @@
+"""Jobs from the command line: submit, status, list, cancel."""
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Column, Table
+
+from app.cli.base import ApiKey, Url, app, connect, console, errors, reported
+
+
+def read_spec(path: Path) -> dict:
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        errors.print(f"[red]error:[/] cannot read the spec {path}: {exc}")
+        raise typer.Exit(2)
+    if not isinstance(spec, dict):
+        errors.print(f"[red]error:[/] {path} must hold a JSON object (the job spec)")
+        raise typer.Exit(2)
+    return spec
+
+
+def dataset_id(client, dataset: str, target: str | None) -> str:
+    """An existing file is uploaded first; anything else is taken for a dataset id."""
+    path = Path(dataset)
+    if not path.is_file():
+        return dataset
+    uploaded = client.datasets.upload(path, target=target)
+    console.print(f"uploaded {path.name} as [bold]{uploaded['id']}[/] ({uploaded['rows']} rows)")
+    return uploaded["id"]
+
+
+@app.command()
+def submit(spec_file: Annotated[Path, typer.Argument(metavar="SPEC.json", help="The job spec")],
+           dataset: Annotated[str | None, typer.Option(
+               help="A dataset id, or a .csv/.npz file to upload first (overrides the spec's)")] = None,
+           target: Annotated[str | None, typer.Option(
+               help="CSV target column(s), with --dataset FILE")] = None,
+           follow: Annotated[bool, typer.Option("--follow", "-f", help="Watch it train")] = False,
+           dry_run: Annotated[bool, typer.Option("--dry-run", help="Check only: print the plan")] = False,
+           url: Url = None, api_key: ApiKey = None):
+    """Submits a job; with --follow, shows its progress live until it ends."""
+    spec = read_spec(spec_file)
+    with connect(url, api_key) as client, reported():
+        ds = dataset_id(client, dataset, target) if dataset else None
+        if dry_run:
+            console.print_json(data=client.submit(spec, dataset=ds, dry_run=True))
+            return
+        job = client.submit(spec, dataset=ds)
+        console.print(f"job [bold]{job['id']}[/] {job['status']} "
+                      f"({job['parameter_count']:,} parameters, "
+                      f"{job['progress']['total_steps']:,} steps)")
+        for warning in job.get("warnings", []):
+            console.print(f"[yellow]warning:[/] {escape(warning)}")
+        if follow:
+            from app.cli.follow import follow_job
+
+            raise typer.Exit(follow_job(client, job["id"]))
+
+
+def fmt(value) -> str:
+    """A value for a table cell; server text is escaped, never read as rich markup."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else escape(str(value))
+
+
+@app.command()
+def status(job_id: str,
+           as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON")] = False,
+           url: Url = None, api_key: ApiKey = None):
+    """Shows a job: status, progress, latest metrics, error."""
+    with connect(url, api_key) as client, reported():
+        job = client.get(job_id)
+    if as_json:
+        console.print_json(data=job)
+        return
+    p = job["progress"]
+    table = Table(show_header=False, box=None)
+    rows = [("job", job["id"]), ("status", job["status"]),
+            ("progress", f"epoch {p['epoch']}/{p['epochs']}, step {p['step']}/{p['total_steps']}"),
+            ("attempts", job["attempts"]), ("device", job["device"]),
+            ("created", job["created_at"]), ("started", job["started_at"]),
+            ("finished", job["finished_at"]), ("error", job["error"])]
+    rows += [(k, v) for k, v in (job["latest_metrics"] or {}).items() if k not in ("epoch", "step")]
+    for name, value in rows:
+        if value is not None:
+            table.add_row(f"[bold]{name}[/]", fmt(value))
+    console.print(table)
+
+
+@app.command("list")
+def list_jobs(status: Annotated[str | None, typer.Option(
+                  help="queued, running, succeeded, failed, cancelled")] = None,
+              limit: int = 20, url: Url = None, api_key: ApiKey = None):
+    """Lists jobs, newest first."""
+    with connect(url, api_key) as client, reported():
+        page = client.list_jobs(status=status, limit=limit)
+    # An id is useless cut short: it never wraps, the other columns give way.
+    table = Table(Column("job", no_wrap=True), "status", "epoch", "loss", "val_loss",
+                  box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for job in page["items"]:
+        latest, p = job["latest_metrics"] or {}, job["progress"]
+        table.add_row(job["id"], job["status"], f"{p['epoch']}/{p['epochs']}",
+                      fmt(latest.get("train_loss")), fmt(latest.get("val_loss")))
+    console.print(table)
+    console.print(f"{len(page['items'])} of {page['total']}")
+
+
+@app.command()
+def cancel(job_id: str, url: Url = None, api_key: ApiKey = None):
+    """Asks the server to cancel a queued or running job."""
+    from app.client import TrainyardError
+
+    with connect(url, api_key) as client, reported():
+        try:
+            job = client.cancel(job_id)
+        except TrainyardError as exc:
+            if exc.status not in (404, 405):
+                raise
+            client.get(job_id)  # a missing job is reported as such
+            errors.print(f"[red]error:[/] this server cannot cancel jobs: POST /v1/jobs/{job_id}/cancel "
+                         f"answered {exc.status} {escape(str(exc.detail))}")
+            raise typer.Exit(1)
+    console.print(f"job [bold]{job.get('id', job_id)}[/] {job.get('status', 'cancel requested')}")

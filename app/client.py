@@ -1,0 +1,250 @@
+"""A Python client for the Trainyard API.
+
+    from app.client import Client
+    with Client("http://127.0.0.1:8000", api_key) as ty:
+        ds = ty.datasets.upload("iris.csv", target="species")
+        job = ty.submit(spec, dataset=ds["id"])
+        for event in ty.stream(job["id"]):      # resumes by itself after a dropped connection
+            print(event.event, event.data)
+        model = ty.load_model(job["id"])         # the trained nn.Module
+
+Every refused request raises TrainyardError carrying the HTTP status and the server's body.
+"""
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+class TrainyardError(Exception):
+    """The server refused a request: ``status`` and ``body`` are what it answered."""
+
+    def __init__(self, status: int | None, body: Any, request: str):
+        self.status, self.body, self.request = status, body, request
+        self.detail = body.get("detail") if isinstance(body, dict) else str(body)
+        self.errors = body.get("errors", []) if isinstance(body, dict) else []
+        super().__init__(f"{request}: {status or 'no answer'}: {self.detail}")
+
+
+class ServerUnreachable(TrainyardError):
+    """No HTTP answer at all: the server is down, or the connection keeps dropping."""
+
+
+@dataclass
+class Event:
+    """One Server-Sent Event of a job: ``event`` is status, step, epoch or end."""
+
+    id: int | None
+    event: str
+    data: dict
+
+
+def _raise_for(response: httpx.Response) -> httpx.Response:
+    if response.is_success:
+        return response
+    response.read()
+    try:
+        body = response.json()
+    except ValueError:
+        body = response.text
+    raise TrainyardError(response.status_code, body,
+                         f"{response.request.method} {response.request.url.path}")
+
+
+def parse_sse(lines: Iterator[str]) -> Iterator[Event]:
+    """SSE lines -> events; comments (the server's keep-alive pings) are skipped."""
+    import json
+
+    fields: dict[str, str] = {}
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data or fields:
+                raw_id = fields.get("id")
+                yield Event(int(raw_id) if raw_id and raw_id.isdigit() else None,
+                            fields.get("event", "message"), json.loads("\n".join(data) or "{}"))
+            fields, data = {}, []
+        elif line.startswith(":"):
+            continue
+        else:
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                data.append(value)
+            else:
+                fields[name] = value
+
+
+class Datasets:
+    def __init__(self, client: "Client"):
+        self.client = client
+
+    def upload(self, path: str | Path, *, target: str | None = None, name: str | None = None) -> dict:
+        """Uploads a .csv (``target`` names the column(s) to predict) or .npz file."""
+        path = Path(path)
+        form = {k: v for k, v in {"target": target, "name": name}.items() if v}
+        with path.open("rb") as f:
+            return self.client.request("POST", "/v1/datasets", files={"file": (path.name, f)},
+                                       data=form).json()
+
+    def get(self, dataset_id: str) -> dict:
+        return self.client.request("GET", f"/v1/datasets/{dataset_id}").json()
+
+    def list(self, *, limit: int = 50, offset: int = 0) -> dict:
+        return self.client.request("GET", "/v1/datasets",
+                                   params={"limit": limit, "offset": offset}).json()
+
+
+class Client:
+    def __init__(self, url: str = "http://127.0.0.1:8000", api_key: str | None = None, *,
+                 timeout: float = 30.0, stream_timeout: float = 60.0):
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+        # Longer than the server's keep-alive ping interval (15 s by default).
+        self.stream_timeout = stream_timeout
+        self.datasets = Datasets(self)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            return _raise_for(self.http.request(method, path, **kwargs))
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(None, f"{type(exc).__name__}: {exc}", f"{method} {path}") from exc
+
+    # ---- jobs ----------------------------------------------------------------------
+
+    def submit(self, spec: dict, *, dataset: str | None = None,
+               idempotency_key: str | None = None, dry_run: bool = False) -> dict:
+        """Queues a job (or, with dry_run, returns its plan); ``dataset`` overrides the spec's."""
+        spec = {**spec, "dataset": dataset} if dataset else spec
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self.request("POST", "/v1/jobs", json=spec, headers=headers,
+                            params={"dry_run": "true"} if dry_run else None).json()
+
+    def get(self, job_id: str) -> dict:
+        return self.request("GET", f"/v1/jobs/{job_id}").json()
+
+    def list_jobs(self, *, status: str | None = None, limit: int = 50, offset: int = 0) -> dict:
+        params = {"limit": limit, "offset": offset, **({"status": status} if status else {})}
+        return self.request("GET", "/v1/jobs", params=params).json()
+
+    def wait(self, job_id: str, *, timeout: float | None = None, poll_seconds: float = 0.5) -> dict:
+        """Polls until the job has ended; returns it. TimeoutError after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if job["status"] in TERMINAL:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout} s")
+            time.sleep(poll_seconds)
+
+    def cancel(self, job_id: str) -> dict:
+        return self.request("POST", f"/v1/jobs/{job_id}/cancel").json()
+
+    def spec(self, job_id: str) -> dict:
+        return self.request("GET", f"/v1/jobs/{job_id}/spec").json()
+
+    def predict(self, job_id: str, inputs) -> dict:
+        return self.request("POST", f"/v1/jobs/{job_id}/predict", json={"inputs": inputs}).json()
+
+    # ---- live events ---------------------------------------------------------------
+
+    def stream(self, job_id: str, *, last_event_id: int = 0, max_retries: int = 8) -> Iterator[Event]:
+        """The job's events, live, until its ``end`` event (which is yielded last).
+
+        A dropped connection is resumed with Last-Event-ID, so no event is missed or
+        repeated; ServerUnreachable after ``max_retries`` failed tries in a row.
+        """
+        failures = 0
+        while True:
+            try:
+                for event in self._stream_once(job_id, last_event_id):
+                    failures = 0
+                    if event.id is not None:
+                        last_event_id = event.id
+                    yield event
+                    if event.event == "end":
+                        return
+                raise httpx.RemoteProtocolError("the stream closed before its end event")
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures > max_retries:
+                    raise ServerUnreachable(None, f"{type(exc).__name__}: {exc}",
+                                            f"GET /v1/jobs/{job_id}/events") from exc
+                time.sleep(min(0.25 * 2 ** (failures - 1), 5.0))
+
+    def _stream_once(self, job_id: str, last_event_id: int) -> Iterator[Event]:
+        headers = {"Last-Event-ID": str(last_event_id), "Accept": "text/event-stream"}
+        timeout = httpx.Timeout(self.http.timeout.connect, read=self.stream_timeout)
+        with self.http.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers,
+                              timeout=timeout) as response:
+            if response.status_code >= 500:
+                raise httpx.RemoteProtocolError(f"server answered {response.status_code}")
+            _raise_for(response)
+            yield from parse_sse(response.iter_lines())
+
+    # ---- results -------------------------------------------------------------------
+
+    def metrics(self, job_id: str, *, kind: str = "epoch", as_frame: bool = False):
+        """The job's ``epoch`` (default) or ``step`` points, as dicts or a pandas DataFrame."""
+        if kind not in ("epoch", "step"):
+            raise ValueError("kind is 'epoch' or 'step'")
+        points, after = [], -1
+        while True:
+            page = self.request("GET", f"/v1/jobs/{job_id}/metrics",
+                                params={"after_step": after}).json()
+            if not page["epochs"] and not page["steps"]:
+                break
+            points += page["epochs" if kind == "epoch" else "steps"]
+            after = page["last_step"]
+        if not as_frame:
+            return points
+        try:
+            import pandas
+        except ImportError as exc:
+            raise ImportError("as_frame=True needs pandas: pip install pandas") from exc
+        return pandas.DataFrame(points)
+
+    def download_weights(self, job_id: str, path: str | Path | None = None, *,
+                         format: str = "safetensors") -> bytes | Path:
+        """The trained weights (safetensors, or format="onnx"): bytes, or written to ``path``."""
+        response = self.request("GET", f"/v1/jobs/{job_id}/weights", params={"format": format})
+        if path is None:
+            return response.content
+        path = Path(path)
+        path.write_bytes(response.content)
+        return path
+
+    def load_model(self, job_id: str):
+        """The trained nn.Module, rebuilt from the job's spec with the service's own builder.
+
+        A job that standardized its features gets that step first: an nn.Sequential of
+        Standardize and the network (the network alone is ``model[1]``), so it takes the
+        same raw inputs as POST /predict.
+        """
+        from safetensors.torch import load
+        from torch import nn
+
+        from app.jobs.preprocessing import module
+        from app.ml.build import build_model
+        from app.ml.spec import JobSpec
+
+        served = self.spec(job_id)
+        model = build_model(JobSpec.model_validate(served["spec"]).model, served["input_shape"])
+        model.load_state_dict(load(self.download_weights(job_id)))
+        pre = module(served.get("preprocessing"))
+        return (nn.Sequential(pre, model) if pre is not None else model).eval()

@@ -1,0 +1,223 @@
+"""The Python client and the `trainyard` CLI against a running deployment (both of them)."""
+import csv
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+
+import pexpect
+import pytest
+
+from app.client import Client, ServerUnreachable, TrainyardError
+from tests.e2e.helpers import blobs, csv_bytes, mlp_spec, upload_npz, wait_for
+from tests.stack import ROOT, free_port
+
+
+@pytest.fixture
+def key(tenant_keys) -> str:
+    return tenant_keys["alice"]
+
+
+@pytest.fixture
+def client(stack, key):
+    with Client(stack.url, key) as c:
+        yield c
+
+
+def cli_env(stack, key: str, tmp_path, **extra) -> dict:
+    env = {**os.environ, "TRAINYARD_URL": stack.url, "TRAINYARD_API_KEY": key,
+           "TRAINYARD_CONFIG": str(tmp_path / "absent.toml"), "COLUMNS": "160", **extra}
+    return {k: v for k, v in env.items() if v is not None}
+
+
+def plain(screen: str) -> str:
+    """Terminal output without its colours and cursor moves."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen).replace("\r", "")
+
+
+def cli(env: dict, *args: str, cwd=ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+# ---- the Python client ---------------------------------------------------------------
+
+def test_client_errors_carry_the_servers_body(stack, client):
+    with pytest.raises(TrainyardError) as refused:
+        client.submit({"dataset": "ds_nope", "model": {"layers": []}, "loss": {"type": "mse"},
+                       "optimizer": {"type": "sgd"}})
+    assert refused.value.status == 422
+    assert {e["field"] for e in refused.value.errors} == {"model.layers"}
+    assert refused.value.body["errors"] == refused.value.errors
+    assert "model.layers" in str(refused.value)
+
+    with pytest.raises(TrainyardError) as missing:
+        client.get("job_missing")
+    assert missing.value.status == 404 and missing.value.detail == "no job 'job_missing'"
+    with pytest.raises(TrainyardError) as unauthorized, Client(stack.url, "ty_wrong") as bad:
+        bad.list_jobs()
+    assert unauthorized.value.status == 401
+    with pytest.raises(ServerUnreachable), Client(f"http://127.0.0.1:{free_port()}", "k") as down:
+        down.get("job_x")
+
+
+class CuttingProxy:
+    """A TCP proxy that hangs up on each of the first ``cuts`` connections after
+    ``after_bytes`` bytes from the server: a connection dropped mid-stream."""
+
+    def __init__(self, target_port: int, cuts: int, after_bytes: int):
+        self.target, self.cuts, self.after = target_port, cuts, after_bytes
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                downstream, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            limit = self.after if self.connections <= self.cuts else None
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pump, args=(downstream, upstream, None), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, downstream, limit), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket, limit: int | None) -> None:
+        sent = 0
+        try:
+            while chunk := src.recv(4096):
+                if limit is not None and sent + len(chunk) >= limit:
+                    dst.sendall(chunk[: limit - sent])
+                    break
+                dst.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_client_stream_resumes_after_dropped_connections(stack, client, key):
+    x, y = blobs(120)
+    job = client.submit(mlp_spec(upload_npz(client.http, x, y)["id"], epochs=10, batch_size=4))
+    proxy = CuttingProxy(stack.port, cuts=3, after_bytes=900)
+    try:
+        with Client(proxy.url, key) as through_proxy:
+            events = list(through_proxy.stream(job["id"]))
+    finally:
+        proxy.close()
+    assert proxy.connections >= 4  # three dropped, then one to the end
+    ids = [e.id for e in events if e.event != "end"]
+    assert ids == list(range(1, len(ids) + 1))
+    assert events[-1].event == "end" and events[-1].data["status"] == "succeeded"
+    assert [(e.id, e.data) for e in events] == [(e.id, e.data) for e in client.stream(job["id"])]
+
+    epochs = client.metrics(job["id"])
+    assert [p["epoch"] for p in epochs] == list(range(1, 11))
+    frame = client.metrics(job["id"], kind="step", as_frame=True)
+    pandas = pytest.importorskip("pandas")
+    assert isinstance(frame, pandas.DataFrame) and list(frame["step"]) == \
+        [e.data["step"] for e in events if e.event == "step"]
+    assert client.wait(job["id"], timeout=5)["status"] == "succeeded"
+
+
+# ---- the CLI -------------------------------------------------------------------------
+
+def test_follow_in_a_terminal_shows_progress_and_exits_0_on_success(stack, key, tmp_path, api):
+    x, y = blobs(160)
+    job = api.post("/v1/jobs", json=mlp_spec(upload_npz(api, x, y)["id"], epochs=30,
+                                             batch_size=2)).json()
+    child = pexpect.spawn(sys.executable, ["-m", "app.cli", "follow", job["id"]], cwd=str(ROOT),
+                          env=cli_env(stack, key, tmp_path), dimensions=(30, 160),
+                          encoding="utf-8", timeout=120)
+    child.expect(r"epoch \d+/30")  # the live bar, while the job trains
+    live = child.before + child.after
+    child.expect(pexpect.EOF)
+    child.close()
+    screen = plain(live + child.before)
+    assert child.exitstatus == 0, screen
+    assert re.search(r"running\s.*\d+/\d+\s+epoch \d+/30\s+ETA", screen), screen
+    assert re.search(r"\nloss [\d.e-]+\s+val_loss [\d.e-]+\s+val_accuracy", screen), screen
+    assert re.search(r"succeeded job_\w+: train_loss", screen), screen
+
+
+def test_submit_follow_exits_non_zero_when_the_job_fails(stack, key, tmp_path, api):
+    x, y = blobs(32)
+    spec = tmp_path / "gpu.json"
+    spec.write_text(__import__("json").dumps(mlp_spec(upload_npz(api, x, y)["id"], device="cuda")))
+    child = pexpect.spawn(sys.executable, ["-m", "app.cli", "submit", str(spec), "--follow"],
+                          cwd=str(ROOT), env=cli_env(stack, key, tmp_path), dimensions=(30, 160),
+                          encoding="utf-8", timeout=120)
+    child.expect(pexpect.EOF)
+    child.close()
+    screen = plain(child.before)
+    assert child.exitstatus == 1, screen
+    assert re.search(r"failed job_\w+: RuntimeError: .*no GPU", screen), screen
+
+
+def test_cli_end_to_end_without_a_terminal(stack, key, tmp_path):
+    env = cli_env(stack, key, tmp_path)
+    x, y = blobs(60)
+    (tmp_path / "d.csv").write_bytes(csv_bytes(x, [["cat", "dog", "emu"][i] for i in y]))
+    spec = mlp_spec("replaced-by---dataset", epochs=3)
+    (tmp_path / "job.json").write_text(__import__("json").dumps(spec))
+
+    up = cli(env, "datasets", "upload", str(tmp_path / "d.csv"), "--target", "label")
+    assert up.returncode == 0 and "classes ['cat', 'dog', 'emu']" in up.stdout, up.stderr
+    run = cli(env, "submit", str(tmp_path / "job.json"), "--dataset", str(tmp_path / "d.csv"),
+              "--target", "label", "--follow")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "epoch 3/3" in run.stdout and "succeeded" in run.stdout
+    job_id = run.stdout.split("job ", 1)[1].split()[0]
+
+    status = cli(env, "status", job_id)
+    assert status.returncode == 0 and "succeeded" in status.stdout and "val_loss" in status.stdout
+    assert job_id in cli(env, "list").stdout
+    rows = list(csv.DictReader(io.StringIO(cli(env, "metrics", job_id, "--csv").stdout)))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"] and float(rows[-1]["train_loss"]) > 0
+
+    down = cli(env, "download", job_id, "--format", "onnx", "-o", str(tmp_path / "m.onnx"))
+    assert down.returncode == 0 and "max abs difference" in down.stdout, down.stderr
+    assert (tmp_path / "m.onnx").stat().st_size > 0
+    assert cli(env, "download", job_id, cwd=tmp_path).returncode == 0
+    assert (tmp_path / f"{job_id}.safetensors").exists()
+
+    png = cli(env, "plot", job_id, "-o", str(tmp_path / "curve.png"))
+    assert png.returncode == 0, png.stderr
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_errors_cancel_and_config_file(stack, key, tmp_path, api):
+    config = tmp_path / "config.toml"
+    config.write_text(f'url = "{stack.url}"\napi_key = "{key}"\n')
+    env = cli_env(stack, key, tmp_path, TRAINYARD_URL=None, TRAINYARD_API_KEY=None,
+                  TRAINYARD_CONFIG=str(config))
+    x, y = blobs(32)
+    spec = mlp_spec(upload_npz(api, x, y)["id"], epochs=1)
+    job = wait_for(api, api.post("/v1/jobs", json=spec).json()["id"])
+    assert "succeeded" in cli(env, "status", job["id"]).stdout  # url and key from the file
+
+    missing = cli(env, "status", "job_missing")
+    assert missing.returncode == 1 and "404 no job 'job_missing'" in missing.stderr
+    cancel = cli(env, "cancel", job["id"])
+    if "cannot cancel" in cancel.stderr:  # until POST /v1/jobs/{id}/cancel exists
+        assert cancel.returncode == 1 and ("404" in cancel.stderr or "405" in cancel.stderr)
+    else:  # it exists: a finished job cannot be cancelled, or it says so
+        assert cancel.returncode in (0, 1), cancel.stderr
+    no_key = cli({**env, "TRAINYARD_CONFIG": str(tmp_path / "none.toml")}, "list")
+    assert no_key.returncode == 2 and "no API key" in no_key.stderr
+    bad = cli({**env, "TRAINYARD_API_KEY": "ty_wrong"}, "list")
+    assert bad.returncode == 1 and "401" in bad.stderr
