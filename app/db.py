@@ -8,9 +8,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import get_settings
 
 
+# A request holds its session's connection from its dependencies' thread to its route's,
+# so the pool must outgrow the API's thread pool (40): with fewer connections than
+# threads, a burst leaves every thread waiting for a connection held by a waiting request.
+POOL_SIZE, POOL_OVERFLOW = 10, 50
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
@@ -23,7 +30,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
 
 
 @lru_cache

@@ -83,6 +83,15 @@ def _flush_hook(job_id: str, owner: str):
     return flush
 
 
+def _rewind_hook(job_id: str, owner: str):
+    def rewind(step: int) -> None:
+        with get_session_factory()() as s:
+            repository.rewind(db_session=s, job_id=job_id, worker_id=owner, step=step,
+                              reason="diverged; rolled back with a halved learning rate")
+            s.commit()
+    return rewind
+
+
 def _finish(job_id: str, owner: str, status: str, error: str | None = None,
             weights_path: str | None = None) -> None:
     with get_session_factory()() as s:
@@ -100,6 +109,7 @@ def _train_and_store(job_id: str, owner: str, heartbeat: Heartbeat) -> str:
         repository.set_device(db_session=s, job_id=job_id, device=name)
         s.commit()
     hooks = Hooks(flush=_flush_hook(job_id, owner), should_stop=heartbeat.lost.is_set,
+                  rewind=_rewind_hook(job_id, owner),
                   flush_seconds=get_settings().metrics_flush_seconds)
     result = train(spec, x, y, device, hooks, validation)
     # Predictions and rebuilt models must see inputs as training did: app.ml.data.apply_preprocessing.

@@ -72,6 +72,24 @@ def restart_progress(*, db_session: Session, job_id: str) -> None:
                        .execution_options(synchronize_session=False))
 
 
+def rewind(*, db_session: Session, job_id: str, worker_id: str, step: int, reason: str) -> bool:
+    """Drops the points after ``step`` (training went back there) and says so in a ``rewind`` event.
+
+    A stream consumer drops what it holds after ``step``; GET /metrics never shows the
+    abandoned points.
+    """
+    owned = db_session.execute(
+        update(Job).where(Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
+        .values(step=step).returning(Job.id).execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if owned is None:
+        return False
+    db_session.execute(delete(Metric).where(Metric.job_id == job_id, Metric.step > step))
+    events.append(db_session=db_session, job_id=job_id,
+                  events=[("rewind", {"step": step, "reason": reason})])
+    return True
+
+
 def renew_lease(*, db_session: Session, job_id: str, worker_id: str, lease_seconds: float) -> bool:
     result = db_session.execute(
         update(Job).where(Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")

@@ -42,10 +42,12 @@ class JobPage(BaseModel):
 class LayerPlan(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     index: int
+    path: str  # model.layers[2].layers[0] for a layer inside a residual block
     type: str
     input_shape: list[int]
     output_shape: list[int]
     parameters: int
+    layers: list["LayerPlan"] = []  # a residual block's own layers
 
 
 class PlanRead(BaseModel):
@@ -61,6 +63,8 @@ class PlanRead(BaseModel):
     batch_size: int
     steps_per_epoch: int
     total_steps: int
+    flops_per_step: int  # forward + backward of one batch
+    memory_bytes: int  # estimated training memory: parameters, gradients, optimizer state, activations
     warnings: list[str]
 
 
@@ -68,6 +72,11 @@ class EpochPoint(BaseModel):
     epoch: int
     step: int
     train_loss: float | None = None
+    grad_norm: float | None = None
+    grad_norms: dict[str, float] | None = None
+    param_norm: float | None = None
+    param_norms: dict[str, float] | None = None
+    rollbacks: int | None = None
     val_loss: float | None = None
     val_accuracy: float | None = None
     lr: float | None = None

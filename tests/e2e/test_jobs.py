@@ -42,6 +42,8 @@ def test_job_trains_and_serves_weights_matching_a_local_run(api):
     assert [p["step"] for p in history["steps"]] == list(range(2, 37, 2))
     first = history["epochs"][0]
     assert 0 <= first["val_accuracy"] <= 1 and first["lr"] == 0.1 and first["samples_per_second"] > 0
+    assert set(first["grad_norms"]) == {"layers[0]", "layers[2]"} and first["grad_norm"] > 0
+    assert first["param_norms"]["layers[0]"] > 0
 
     # Weights: safetensors that load into the model rebuilt from GET /spec.
     w = api.get(f"/v1/jobs/{job['id']}/weights")
@@ -75,6 +77,11 @@ def test_dry_run_reports_the_plan_and_queues_nothing(api):
     assert [l["parameters"] for l in plan["layers"]] == [80, 0, 51]
     assert plan["train_rows"] == 75 and plan["validation_rows"] == 25
     assert plan["steps_per_epoch"] == 8 and plan["total_steps"] == 40
+    assert [l["path"] for l in plan["layers"]] == ["model.layers[0]", "model.layers[1]", "model.layers[2]"]
+    # Forward 2*b*in*out per linear layer, backward about twice that: of the order of 3x forward.
+    forward = 2 * 10 * (4 * 16 + 16 * 3)
+    assert 2 * forward <= plan["flops_per_step"] <= 4 * forward
+    assert plan["memory_bytes"] >= 4 * plan["parameter_count"]
     assert api.get("/v1/jobs").json()["total"] == before
 
 

@@ -76,3 +76,22 @@ def test_training_conflicts_are_422_naming_the_field(api):
     r = api.post("/v1/jobs", json={**base, "optimizer": {"type": "adam"},
                                    "schedule": {"type": "reduce_on_plateau", "monitor": "val_loss"}})
     assert r.status_code == 422 and "schedule.monitor" in errors_for(r)
+
+
+def test_rollback_recovers_from_divergence_and_keeps_one_history(api):
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(64, 3)) * 3).astype(np.float32)
+    ds = upload_npz(api, x, (x @ np.array([1.0, -2.0, 0.5])).astype(np.float32))
+    spec = {"dataset": ds["id"],
+            "model": {"layers": [{"type": "linear", "out_features": 8}, {"type": "relu"},
+                                 {"type": "linear", "out_features": 1}]},
+            "loss": {"type": "mse"}, "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9},
+            "training": {"epochs": 6, "batch_size": 8, "log_every_steps": 1,
+                         "on_divergence": "rollback", "max_rollbacks": 6}}
+    job = wait_for(api, api.post("/v1/jobs", json=spec).json()["id"])
+    assert job["status"] == "succeeded", job
+    assert job["latest_metrics"]["rollbacks"] >= 1
+    history = api.get(f"/v1/jobs/{job['id']}/metrics").json()
+    assert [p["step"] for p in history["steps"]] == list(range(1, 49))
+    assert [p["epoch"] for p in history["epochs"]] == list(range(1, 7))
+    assert all(p["rollbacks"] >= 1 for p in history["epochs"][-1:])
