@@ -32,6 +32,16 @@ class Settings(BaseSettings):
     # Workers sweep for jobs whose worker died this often; a job is given up after
     # max_attempts lost workers rather than crashing workers forever.
     reaper_interval_seconds: float = 15
+    # A running job saves a checkpoint at least this often (and every training.checkpoint_every
+    # epochs): a lost worker costs at most this much training.
+    checkpoint_seconds: float = 120
+    # How long a worker keeps retrying a database write before it gives the job up.
+    db_retry_seconds: float = 120
+    # A job waiting this long since its message was sent is sent again (the broker may have
+    # lost it, e.g. a Redis restart without persistence); the claim ignores duplicates.
+    resend_after_seconds: float = 300
+    # The longest a job may train (training.max_seconds may ask for less).
+    max_job_seconds: float = 24 * 3600
     max_attempts: int = 3
     # Metrics are written in batches: at most one commit per this many seconds.
     metrics_flush_seconds: float = 1.0

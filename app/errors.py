@@ -2,6 +2,7 @@
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.ml.errors import DataError, SpecError
@@ -94,6 +95,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _spec_error(_: Request, exc: SpecError | DataError):
         return JSONResponse(_body(str(exc), [{"field": exc.field, "message": exc.message}]),
                             status_code=422)
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(_: Request, exc: OperationalError):
+        # The database is unreachable (restarting, failing over): a 503 the client can retry,
+        # not a 500. Nothing was changed: the request's transaction did not commit.
+        return JSONResponse(_body("the database is unavailable; retry in a few seconds", []),
+                            status_code=503, headers={"Retry-After": "2"})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException):

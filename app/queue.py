@@ -15,13 +15,18 @@ def make_celery(settings: Settings) -> Celery:
         accept_content=["json"],
         task_ignore_result=True,  # the database, not a result backend, holds outcomes
         task_acks_late=True,  # a message is acked after the job ran, not when received
+        # A training process killed mid-job (OOM killer, SIGKILL) hands its message back
+        # rather than acking it; the database claim keeps a redelivery from training twice.
+        task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,  # a worker holds one training job, never a backlog
         task_default_queue=settings.queue_name,
         broker_connection_retry_on_startup=True,
         # A broker that is down must not hang POST /v1/jobs: the job is stored
         # and the worker's startup sweep re-enqueues it.
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
-        broker_transport_options={"visibility_timeout": 12 * 3600},
+        # Redis redelivers an unacked message after visibility_timeout: it must outlast
+        # the longest job, or a long job is delivered again while it trains.
+        broker_transport_options={"visibility_timeout": settings.max_job_seconds + 3600},
     )
     if settings.resolved_broker_url.startswith("filesystem"):
         folder = settings.broker_folder

@@ -15,7 +15,12 @@ celery_app.conf.update(
     include=["worker.tasks"],
     # Training runs in a child process: a crash or OOM kill there leaves the worker up.
     worker_concurrency=1,
-    worker_max_tasks_per_child=None,
+    # A fresh process per job: memory a job fragmented or leaked (and a GPU context) goes
+    # with it. The replacement imports torch while idle, before the next job arrives.
+    worker_max_tasks_per_child=1,
+    # Backstops only: the runner's own time limit (MAX_JOB_SECONDS) ends a job cleanly first.
+    task_soft_time_limit=get_settings().max_job_seconds + 300,
+    task_time_limit=get_settings().max_job_seconds + 600,
     worker_hijack_root_logger=False,
 )
 

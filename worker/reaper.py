@@ -1,28 +1,30 @@
 """Finds jobs whose worker died and hands them back to the queue (or gives them up)."""
 import logging
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from app.config import get_settings
 from app.db import get_session_factory
 from app.jobs import repository
+from app.models.base import utcnow
 from app.queue import enqueue_training
 
 log = logging.getLogger(__name__)
 
 
 def sweep(*, queued_before: datetime | None = None) -> list[str]:
-    """One pass: fail lost jobs out of attempts, queue the other lost ones again, and
-    (at startup) re-send jobs queued since before ``queued_before``.
+    """One pass: fail lost jobs out of attempts, queue the other lost ones again, and re-send
+    waiting jobs whose message was sent before ``queued_before`` (default: RESEND_AFTER_SECONDS
+    ago; at a worker's start, a few seconds ago).
 
     A duplicate message is harmless: only one delivery wins the atomic claim.
     """
-    max_attempts = get_settings().max_attempts
+    settings = get_settings()
+    before = queued_before or utcnow() - timedelta(seconds=settings.resend_after_seconds)
     with get_session_factory()() as session:
-        given_up = repository.give_up_lost(db_session=session, max_attempts=max_attempts)
-        job_ids = repository.requeue_lost(db_session=session, max_attempts=max_attempts)
-        if queued_before:
-            job_ids += repository.queued_before(db_session=session, before=queued_before)
+        given_up = repository.give_up_lost(db_session=session, max_attempts=settings.max_attempts)
+        job_ids = repository.requeue_lost(db_session=session, max_attempts=settings.max_attempts)
+        job_ids += repository.resend_due(db_session=session, before=before)
         session.commit()
     job_ids = list(dict.fromkeys(job_ids))
     for job_id in job_ids:

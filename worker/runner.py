@@ -1,23 +1,26 @@
-"""One job's life on a worker: claim, load, train, persist, finish."""
+"""One job's life on a worker: claim, load, resume or start, train, persist, finish."""
 import json
 import logging
 import os
 import socket
 import threading
+import time
 
 import numpy as np
+from sqlalchemy.exc import OperationalError
 import torch
 from safetensors.torch import save
 
 from app.config import get_settings
 from app.db import get_session_factory
-from app.jobs import repository
+from app.jobs import control, repository
 from app.ml.errors import DataError, SpecError
 from app.ml.spec import JobSpec
 from app.models import Dataset, Job
-from app.storage import dataset_key, get_store, preprocessing_key, weights_key
+from app.storage import checkpoint_key, dataset_key, get_store, preprocessing_key, weights_key
 from worker.steps import Diverged
-from worker.trainer import Hooks, Stopped, job_preprocessing, resolve_device, train
+from worker.checkpoint import restore_bytes
+from worker.trainer import Hooks, Stopped, Trainer, job_preprocessing, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -72,52 +75,133 @@ def _load(job_id: str) -> tuple[JobSpec, np.ndarray, np.ndarray, tuple | None]:
     return (spec, *_arrays(sha), _arrays(val_sha) if val_sha else None)
 
 
-def _flush_hook(job_id: str, owner: str):
-    def flush(points: list[dict], epoch: int, step: int) -> None:
+def with_db_retry(write):
+    """Runs a database write, retrying while the database is unreachable (a restart, a
+    failover) for up to DB_RETRY_SECONDS, so a blip pauses training instead of losing points."""
+    deadline, delay = time.monotonic() + get_settings().db_retry_seconds, 0.2
+    while True:
+        try:
+            return write()
+        except OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("database unreachable; retrying in %.1f s", delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class JobRun:
+    """One attempt at one job: the hooks the trainer calls, and why it was told to stop."""
+
+    def __init__(self, job_id: str, owner: str, heartbeat: Heartbeat, limit_seconds: float):
+        self.job_id, self.owner, self.heartbeat = job_id, owner, heartbeat
+        self.deadline = time.monotonic() + limit_seconds
+        self.limit_seconds = limit_seconds
+        self.cancel_requested = False
+        self.lost = False
+
+    def flush(self, points: list[dict], epoch: int, step: int) -> None:
         epochs = [p for p in points if p["kind"] == "epoch"]
         latest = {k: v for k, v in epochs[-1].items() if k != "kind"} if epochs else None
-        with get_session_factory()() as s:
-            repository.record_progress(db_session=s, job_id=job_id, worker_id=owner, points=points,
-                                       epoch=epoch, step=step, latest=latest)
-            s.commit()
-    return flush
 
+        def write():
+            with get_session_factory()() as s:
+                cancel = repository.record_progress(db_session=s, job_id=self.job_id,
+                                                    worker_id=self.owner, points=points,
+                                                    epoch=epoch, step=step, latest=latest)
+                s.commit()
+                return cancel
+        cancel = with_db_retry(write)
+        self.lost |= cancel is None
+        self.cancel_requested |= bool(cancel)
 
-def _rewind_hook(job_id: str, owner: str):
-    def rewind(step: int) -> None:
+    def should_stop(self) -> bool:
+        self.lost |= self.heartbeat.lost.is_set()
+        return self.lost or self.cancel_requested or time.monotonic() > self.deadline
+
+    def rewind(self, step: int) -> None:
         with get_session_factory()() as s:
-            repository.rewind(db_session=s, job_id=job_id, worker_id=owner, step=step,
+            repository.rewind(db_session=s, job_id=self.job_id, worker_id=self.owner, step=step,
                               reason="diverged; rolled back with a halved learning rate")
             s.commit()
-    return rewind
+
+    def checkpoint(self, blob: bytes, step: int) -> None:
+        get_store().put(checkpoint_key(self.job_id), blob)  # atomic: write, then rename
+        with get_session_factory()() as s:
+            control.mark_checkpoint(db_session=s, job_id=self.job_id, worker_id=self.owner, step=step)
+            s.commit()
+
+    def hooks(self) -> Hooks:
+        settings = get_settings()
+        return Hooks(flush=self.flush, should_stop=self.should_stop, rewind=self.rewind,
+                     flush_seconds=settings.metrics_flush_seconds, checkpoint=self.checkpoint,
+                     checkpoint_seconds=settings.checkpoint_seconds, checkpoint_min_gap=2.0)
 
 
 def _finish(job_id: str, owner: str, status: str, error: str | None = None,
             weights_path: str | None = None) -> None:
+    def write():
+        with get_session_factory()() as s:
+            if not repository.finish(db_session=s, job_id=job_id, worker_id=owner, status=status,
+                                     error=error, weights_path=weights_path):
+                log.warning("job %s was no longer ours to finish", job_id)
+            s.commit()
+    with_db_retry(write)
+
+
+def _resume_point(job_id: str) -> tuple[int | None, bytes | None]:
+    """The checkpoint a retry resumes from, if the lost attempt wrote one."""
     with get_session_factory()() as s:
-        if not repository.finish(db_session=s, job_id=job_id, worker_id=owner, status=status,
-                                 error=error, weights_path=weights_path):
-            log.warning("job %s was no longer ours to finish", job_id)
-        s.commit()
+        step = s.get(Job, job_id).checkpoint_step
+    path = get_store().path(checkpoint_key(job_id))
+    if step is None or not path.exists():
+        return None, None
+    return step, path.read_bytes()
 
 
-def _train_and_store(job_id: str, owner: str, heartbeat: Heartbeat) -> str:
+def _train_and_store(run: JobRun, attempt: int) -> str:
+    job_id = run.job_id
     spec, x, y, validation = _load(job_id)
     device = resolve_device(spec.training.device)
     with get_session_factory()() as s:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         repository.set_device(db_session=s, job_id=job_id, device=name)
         s.commit()
-    hooks = Hooks(flush=_flush_hook(job_id, owner), should_stop=heartbeat.lost.is_set,
-                  rewind=_rewind_hook(job_id, owner),
-                  flush_seconds=get_settings().metrics_flush_seconds)
-    result = train(spec, x, y, device, hooks, validation)
+    trainer = Trainer(spec, x, y, device, run.hooks(), validation)
+    if attempt > 1:
+        step, blob = _resume_point(job_id)
+        if blob is not None:
+            restore_bytes(trainer, blob)
+        with get_session_factory()() as s:
+            control.resume_from(db_session=s, job_id=job_id, step=step)
+            s.commit()
+        log.info("job %s resumes from %s", job_id, f"step {step}" if step else "the start")
+    result = trainer.run()
     # Predictions and rebuilt models must see inputs as training did: app.ml.data.apply_preprocessing.
     get_store().put(preprocessing_key(job_id), json.dumps(job_preprocessing(spec, x, y)).encode())
     state = {k: v.detach().contiguous() for k, v in result.model.state_dict().items()}
     key = weights_key(job_id)
     get_store().put(key, save(state, metadata={"job_id": job_id}))
+    get_store().delete(checkpoint_key(job_id))
     return key
+
+
+def _time_limit(job_id: str) -> float:
+    settings = get_settings()
+    with get_session_factory()() as s:
+        asked = (s.get(Job, job_id).spec.get("training") or {}).get("max_seconds")
+    return min(asked or settings.max_job_seconds, settings.max_job_seconds)
+
+
+def _stopped(run: JobRun) -> None:
+    if run.cancel_requested:
+        _finish(run.job_id, run.owner, "cancelled", error="cancelled by request")
+    elif run.lost:
+        log.warning("job %s: lease lost to another worker; stopping without finishing", run.job_id)
+    else:
+        _finish(run.job_id, run.owner, "failed",
+                error=f"time limit: the job trained for {run.limit_seconds:g} s, its limit "
+                      "(training.max_seconds, or the server's MAX_JOB_SECONDS)")
 
 
 def run_job(job_id: str) -> None:
@@ -126,8 +210,6 @@ def run_job(job_id: str) -> None:
     with get_session_factory()() as s:
         attempt = repository.claim(db_session=s, job_id=job_id, worker_id=owner,
                                    lease_seconds=settings.lease_seconds)
-        if attempt and attempt > 1:
-            repository.restart_progress(db_session=s, job_id=job_id)
         s.commit()
     if not attempt:
         log.info("job %s is not claimable (already taken or finished); skipping", job_id)
@@ -135,11 +217,12 @@ def run_job(job_id: str) -> None:
     log.info("training job %s, attempt %d", job_id, attempt)
     heartbeat = Heartbeat(job_id, owner)
     heartbeat.start()
+    run = JobRun(job_id, owner, heartbeat, _time_limit(job_id))
     try:
-        key = _train_and_store(job_id, owner, heartbeat)
+        key = _train_and_store(run, attempt)
         _finish(job_id, owner, "succeeded", weights_path=key)
     except Stopped:
-        log.warning("job %s: lease lost to another worker; stopping without finishing", job_id)
+        _stopped(run)
     except (SpecError, DataError, Diverged) as exc:
         _finish(job_id, owner, "failed", error=str(exc))
     except (torch.OutOfMemoryError, MemoryError) as exc:

@@ -47,6 +47,9 @@ class Hooks:
     # checkpoint_every epochs and at least every checkpoint_seconds, points flushed first.
     checkpoint: Callable[[bytes, int], None] | None = None
     checkpoint_seconds: float = 300.0
+    # Epoch checkpoints closer than this to the last one are skipped: many tiny epochs
+    # must not spend their time writing checkpoints.
+    checkpoint_min_gap: float = 0.0
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -215,8 +218,9 @@ class Trainer:
             point.update(stopped_early=bool(stop and self.epoch < epochs), best_epoch=self.stopper.best_epoch)
         last = stop or self.epoch == epochs
         every = self.spec.training.checkpoint_every
-        due = not last and (self.epoch % every == 0 if every else False) or \
-            time.monotonic() - self.last_checkpoint >= self.hooks.checkpoint_seconds
+        since = time.monotonic() - self.last_checkpoint
+        due = since >= self.hooks.checkpoint_seconds or \
+            (bool(every) and self.epoch % every == 0 and since >= self.hooks.checkpoint_min_gap)
         self.epoch, self.batch, self._tries_this_epoch = self.epoch + 1, 0, 0
         if last or due or time.monotonic() - self.last_flush >= self.hooks.flush_seconds:
             self._flush()

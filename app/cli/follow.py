@@ -82,7 +82,7 @@ class FollowView:
             self.progress.reset(self.task, description=status, epoch=0)
             self.show(loss="", val="")
             self.say(escape(f"attempt {data['attempt']} started on {data.get('worker', 'a worker')}"))
-        elif status == "queued" and data.get("reason"):
+        elif status in ("queued", "retrying") and data.get("reason"):
             self.say(f"[yellow]{escape(data['reason'])}[/]")
         elif status == "running":
             self.say(escape(f"running on {data.get('worker', 'a worker')}"))

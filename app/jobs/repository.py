@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from app.jobs import events
 from app.models import Job, Metric
 from app.models.base import utcnow
+from app.models.job import CLAIMABLE_STATUSES
 
 
 def get(*, db_session: Session, tenant_id: str, job_id: str) -> Job | None:
@@ -39,7 +40,7 @@ def metrics_after(*, db_session: Session, job_id: str, after_step: int, limit: i
 
 
 def claim(*, db_session: Session, job_id: str, worker_id: str, lease_seconds: float) -> int | None:
-    """Atomically moves a queued job (or one whose lease went stale) to running.
+    """Atomically moves a queued or retrying job (or one whose lease went stale) to running.
 
     Returns the attempt number, or None when another delivery already holds the job:
     that delivery trains, this one does not.
@@ -48,7 +49,7 @@ def claim(*, db_session: Session, job_id: str, worker_id: str, lease_seconds: fl
     result = db_session.execute(
         update(Job)
         .where(Job.id == job_id, or_(
-            Job.status == "queued",
+            Job.status.in_(CLAIMABLE_STATUSES),
             and_(Job.status == "running", Job.lease_expires_at < now),
         ))
         .values(status="running", attempts=Job.attempts + 1, worker_id=worker_id,
@@ -62,14 +63,6 @@ def claim(*, db_session: Session, job_id: str, worker_id: str, lease_seconds: fl
         events.append(db_session=db_session, job_id=job_id,
                       events=[events.status_event("running", attempt=attempt, worker=worker_id)])
     return attempt
-
-
-def restart_progress(*, db_session: Session, job_id: str) -> None:
-    """Clears what a lost attempt recorded: training restarts from the first step."""
-    db_session.execute(delete(Metric).where(Metric.job_id == job_id))
-    db_session.execute(update(Job).where(Job.id == job_id)
-                       .values(epoch=0, step=0, latest_metrics=None)
-                       .execution_options(synchronize_session=False))
 
 
 def rewind(*, db_session: Session, job_id: str, worker_id: str, step: int, reason: str) -> bool:
@@ -100,22 +93,23 @@ def renew_lease(*, db_session: Session, job_id: str, worker_id: str, lease_secon
 
 
 def record_progress(*, db_session: Session, job_id: str, worker_id: str, points: list[dict],
-                    epoch: int, step: int, latest: dict | None) -> bool:
+                    epoch: int, step: int, latest: dict | None) -> bool | None:
     """Writes a batch of metric points, their events and the progress they reach.
 
-    Returns False, writing nothing, when the job is no longer this worker's running job:
-    a worker that lost its lease must not add stale points to the next attempt's history.
+    Returns whether a cancel was requested, or None, writing nothing, when the job is no
+    longer this worker's running job: a worker that lost its lease must not add stale
+    points to the next attempt's history.
     """
     values = {"epoch": epoch, "step": step}
     if latest is not None:
         values["latest_metrics"] = latest
     owned = db_session.execute(
         update(Job).where(Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
-        .values(**values).returning(Job.id)
+        .values(**values).returning(Job.cancel_requested)
         .execution_options(synchronize_session=False)
-    ).scalar_one_or_none()
+    ).one_or_none()
     if owned is None:
-        return False
+        return None
     if points:
         db_session.add_all([
             Metric(job_id=job_id, kind=p["kind"], epoch=p["epoch"], step=p["step"],
@@ -123,7 +117,7 @@ def record_progress(*, db_session: Session, job_id: str, worker_id: str, points:
             for p in points
         ])
         events.append(db_session=db_session, job_id=job_id, events=events.metric_events(points))
-    return True
+    return bool(owned[0])
 
 
 def finish(*, db_session: Session, job_id: str, worker_id: str, status: str,
@@ -166,9 +160,9 @@ def give_up_lost(*, db_session: Session, max_attempts: int) -> int:
 
 
 def requeue_lost(*, db_session: Session, max_attempts: int) -> list[str]:
-    """Puts running jobs whose lease went stale back to queued; returns their ids.
+    """Moves running jobs whose lease went stale to retrying; returns their ids.
 
-    Moving them to queued (rather than leaving them running) means each lost job is
+    Moving them out of running (rather than leaving them there) means each lost job is
     re-enqueued once, not on every sweep until a worker is free.
     """
     now = utcnow()
@@ -176,19 +170,29 @@ def requeue_lost(*, db_session: Session, max_attempts: int) -> list[str]:
         Job.status == "running", Job.lease_expires_at < now, Job.attempts < max_attempts)).all()
     requeued = []
     for job in lost:
-        reason = f"worker {job.worker_id} was lost during attempt {job.attempts}; queued again"
+        reason = f"worker {job.worker_id} was lost during attempt {job.attempts}; retrying"
         result = db_session.execute(
             update(Job).where(Job.id == job.id, Job.status == "running", Job.lease_expires_at < now)
-            .values(status="queued", worker_id=None, lease_expires_at=None, error=reason)
+            .values(status="retrying", worker_id=None, lease_expires_at=None, error=reason,
+                    enqueued_at=now)
             .execution_options(synchronize_session=False))
         if result.rowcount == 1:
             events.append(db_session=db_session, job_id=job.id, events=[
-                events.status_event("queued", attempt=job.attempts, reason=reason)])
+                events.status_event("retrying", attempt=job.attempts, reason=reason)])
             requeued.append(job.id)
     return requeued
 
 
-def queued_before(*, db_session: Session, before: datetime) -> list[str]:
-    """Jobs queued since before ``before``: their message may have been lost."""
-    return list(db_session.scalars(
-        select(Job.id).where(Job.status == "queued", Job.created_at < before)).all())
+def resend_due(*, db_session: Session, before: datetime) -> list[str]:
+    """Waiting jobs whose message was last sent before ``before``; marks them sent now.
+
+    The broker may have lost the message (a Redis restart without persistence, a lost
+    filesystem spool): sending again is safe because only one delivery wins the claim.
+    """
+    sent = func.coalesce(Job.enqueued_at, Job.created_at)
+    ids = list(db_session.scalars(
+        select(Job.id).where(Job.status.in_(CLAIMABLE_STATUSES), sent < before)).all())
+    if ids:
+        db_session.execute(update(Job).where(Job.id.in_(ids)).values(enqueued_at=utcnow())
+                           .execution_options(synchronize_session=False))
+    return ids

@@ -11,7 +11,7 @@ from app.config import get_settings
 from app.db import get_session_factory
 from app.deps import CurrentTenant, SessionDep, current_tenant
 from app.errors import ApiError
-from app.jobs import export, predict, repository, service, stream
+from app.jobs import control, export, predict, repository, service, stream
 from app.jobs.preprocessing import read as read_preprocessing
 from app.jobs.schemas import (EpochPoint, JobCreated, JobPage, JobRead, JobStatus, MetricsRead,
                               PlanRead, PredictRead, PredictRequest, SpecRead, StepPoint)
@@ -64,6 +64,17 @@ def get_or_404(db, tenant: str, job_id: str):
 @router.get("/{job_id}", response_model=JobRead)
 def get_job(job_id: str, db: SessionDep, tenant: CurrentTenant):
     return service.to_read(get_or_404(db, tenant, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobRead,
+             responses={202: {"model": JobRead, "description": "running: it stops at its next step"},
+                        409: {"description": "the job has already ended"}})
+def cancel_job(job_id: str, db: SessionDep, tenant: CurrentTenant):
+    """Cancels a job: a waiting one at once (200), a running one at its next step (202)."""
+    job = control.cancel(db_session=db, job=get_or_404(db, tenant, job_id))
+    db.commit()
+    body = service.to_read(job).model_dump(mode="json")
+    return JSONResponse(body, status_code=200 if job.status == "cancelled" else 202)
 
 
 @router.get("/{job_id}/metrics", response_model=MetricsRead)

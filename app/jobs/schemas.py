@@ -3,7 +3,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JobStatus = Literal["queued", "retrying", "running", "succeeded", "failed", "cancelled"]
 
 
 class Progress(BaseModel):
@@ -22,7 +22,9 @@ class JobRead(BaseModel):
     latest_metrics: dict[str, Any] | None
     device: str | None
     attempts: int
-    error: str | None
+    error: str | None  # on failure the reason; while retrying, why the last attempt was lost
+    cancel_requested: bool = False  # a running job asked to stop at its next step
+    checkpoint_step: int | None = None  # where a retry would resume
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

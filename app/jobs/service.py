@@ -81,6 +81,7 @@ def to_read(job: Job, cls=JobRead, **extra) -> JobRead:
         progress=Progress(epoch=job.epoch, epochs=job.spec["training"]["epochs"], step=job.step,
                           total_steps=job.total_steps),
         latest_metrics=job.latest_metrics, device=job.device, attempts=job.attempts, error=job.error,
+        cancel_requested=bool(job.cancel_requested), checkpoint_step=job.checkpoint_step,
         created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at, **extra,
     )
 

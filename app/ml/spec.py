@@ -57,9 +57,11 @@ class TrainingSpec(StrictModel):
     # A NaN/Inf loss fails the job, or ("rollback") goes back to the start of the epoch,
     # halves the learning rate and tries again, at most max_rollbacks times.
     on_divergence: Literal["fail", "rollback"] = "fail"
-    # A checkpoint every N epochs (0: only the time-based ones, every few minutes): a lost
-    # worker costs at most the training since the last one.
-    checkpoint_every: Annotated[int, Field(ge=0)] = 1
+    # A checkpoint every N epochs (0: only the time-based ones, every CHECKPOINT_SECONDS):
+    # a lost worker costs at most the training since the last one.
+    checkpoint_every: Annotated[int, Field(ge=0)] = 10
+    # Wall-clock limit for one attempt's training; the server's MAX_JOB_SECONDS caps it.
+    max_seconds: Annotated[float, Field(gt=0)] | None = None
     max_rollbacks: Annotated[int, Field(ge=1, le=20)] = 3
 
 

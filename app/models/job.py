@@ -1,12 +1,14 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime, utcnow
 
-ACTIVE_STATUSES = ("queued", "running")
+# retrying: queued again after its worker was lost; the next claim resumes it.
+ACTIVE_STATUSES = ("queued", "retrying", "running")
+CLAIMABLE_STATUSES = ("queued", "retrying")
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 
 
@@ -39,6 +41,13 @@ class Job(Base):
     latest_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     weights_path: Mapped[str | None] = mapped_column(String(500), default=None)
+    # Set by POST /cancel on a running job; its worker stops at the next step boundary.
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The step of the job's last checkpoint (jobs/<id>/checkpoint.pt), which a retry resumes.
+    checkpoint_step: Mapped[int | None] = mapped_column(Integer, default=None)
+    # When the job's message was last sent (None: at creation); a waiting job is sent
+    # again once this is older than RESEND_AFTER_SECONDS.
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # The dataset's class labels when the job was created, so predictions keep their
     # names after the dataset is deleted.
     classes: Mapped[list[Any] | None] = mapped_column(JSON, default=None)

@@ -149,7 +149,7 @@ def test_a_job_losing_its_worker_ends_the_stream_instead_of_hanging(reaper_stack
 
         events = read_events(api, job["id"], stop_after=on_event, timeout=90)
     statuses = [(e.data["status"], e.data.get("attempt")) for e in events if e.event == "status"]
-    assert statuses == [("queued", None), ("running", 1), ("queued", 1), ("running", 2), ("failed", None)]
+    assert statuses == [("queued", None), ("running", 1), ("retrying", 1), ("running", 2), ("failed", None)]
     requeued = [e for e in events if e.event == "status"][2]
     assert "was lost during attempt 1" in requeued.data["reason"]
     assert events[-1].event == "end" and "worker lost 2 times" in events[-1].data["error"]

@@ -76,3 +76,41 @@ def test_job_that_keeps_losing_its_worker_is_given_up(reaper_stack):
         done = wait_for(api, job["id"], timeout=60)
         assert done["status"] == "failed" and done["attempts"] == 2
         assert "worker lost 2 times" in done["error"]
+
+
+def _weights(api, job_id: str) -> dict:
+    from safetensors.torch import load
+
+    return load(api.get(f"/v1/jobs/{job_id}/weights").content)
+
+
+def _history(api, job_id: str) -> list:
+    h = api.get(f"/v1/jobs/{job_id}/metrics").json()
+    return [(p["step"], p["train_loss"]) for p in h["steps"]] + \
+        [(p["epoch"], p["train_loss"], p["val_loss"]) for p in h["epochs"]]
+
+
+def test_a_killed_job_resumes_from_its_checkpoint_and_ends_as_if_never_killed(reaper_stack):
+    """SIGKILL the training process at several points; each job equals an uninterrupted run."""
+    import torch
+
+    with reaper_stack.client(reaper_stack.new_key("t3")) as api:
+        x, y = blobs(200)
+        ds = upload_npz(api, x, y)
+        spec = mlp_spec(ds["id"], epochs=30, batch_size=2, log_every_steps=10, checkpoint_every=3)
+        spec["model"]["layers"].insert(2, {"type": "dropout", "p": 0.2})  # RNG state must resume too
+        reference = wait_for(api, api.post("/v1/jobs", json=spec).json()["id"], timeout=180)
+        assert reference["status"] == "succeeded"
+        want_weights, want_history = _weights(api, reference["id"]), _history(api, reference["id"])
+        for kill_at_step in (40, 800, 1500):  # before the first checkpoint, and between later ones
+            job = api.post("/v1/jobs", json=spec).json()
+            deadline = time.monotonic() + 60
+            while api.get(f"/v1/jobs/{job['id']}").json()["progress"]["step"] < kill_at_step:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            os.kill(_training_child(reaper_stack.workers[0]), signal.SIGKILL)
+            done = wait_for(api, job["id"], timeout=180)
+            assert done["status"] == "succeeded" and done["attempts"] == 2, done
+            got = _weights(api, job["id"])
+            assert all(torch.equal(got[k], want_weights[k]) for k in want_weights), kill_at_step
+            assert _history(api, job["id"]) == want_history, kill_at_step

@@ -1,0 +1,87 @@
+"""Chaos with real processes: a private Redis and PostgreSQL are killed under running jobs.
+
+Each test runs its own deployment on servers it started itself (tests/chaos/servers.py),
+never the machine's shared ones.
+"""
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import TEST_LIMITS
+from tests.e2e.helpers import blobs, mlp_spec, upload_npz, wait_for
+from tests.stack import Stack
+
+FAST = {"LEASE_SECONDS": "3", "HEARTBEAT_SECONDS": "0.3", "REAPER_INTERVAL_SECONDS": "0.5",
+        "RESEND_AFTER_SECONDS": "2", "DB_RETRY_SECONDS": "60", **TEST_LIMITS}
+
+
+@pytest.fixture
+def chaos_stack(tmp_path, private_redis, private_postgres):
+    stack = Stack("chaos", tmp_path, {**FAST, "DATABASE_URL": private_postgres.url,
+                                      "BROKER_URL": private_redis.url})
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def _steps_are_one_run(api, job_id: str, total: int) -> None:
+    steps = [p["step"] for p in api.get(f"/v1/jobs/{job_id}/metrics").json()["steps"]]
+    assert steps == list(range(10, total + 1, 10)), steps[:20]
+
+
+def test_redis_killed_and_restarted_loses_no_job_and_trains_none_twice(chaos_stack, private_redis):
+    with chaos_stack.client(chaos_stack.new_key("redis")) as api:
+        x, y = blobs(200)
+        ds = upload_npz(api, x, y)
+        specs = [mlp_spec(ds["id"], epochs=15, batch_size=4, log_every_steps=10, seed=s) for s in range(3)]
+        jobs = [api.post("/v1/jobs", json=s).json() for s in specs]
+        wait_for(api, jobs[0]["id"], statuses=("running",))
+        private_redis.kill()  # the queued jobs' messages die with it (no persistence)
+        time.sleep(1.0)
+        private_redis.restart()
+        for job in jobs:
+            done = wait_for(api, job["id"], timeout=120)
+            assert done["status"] == "succeeded", (done, chaos_stack.logs())
+            assert done["attempts"] == 1  # trained once: resent messages lost the claim
+            _steps_are_one_run(api, job["id"], 15 * 38)
+
+
+def test_postgres_down_is_a_503_and_training_continues_when_it_is_back(chaos_stack, private_postgres):
+    with chaos_stack.client(chaos_stack.new_key("pg")) as api:
+        x, y = blobs(200)
+        ds = upload_npz(api, x, y)
+        job = api.post("/v1/jobs", json=mlp_spec(ds["id"], epochs=25, batch_size=4,
+                                                 log_every_steps=10)).json()
+        wait_for(api, job["id"], statuses=("running",))
+        private_postgres.kill()
+        started = time.monotonic()
+        r = api.get(f"/v1/jobs/{job['id']}")
+        assert r.status_code == 503 and time.monotonic() - started < 10
+        assert "database is unavailable" in r.json()["detail"] and r.headers["retry-after"]
+        assert api.get("/readyz").status_code == 503
+        time.sleep(2.0)
+        private_postgres.start_again()
+        done = wait_for(api, job["id"], timeout=120)
+        assert done["status"] == "succeeded", (done, chaos_stack.logs())
+        _steps_are_one_run(api, job["id"], 25 * 38)  # the worker retried its writes: no point lost
+
+
+def test_api_restarted_while_jobs_run_keeps_jobs_metrics_and_stream(chaos_stack):
+    with chaos_stack.client(chaos_stack.new_key("api")) as api:
+        x, y = blobs(200)
+        ds = upload_npz(api, x, y)
+        job = api.post("/v1/jobs", json=mlp_spec(ds["id"], epochs=15, batch_size=4,
+                                                 log_every_steps=10)).json()
+        wait_for(api, job["id"], statuses=("running",))
+        Stack._stop(chaos_stack.api)
+        with pytest.raises(httpx.HTTPError):
+            api.get(f"/v1/jobs/{job['id']}")
+        chaos_stack.api = chaos_stack._spawn("api2", "api", "--port", str(chaos_stack.port))
+        chaos_stack.wait_ready()
+        done = wait_for(api, job["id"], timeout=120)
+        assert done["status"] == "succeeded"
+        _steps_are_one_run(api, job["id"], 15 * 38)
+        with api.stream("GET", f"/v1/jobs/{job['id']}/events") as events:
+            kinds = [line for line in events.iter_lines() if line.startswith("event:")]
+        assert kinds[0] == "event: status" and kinds[-1] == "event: end"

@@ -1,0 +1,43 @@
+"""Cancel: a waiting job at once and never trained, a running one within 2 s, a finished one 409."""
+import time
+
+from tests.e2e.helpers import blobs, mlp_spec, upload_npz, wait_for
+
+
+def test_cancel_waiting_running_and_finished_jobs(api):
+    x, y = blobs(400)
+    ds = upload_npz(api, x, y)
+    long = mlp_spec(ds["id"], epochs=400, batch_size=4, log_every_steps=25)
+    running = api.post("/v1/jobs", json=long).json()
+    waiting = api.post("/v1/jobs", json={**long, "training": {**long["training"], "seed": 9}}).json()
+    wait_for(api, running["id"], statuses=("running",))
+
+    r = api.post(f"/v1/jobs/{waiting['id']}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+
+    while api.get(f"/v1/jobs/{running['id']}").json()["progress"]["step"] < 50:
+        time.sleep(0.05)
+    asked = time.monotonic()
+    r = api.post(f"/v1/jobs/{running['id']}/cancel")
+    assert r.status_code == 202 and r.json()["cancel_requested"] is True
+    done = wait_for(api, running["id"], timeout=10)
+    assert done["status"] == "cancelled" and time.monotonic() - asked < 2.0
+    assert done["error"] == "cancelled by request"
+    steps = api.get(f"/v1/jobs/{running['id']}/metrics").json()["steps"]
+    assert steps and steps[-1]["step"] <= done["progress"]["step"]  # the metrics so far are kept
+
+    for job in (running, waiting):
+        again = api.post(f"/v1/jobs/{job['id']}/cancel")
+        assert again.status_code == 409 and "already cancelled" in again.json()["detail"]
+    # The waiting job was never trained, even though its message is still delivered.
+    time.sleep(1.0)
+    never = api.get(f"/v1/jobs/{waiting['id']}").json()
+    assert never["status"] == "cancelled" and never["attempts"] == 0 and never["started_at"] is None
+    assert api.get(f"/v1/jobs/{waiting['id']}/weights").status_code == 409
+
+
+def test_cancel_is_tenant_scoped(api, other_api):
+    x, y = blobs(40)
+    job = api.post("/v1/jobs", json=mlp_spec(upload_npz(api, x, y)["id"], epochs=1)).json()
+    assert other_api.post(f"/v1/jobs/{job['id']}/cancel").status_code == 404
+    wait_for(api, job["id"])
