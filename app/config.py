@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     # A running job saves a checkpoint at least this often (and every training.checkpoint_every
     # epochs): a lost worker costs at most this much training.
     checkpoint_seconds: float = 120
+    # Epoch checkpoints closer than this to the last are skipped (tiny epochs, many epochs).
+    checkpoint_min_gap_seconds: float = 2
     # How long a worker keeps retrying a database write before it gives the job up.
     db_retry_seconds: float = 120
     # A job waiting this long since its message was sent is sent again (the broker may have

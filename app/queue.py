@@ -15,9 +15,10 @@ def make_celery(settings: Settings) -> Celery:
         accept_content=["json"],
         task_ignore_result=True,  # the database, not a result backend, holds outcomes
         task_acks_late=True,  # a message is acked after the job ran, not when received
-        # A training process killed mid-job (OOM killer, SIGKILL) hands its message back
-        # rather than acking it; the database claim keeps a redelivery from training twice.
-        task_reject_on_worker_lost=True,
+        # A training process killed mid-job (OOM killer, SIGKILL) has its message acked, not
+        # handed back: an immediate redelivery would find the job's lease still fresh and do
+        # nothing (while costing a process start); the reaper re-sends it once the lease expires.
+        task_reject_on_worker_lost=False,
         worker_prefetch_multiplier=1,  # a worker holds one training job, never a backlog
         task_default_queue=settings.queue_name,
         broker_connection_retry_on_startup=True,

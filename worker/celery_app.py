@@ -2,11 +2,12 @@
 import logging
 from datetime import timedelta
 
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_process_init, worker_ready, worker_shutdown, worker_shutting_down
 
 from app.config import get_settings
 from app.models.base import utcnow
 from app.queue import make_celery
+from worker import drain
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +19,9 @@ celery_app.conf.update(
     # A fresh process per job: memory a job fragmented or leaked (and a GPU context) goes
     # with it. The replacement imports torch while idle, before the next job arrives.
     worker_max_tasks_per_child=1,
+    # Our tasks publish no result, so there is nothing to wait for from a killed training
+    # process: free the pool slot for the re-sent job at once (Celery waits 10 s by default).
+    worker_lost_wait=1.0,
     # Backstops only: the runner's own time limit (MAX_JOB_SECONDS) ends a job cleanly first.
     task_soft_time_limit=get_settings().max_job_seconds + 300,
     task_time_limit=get_settings().max_job_seconds + 600,
@@ -40,8 +44,20 @@ def _start_reaper(**_):
     """Sweeps once for jobs stranded before this worker started, then periodically."""
     from worker.reaper import Reaper, sweep
 
+    drain.clear()
     try:
         sweep(queued_before=utcnow() - timedelta(seconds=10))
     except Exception:
         log.exception("startup sweep of stranded jobs failed")
     Reaper().start()
+
+
+@worker_shutting_down.connect
+def _drain(**_):
+    """SIGTERM: the running job checkpoints and goes back to the queue (worker/drain.py)."""
+    drain.start_draining()
+
+
+@worker_shutdown.connect
+def _drained(**_):
+    drain.clear()

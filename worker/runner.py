@@ -15,10 +15,12 @@ from app.config import get_settings
 from app.db import get_session_factory
 from app.jobs import control, repository
 from app.ml.errors import DataError, SpecError
+from app.queue import enqueue_training
 from app.ml.spec import JobSpec
 from app.models import Dataset, Job
 from app.storage import checkpoint_key, dataset_key, get_store, preprocessing_key, weights_key
 from worker.steps import Diverged
+from worker import checkpoint, drain
 from worker.checkpoint import restore_bytes
 from worker.trainer import Hooks, Stopped, Trainer, job_preprocessing, resolve_device
 
@@ -99,6 +101,7 @@ class JobRun:
         self.limit_seconds = limit_seconds
         self.cancel_requested = False
         self.lost = False
+        self.draining = False
 
     def flush(self, points: list[dict], epoch: int, step: int) -> None:
         epochs = [p for p in points if p["kind"] == "epoch"]
@@ -117,7 +120,8 @@ class JobRun:
 
     def should_stop(self) -> bool:
         self.lost |= self.heartbeat.lost.is_set()
-        return self.lost or self.cancel_requested or time.monotonic() > self.deadline
+        self.draining |= drain.parent_is_draining()
+        return self.lost or self.cancel_requested or self.draining or time.monotonic() > self.deadline
 
     def rewind(self, step: int) -> None:
         with get_session_factory()() as s:
@@ -135,7 +139,8 @@ class JobRun:
         settings = get_settings()
         return Hooks(flush=self.flush, should_stop=self.should_stop, rewind=self.rewind,
                      flush_seconds=settings.metrics_flush_seconds, checkpoint=self.checkpoint,
-                     checkpoint_seconds=settings.checkpoint_seconds, checkpoint_min_gap=2.0)
+                     checkpoint_seconds=settings.checkpoint_seconds,
+                     checkpoint_min_gap=settings.checkpoint_min_gap_seconds)
 
 
 def _finish(job_id: str, owner: str, status: str, error: str | None = None,
@@ -168,15 +173,20 @@ def _train_and_store(run: JobRun, attempt: int) -> str:
         repository.set_device(db_session=s, job_id=job_id, device=name)
         s.commit()
     trainer = Trainer(spec, x, y, device, run.hooks(), validation)
-    if attempt > 1:
-        step, blob = _resume_point(job_id)
+    step, blob = _resume_point(job_id)
+    if attempt > 1 or blob is not None:  # a lost or handed-back attempt came before this one
         if blob is not None:
             restore_bytes(trainer, blob)
         with get_session_factory()() as s:
             control.resume_from(db_session=s, job_id=job_id, step=step)
             s.commit()
         log.info("job %s resumes from %s", job_id, f"step {step}" if step else "the start")
-    result = trainer.run()
+    try:
+        result = trainer.run()
+    except Stopped:
+        if run.draining:  # hand back at this very step: everything up to it is flushed
+            run.checkpoint(checkpoint.to_bytes(trainer), trainer.step)
+        raise
     # Predictions and rebuilt models must see inputs as training did: app.ml.data.apply_preprocessing.
     get_store().put(preprocessing_key(job_id), json.dumps(job_preprocessing(spec, x, y)).encode())
     state = {k: v.detach().contiguous() for k, v in result.model.state_dict().items()}
@@ -194,7 +204,14 @@ def _time_limit(job_id: str) -> float:
 
 
 def _stopped(run: JobRun) -> None:
-    if run.cancel_requested:
+    if run.draining and not run.cancel_requested and not run.lost:
+        with get_session_factory()() as s:
+            handed = control.hand_back(db_session=s, job_id=run.job_id, worker_id=run.owner)
+            s.commit()
+        if handed:
+            enqueue_training(run.job_id)
+            log.info("job %s handed back: the worker is shutting down", run.job_id)
+    elif run.cancel_requested:
         _finish(run.job_id, run.owner, "cancelled", error="cancelled by request")
     elif run.lost:
         log.warning("job %s: lease lost to another worker; stopping without finishing", run.job_id)
@@ -207,6 +224,12 @@ def _stopped(run: JobRun) -> None:
 def run_job(job_id: str) -> None:
     """Trains the job if this delivery wins the claim; otherwise does nothing."""
     owner, settings = worker_id(), get_settings()
+    if drain.parent_is_draining():
+        # This worker is shutting down: leave the job to another one, rather than start
+        # it only to be stopped (the broker may still hand a draining worker a message).
+        enqueue_training(job_id)
+        log.info("job %s passed on: this worker is shutting down", job_id)
+        return
     with get_session_factory()() as s:
         attempt = repository.claim(db_session=s, job_id=job_id, worker_id=owner,
                                    lease_seconds=settings.lease_seconds)

@@ -53,3 +53,20 @@ def resume_from(*, db_session: Session, job_id: str, step: int | None) -> None:
     events.append(db_session=db_session, job_id=job_id, events=[
         ("rewind", {"step": after, "reason": "resumed from the last checkpoint" if step
                     else "no checkpoint yet: training restarts"})])
+
+
+def hand_back(*, db_session: Session, job_id: str, worker_id: str) -> bool:
+    """A worker shutting down returns its running job to the queue, checkpoint written.
+
+    The attempt is not counted: the job was not lost, its worker was stopped on purpose.
+    """
+    reason = f"worker {worker_id} shut down; handed back to resume from its checkpoint"
+    result = db_session.execute(
+        update(Job).where(Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
+        .values(status="retrying", worker_id=None, lease_expires_at=None, attempts=Job.attempts - 1,
+                error=reason, enqueued_at=utcnow())
+        .execution_options(synchronize_session=False))
+    if result.rowcount:
+        events.append(db_session=db_session, job_id=job_id,
+                      events=[events.status_event("retrying", reason=reason)])
+    return bool(result.rowcount)

@@ -63,7 +63,8 @@ def get_or_404(db, tenant: str, job_id: str):
 
 @router.get("/{job_id}", response_model=JobRead)
 def get_job(job_id: str, db: SessionDep, tenant: CurrentTenant):
-    return service.to_read(get_or_404(db, tenant, job_id))
+    return service.to_read(get_or_404(db, tenant, job_id),
+                           attempt_history=service.attempt_history(db_session=db, job_id=job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=JobRead,

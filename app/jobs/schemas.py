@@ -13,6 +13,17 @@ class Progress(BaseModel):
     total_steps: int
 
 
+class AttemptRead(BaseModel):
+    """One try at training the job, from the job's events."""
+
+    attempt: int
+    worker: str | None
+    started_at: datetime
+    ended_at: datetime | None = None
+    outcome: str | None = None  # succeeded | failed | cancelled | retrying (lost or handed back)
+    reason: str | None = None
+
+
 class JobRead(BaseModel):
     id: str
     status: JobStatus
@@ -25,6 +36,7 @@ class JobRead(BaseModel):
     error: str | None  # on failure the reason; while retrying, why the last attempt was lost
     cancel_requested: bool = False  # a running job asked to stop at its next step
     checkpoint_step: int | None = None  # where a retry would resume
+    attempt_history: list[AttemptRead] | None = None  # in GET /v1/jobs/{id} only
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

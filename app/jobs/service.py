@@ -3,6 +3,7 @@ import hashlib
 import json
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -10,10 +11,10 @@ from app.config import Settings
 from app.datasets import job_data
 from app.errors import ApiError
 from app.jobs import events, repository
-from app.jobs.schemas import JobCreated, JobRead, Progress
+from app.jobs.schemas import AttemptRead, JobCreated, JobRead, Progress
 from app.ml.check import Limits, Plan
 from app.ml.spec import JobSpec
-from app.models import Dataset, Job
+from app.models import Dataset, Job, JobEvent
 from app.models.base import new_id
 from app.storage import dataset_key, get_store
 
@@ -105,3 +106,20 @@ def sample_rows(*, db_session: Session, job: Job, rows: int = 16):
         return None
     with np.load(get_store().path(dataset_key(dataset.sha256)), allow_pickle=False) as npz:
         return npz["x"][:rows]
+
+
+def attempt_history(*, db_session: Session, job_id: str) -> list[AttemptRead]:
+    """Each attempt's worker, times and outcome, read from the job's status events."""
+    rows = db_session.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.kind == "status")
+                              .order_by(JobEvent.seq)).all()
+    history: list[AttemptRead] = []
+    for row in rows:
+        data = row.data
+        if data.get("status") == "running":
+            history.append(AttemptRead(attempt=data.get("attempt", len(history) + 1),
+                                       worker=data.get("worker"), started_at=row.created_at))
+        elif history and history[-1].outcome is None and data.get("status") != "queued":
+            history[-1].ended_at = row.created_at
+            history[-1].outcome = data["status"]
+            history[-1].reason = data.get("reason") or data.get("error")
+    return history

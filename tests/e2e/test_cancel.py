@@ -41,3 +41,19 @@ def test_cancel_is_tenant_scoped(api, other_api):
     job = api.post("/v1/jobs", json=mlp_spec(upload_npz(api, x, y)["id"], epochs=1)).json()
     assert other_api.post(f"/v1/jobs/{job['id']}/cancel").status_code == 404
     wait_for(api, job["id"])
+
+
+def test_time_limit_ends_the_job_failed_with_the_reason(api):
+    x, y = blobs(400)
+    ds = upload_npz(api, x, y)
+    spec = mlp_spec(ds["id"], epochs=400, batch_size=2, max_seconds=1.5)
+    job = wait_for(api, api.post("/v1/jobs", json=spec).json()["id"], timeout=60)
+    assert job["status"] == "failed" and job["error"].startswith("time limit")
+    assert 1.5 <= (_seconds(job["finished_at"]) - _seconds(job["started_at"])) < 6
+    assert job["progress"]["step"] > 0  # the metrics so far are kept
+
+
+def _seconds(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()

@@ -10,7 +10,7 @@ from tests.conftest import TEST_LIMITS
 from tests.e2e.helpers import blobs, mlp_spec, upload_npz, wait_for
 from tests.stack import Stack
 
-FAST_REAPER = {"LEASE_SECONDS": "2", "HEARTBEAT_SECONDS": "0.3", "REAPER_INTERVAL_SECONDS": "0.5",
+FAST_REAPER = {"LEASE_SECONDS": "2", "CHECKPOINT_MIN_GAP_SECONDS": "0", "HEARTBEAT_SECONDS": "0.3", "REAPER_INTERVAL_SECONDS": "0.5",
                "MAX_ATTEMPTS": "2", **TEST_LIMITS}
 
 
@@ -54,6 +54,10 @@ def test_killed_worker_job_is_rerun_and_completes_once(reaper_stack):
         done = wait_for(api, job["id"], timeout=180)
         assert done["status"] == "succeeded", (done, reaper_stack.logs())
         assert done["attempts"] == 2
+        first, second = done["attempt_history"]
+        assert (first["attempt"], first["outcome"]) == (1, "retrying") and "was lost" in first["reason"]
+        assert (second["attempt"], second["outcome"]) == (2, "succeeded")
+        assert first["worker"] and first["ended_at"] <= second["started_at"]
         history = api.get(f"/v1/jobs/{job['id']}/metrics").json()
         # The lost attempt's points were cleared: one full, unduplicated history.
         assert [p["epoch"] for p in history["epochs"]] == list(range(1, 41))
@@ -114,3 +118,32 @@ def test_a_killed_job_resumes_from_its_checkpoint_and_ends_as_if_never_killed(re
             got = _weights(api, job["id"])
             assert all(torch.equal(got[k], want_weights[k]) for k in want_weights), kill_at_step
             assert _history(api, job["id"]) == want_history, kill_at_step
+
+
+def test_sigterm_hands_the_job_back_and_another_worker_finishes_it(reaper_stack):
+    """A worker asked to stop checkpoints and hands its job back within seconds; the job
+    resumes on another worker and ends exactly as an uninterrupted run."""
+    import torch
+
+    with reaper_stack.client(reaper_stack.new_key("t4")) as api:
+        x, y = blobs(200)
+        ds = upload_npz(api, x, y)
+        spec = mlp_spec(ds["id"], epochs=20, batch_size=2, log_every_steps=10, checkpoint_every=0)
+        reference = wait_for(api, api.post("/v1/jobs", json=spec).json()["id"], timeout=180)
+        job = api.post("/v1/jobs", json=spec).json()
+        while api.get(f"/v1/jobs/{job['id']}").json()["progress"]["step"] < 300:
+            time.sleep(0.02)
+        worker = reaper_stack.workers.pop(0)
+        asked = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        handed = wait_for(api, job["id"], statuses=("retrying",), timeout=10)
+        assert time.monotonic() - asked < 5  # handed back well inside a container's grace period
+        worker.wait(timeout=30)
+        assert handed["status"] == "retrying" and handed["attempts"] == 0, handed
+        assert "handed back" in handed["error"] and handed["checkpoint_step"] >= 300
+        reaper_stack.start_worker()
+        done = wait_for(api, job["id"], timeout=180)
+        assert done["status"] == "succeeded" and done["attempts"] == 1, [(a["attempt"], a["outcome"], a["reason"]) for a in done["attempt_history"]]
+        got, want = _weights(api, job["id"]), _weights(api, reference["id"])
+        assert all(torch.equal(got[k], want[k]) for k in want)
+        assert _history(api, job["id"]) == _history(api, reference["id"])
