@@ -124,16 +124,22 @@ class JobRun:
         return self.lost or self.cancel_requested or self.draining or time.monotonic() > self.deadline
 
     def rewind(self, step: int) -> None:
-        with get_session_factory()() as s:
-            repository.rewind(db_session=s, job_id=self.job_id, worker_id=self.owner, step=step,
-                              reason="diverged; rolled back with a halved learning rate")
-            s.commit()
+        def write():
+            with get_session_factory()() as s:
+                repository.rewind(db_session=s, job_id=self.job_id, worker_id=self.owner, step=step,
+                                  reason="diverged; rolled back with a halved learning rate")
+                s.commit()
+        with_db_retry(write)
 
     def checkpoint(self, blob: bytes, step: int) -> None:
         get_store().put(checkpoint_key(self.job_id), blob)  # atomic: write, then rename
-        with get_session_factory()() as s:
-            control.mark_checkpoint(db_session=s, job_id=self.job_id, worker_id=self.owner, step=step)
-            s.commit()
+
+        def write():
+            with get_session_factory()() as s:
+                control.mark_checkpoint(db_session=s, job_id=self.job_id, worker_id=self.owner,
+                                        step=step)
+                s.commit()
+        with_db_retry(write)
 
     def hooks(self) -> Hooks:
         settings = get_settings()
@@ -166,20 +172,25 @@ def _resume_point(job_id: str) -> tuple[int | None, bytes | None]:
 
 def _train_and_store(run: JobRun, attempt: int) -> str:
     job_id = run.job_id
-    spec, x, y, validation = _load(job_id)
+    spec, x, y, validation = with_db_retry(lambda: _load(job_id))
     device = resolve_device(spec.training.device)
-    with get_session_factory()() as s:
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-        repository.set_device(db_session=s, job_id=job_id, device=name)
-        s.commit()
+
+    def record_device():
+        with get_session_factory()() as s:
+            name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+            repository.set_device(db_session=s, job_id=job_id, device=name)
+            s.commit()
+    with_db_retry(record_device)
     trainer = Trainer(spec, x, y, device, run.hooks(), validation)
-    step, blob = _resume_point(job_id)
+    step, blob = with_db_retry(lambda: _resume_point(job_id))
     if attempt > 1 or blob is not None:  # a lost or handed-back attempt came before this one
         if blob is not None:
             restore_bytes(trainer, blob)
-        with get_session_factory()() as s:
-            control.resume_from(db_session=s, job_id=job_id, step=step)
-            s.commit()
+        def resume():
+            with get_session_factory()() as s:
+                control.resume_from(db_session=s, job_id=job_id, step=step)
+                s.commit()
+        with_db_retry(resume)
         log.info("job %s resumes from %s", job_id, f"step {step}" if step else "the start")
     try:
         result = trainer.run()
@@ -240,7 +251,7 @@ def run_job(job_id: str) -> None:
     log.info("training job %s, attempt %d", job_id, attempt)
     heartbeat = Heartbeat(job_id, owner)
     heartbeat.start()
-    run = JobRun(job_id, owner, heartbeat, _time_limit(job_id))
+    run = JobRun(job_id, owner, heartbeat, with_db_retry(lambda: _time_limit(job_id)))
     try:
         key = _train_and_store(run, attempt)
         _finish(job_id, owner, "succeeded", weights_path=key)

@@ -100,6 +100,9 @@ def record_progress(*, db_session: Session, job_id: str, worker_id: str, points:
     longer this worker's running job: a worker that lost its lease must not add stale
     points to the next attempt's history.
     """
+    # NaN/Inf (an exploding gradient norm while the loss is still finite) are not JSON:
+    # PostgreSQL's json type refuses them, so they are stored as null.
+    points, latest = events.clean(points), events.clean(latest)
     values = {"epoch": epoch, "step": step}
     if latest is not None:
         values["latest_metrics"] = latest

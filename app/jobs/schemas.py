@@ -87,9 +87,9 @@ class EpochPoint(BaseModel):
     step: int
     train_loss: float | None = None
     grad_norm: float | None = None
-    grad_norms: dict[str, float] | None = None
+    grad_norms: dict[str, float | None] | None = None  # None: not finite (an exploding gradient)
     param_norm: float | None = None
-    param_norms: dict[str, float] | None = None
+    param_norms: dict[str, float | None] | None = None
     rollbacks: int | None = None
     val_loss: float | None = None
     val_accuracy: float | None = None

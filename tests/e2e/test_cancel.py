@@ -57,3 +57,20 @@ def _seconds(stamp: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def test_cancel_under_load_ends_every_job_cancelled(api):
+    x, y = blobs(400)
+    ds = upload_npz(api, x, y)
+    spec = mlp_spec(ds["id"], epochs=400, batch_size=4)
+    jobs = [api.post("/v1/jobs", json={**spec, "training": {**spec["training"], "seed": s}}).json()
+            for s in range(6)]
+    wait_for(api, jobs[0]["id"], statuses=("running",))
+    asked = time.monotonic()
+    codes = [api.post(f"/v1/jobs/{j['id']}/cancel").status_code for j in jobs]
+    assert codes[0] == 202 and set(codes[1:]) <= {200, 202}
+    for job in jobs:
+        done = wait_for(api, job["id"], timeout=10)
+        assert done["status"] == "cancelled", done
+    assert time.monotonic() - asked < 2.5
+    assert all(api.get(f"/v1/jobs/{j['id']}").json()["attempts"] == 0 for j in jobs[1:])

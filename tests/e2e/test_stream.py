@@ -142,7 +142,7 @@ def test_a_job_losing_its_worker_ends_the_stream_instead_of_hanging(reaper_stack
         def on_event(got: list[Event]) -> bool:
             e = got[-1]
             # Kill the worker's training process on the first step of each attempt.
-            if e.event == "step" and (len(seen) == 0 or seen[-1].event == "status"):
+            if e.event == "step" and (len(seen) == 0 or seen[-1].event in ("status", "rewind")):
                 _kill_training_child(reaper_stack)
             seen.append(e)
             return False

@@ -89,7 +89,7 @@ def test_rollback_recovers_from_divergence_and_keeps_one_history(api):
             "training": {"epochs": 6, "batch_size": 8, "log_every_steps": 1,
                          "on_divergence": "rollback", "max_rollbacks": 6}}
     job = wait_for(api, api.post("/v1/jobs", json=spec).json()["id"])
-    assert job["status"] == "succeeded", job
+    assert job["status"] == "succeeded", job["error"]
     assert job["latest_metrics"]["rollbacks"] >= 1
     history = api.get(f"/v1/jobs/{job['id']}/metrics").json()
     assert [p["step"] for p in history["steps"]] == list(range(1, 49))
