@@ -68,9 +68,7 @@ def _evaluate(model, loss_fn, x, y, loss_type) -> dict:
         for i in range(0, len(x), EVAL_CHUNK):
             out, yb = model(x[i:i + EVAL_CHUNK]), y[i:i + EVAL_CHUNK]
             total += loss_fn(out, yb) * len(yb)
-            if loss_type == "cross_entropy":
-                correct += (out.argmax(dim=1) == yb).sum()
-            elif loss_type == "nll":
+            if loss_type in ("cross_entropy", "nll"):
                 correct += (out.argmax(dim=1) == yb).sum()
             elif loss_type == "bce_with_logits":
                 correct += ((out > 0) == (yb > 0.5)).float().mean(dim=1).sum()
