@@ -152,6 +152,10 @@ class Client:
                 raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout} s")
             time.sleep(poll_seconds)
 
+    def workers(self, *, include_offline: bool = False) -> dict:
+        """The workers online (GET /v1/workers): their devices, and whether they are busy."""
+        return self.request("GET", "/v1/workers", params={"include_offline": include_offline}).json()
+
     def cancel(self, job_id: str) -> dict:
         return self.request("POST", f"/v1/jobs/{job_id}/cancel").json()
 

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     max_predict_rows: int = 10_000
 
     worker_id: str = Field(default="", description="Name a worker reports; host:pid by default")
+    # Workers report to the registry (GET /v1/workers) every HEARTBEAT_SECONDS; one not
+    # heard from for this long is offline, and jobs needing its kind show why they wait.
+    worker_offline_seconds: float = 20
 
     @property
     def resolved_database_url(self) -> str:
@@ -67,6 +70,10 @@ class Settings(BaseSettings):
     @property
     def resolved_broker_url(self) -> str:
         return self.broker_url or "filesystem://"
+
+    def queue_for(self, kind: str) -> str:
+        """The broker queue of a kind of worker: gpu or cpu."""
+        return f"{self.queue_name}.{kind}"
 
     @property
     def broker_folder(self) -> Path:

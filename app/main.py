@@ -11,6 +11,7 @@ from app.errors import install_error_handlers
 from app.jobs.router import router as jobs_router
 from app.schema_router import router as schema_router
 from app.queue import broker_reachable
+from app.workers.router import router as workers_router
 
 
 def create_app() -> FastAPI:
@@ -24,6 +25,7 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.include_router(datasets_router)
     app.include_router(jobs_router)
+    app.include_router(workers_router)
     app.include_router(schema_router)
 
     @app.get("/healthz", tags=["health"])

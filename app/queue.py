@@ -20,7 +20,7 @@ def make_celery(settings: Settings) -> Celery:
         # nothing (while costing a process start); the reaper re-sends it once the lease expires.
         task_reject_on_worker_lost=False,
         worker_prefetch_multiplier=1,  # a worker holds one training job, never a backlog
-        task_default_queue=settings.queue_name,
+        task_default_queue=settings.queue_for("cpu"),
         broker_connection_retry_on_startup=True,
         # A broker that is down must not hang POST /v1/jobs: the job is stored
         # and the worker's startup sweep re-enqueues it.
@@ -49,8 +49,9 @@ def get_celery() -> Celery:
     return make_celery(get_settings())
 
 
-def enqueue_training(job_id: str) -> None:
-    get_celery().send_task(TRAIN_TASK, args=[job_id], queue=get_settings().queue_name)
+def enqueue_training(job_id: str, kind: str) -> None:
+    """Sends the job to the queue of its kind of worker (jobs.queue: gpu or cpu)."""
+    get_celery().send_task(TRAIN_TASK, args=[job_id], queue=get_settings().queue_for(kind))
 
 
 def broker_reachable() -> bool:

@@ -12,7 +12,7 @@ import pexpect
 import pytest
 
 from app.client import Client, ServerUnreachable, TrainyardError
-from tests.e2e.helpers import blobs, csv_bytes, mlp_spec, upload_npz, wait_for
+from tests.e2e.helpers import blobs, csv_bytes, diverging_spec, mlp_spec, upload_npz, wait_for
 from tests.stack import ROOT, free_port
 
 
@@ -155,9 +155,8 @@ def test_follow_in_a_terminal_shows_progress_and_exits_0_on_success(stack, key, 
 
 
 def test_submit_follow_exits_non_zero_when_the_job_fails(stack, key, tmp_path, api):
-    x, y = blobs(32)
-    spec = tmp_path / "gpu.json"
-    spec.write_text(__import__("json").dumps(mlp_spec(upload_npz(api, x, y)["id"], device="cuda")))
+    spec = tmp_path / "diverges.json"
+    spec.write_text(__import__("json").dumps(diverging_spec(api)))
     child = pexpect.spawn(sys.executable, ["-m", "app.cli", "submit", str(spec), "--follow"],
                           cwd=str(ROOT), env=cli_env(stack, key, tmp_path), dimensions=(30, 160),
                           encoding="utf-8", timeout=120)
@@ -165,7 +164,7 @@ def test_submit_follow_exits_non_zero_when_the_job_fails(stack, key, tmp_path, a
     child.close()
     screen = plain(child.before)
     assert child.exitstatus == 1, screen
-    assert re.search(r"failed job_\w+: RuntimeError: .*no GPU", screen), screen
+    assert re.search(r"failed job_\w+: diverged at epoch", screen), screen
 
 
 def test_cli_end_to_end_without_a_terminal(stack, key, tmp_path):
@@ -198,6 +197,23 @@ def test_cli_end_to_end_without_a_terminal(stack, key, tmp_path):
     png = cli(env, "plot", job_id, "-o", str(tmp_path / "curve.png"))
     assert png.returncode == 0, png.stderr
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_workers_and_a_waiting_jobs_reason(stack, key, tmp_path, api):
+    env = cli_env(stack, key, tmp_path)
+    listing = cli(env, "workers")
+    assert listing.returncode == 0, listing.stderr
+    assert re.search(r"cpu0-\d+@\S+\s+.*cores\)\s+\d+ GiB\s+online\s+idle", listing.stdout), listing.stdout
+    assert "online: 0 GPU, 1 CPU" in listing.stdout
+    x, y = blobs(32)
+    spec = tmp_path / "cuda.json"
+    spec.write_text(__import__("json").dumps(mlp_spec(upload_npz(api, x, y)["id"], device="cuda")))
+    submitted = cli(env, "submit", str(spec))
+    assert "waiting: no GPU worker online" in submitted.stdout, submitted.stdout
+    job_id = submitted.stdout.split("job ", 1)[1].split()[0]
+    status = cli(env, "status", job_id)
+    assert re.search(r"waiting\s+waiting: no GPU worker online", status.stdout), status.stdout
+    assert "cancelled" in cli(env, "cancel", job_id).stdout
 
 
 def test_cli_errors_cancel_and_config_file(stack, key, tmp_path, api):

@@ -2,7 +2,8 @@
 import logging
 from datetime import timedelta
 
-from celery.signals import worker_process_init, worker_ready, worker_shutdown, worker_shutting_down
+from celery.signals import (worker_init, worker_process_init, worker_ready, worker_shutdown,
+                            worker_shutting_down)
 
 from app.config import get_settings
 from app.models.base import utcnow
@@ -29,22 +30,39 @@ celery_app.conf.update(
 )
 
 
+@worker_init.connect
+def _import_trainer(**_):
+    # Imported once in the main process, before the pool forks: each fresh training process
+    # then starts in milliseconds instead of importing torch. Importing torch does not
+    # initialize CUDA, which must not happen before a fork.
+    import worker.runner  # noqa: F401
+    from worker.identity import current
+
+    current()  # fixes the worker's name before the pool forks
+
+
 @worker_process_init.connect
 def _fresh_connections(**_):
     # Connections made before the fork belong to the parent; a child opens its own.
     from app.db import get_engine
 
     get_engine().dispose(close=False)
-    # Import torch and the trainer now, not when the first job arrives.
-    import worker.runner  # noqa: F401
+
+
+_registrar = None
 
 
 @worker_ready.connect
 def _start_reaper(**_):
-    """Sweeps once for jobs stranded before this worker started, then periodically."""
+    """Registers the worker; sweeps once for jobs stranded before it started, then periodically."""
     from worker.reaper import Reaper, sweep
+    from worker.registry import Registrar
 
+    global _registrar
     drain.clear()
+    _registrar = Registrar()
+    _registrar.register()  # before the sweep, which routes `device: auto` jobs by who is online
+    _registrar.start()
     try:
         sweep(queued_before=utcnow() - timedelta(seconds=10))
     except Exception:
@@ -56,8 +74,15 @@ def _start_reaper(**_):
 def _drain(**_):
     """SIGTERM: the running job checkpoints and goes back to the queue (worker/drain.py)."""
     drain.start_draining()
+    if _registrar is not None:
+        try:
+            _registrar.beat()  # shows as draining at once: routing stops counting it
+        except Exception:
+            log.warning("could not mark the worker draining", exc_info=True)
 
 
 @worker_shutdown.connect
 def _drained(**_):
     drain.clear()
+    if _registrar is not None:
+        _registrar.stop()

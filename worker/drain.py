@@ -21,6 +21,11 @@ def start_draining() -> None:
     _marker(os.getpid()).touch()
 
 
+def is_draining() -> bool:
+    """Called in the worker's main process."""
+    return _marker(os.getpid()).exists()
+
+
 def clear() -> None:
     """Called when a worker starts: a marker left by an earlier process with this pid is stale."""
     _marker(os.getpid()).unlink(missing_ok=True)

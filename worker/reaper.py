@@ -8,6 +8,7 @@ from app.db import get_session_factory
 from app.jobs import repository
 from app.models.base import utcnow
 from app.queue import enqueue_training
+from app.workers import routing
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +26,11 @@ def sweep(*, queued_before: datetime | None = None) -> list[str]:
         given_up = repository.give_up_lost(db_session=session, max_attempts=settings.max_attempts)
         job_ids = repository.requeue_lost(db_session=session, max_attempts=settings.max_attempts)
         job_ids += repository.resend_due(db_session=session, before=before)
+        sends = routing.queues_for_resend(db_session=session, job_ids=list(dict.fromkeys(job_ids)))
         session.commit()
-    job_ids = list(dict.fromkeys(job_ids))
-    for job_id in job_ids:
-        enqueue_training(job_id)
+    job_ids = [job_id for job_id, _ in sends]
+    for job_id, queue in sends:
+        enqueue_training(job_id, queue)
     if given_up or job_ids:
         log.info("reaper: gave up %d job(s), re-enqueued %d", given_up, len(job_ids))
     return job_ids

@@ -20,7 +20,7 @@ from app.ml.spec import JobSpec
 from app.models import Dataset, Job
 from app.storage import checkpoint_key, dataset_key, get_store, preprocessing_key, weights_key
 from worker.steps import Diverged
-from worker import checkpoint, drain
+from worker import checkpoint, drain, registry
 from worker.checkpoint import restore_bytes
 from worker.trainer import Hooks, Stopped, Trainer, job_preprocessing, resolve_device
 
@@ -214,13 +214,18 @@ def _time_limit(job_id: str) -> float:
     return min(asked or settings.max_job_seconds, settings.max_job_seconds)
 
 
+def _queue_of(job_id: str) -> str:
+    with get_session_factory()() as s:
+        return s.get(Job, job_id).queue
+
+
 def _stopped(run: JobRun) -> None:
     if run.draining and not run.cancel_requested and not run.lost:
         with get_session_factory()() as s:
             handed = control.hand_back(db_session=s, job_id=run.job_id, worker_id=run.owner)
             s.commit()
         if handed:
-            enqueue_training(run.job_id)
+            enqueue_training(run.job_id, _queue_of(run.job_id))
             log.info("job %s handed back: the worker is shutting down", run.job_id)
     elif run.cancel_requested:
         _finish(run.job_id, run.owner, "cancelled", error="cancelled by request")
@@ -238,7 +243,7 @@ def run_job(job_id: str) -> None:
     if drain.parent_is_draining():
         # This worker is shutting down: leave the job to another one, rather than start
         # it only to be stopped (the broker may still hand a draining worker a message).
-        enqueue_training(job_id)
+        enqueue_training(job_id, _queue_of(job_id))
         log.info("job %s passed on: this worker is shutting down", job_id)
         return
     with get_session_factory()() as s:
@@ -249,6 +254,7 @@ def run_job(job_id: str) -> None:
         log.info("job %s is not claimable (already taken or finished); skipping", job_id)
         return
     log.info("training job %s, attempt %d", job_id, attempt)
+    registry.set_current_job(job_id)
     heartbeat = Heartbeat(job_id, owner)
     heartbeat.start()
     run = JobRun(job_id, owner, heartbeat, with_db_retry(lambda: _time_limit(job_id)))
@@ -266,5 +272,6 @@ def run_job(job_id: str) -> None:
         _finish(job_id, owner, "failed", error=f"{type(exc).__name__}: {exc}")
     finally:
         heartbeat.stopped.set()
+        registry.set_current_job(None)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -91,6 +91,8 @@ class FollowView:
 def follow_job(client, job_id: str) -> int:
     """Shows the job until it ends; returns the exit code: 0 succeeded, 1 otherwise."""
     job = client.get(job_id)
+    if job.get("waiting_reason"):
+        console.print(f"[yellow]{escape(job['waiting_reason'])}[/]")
     try:
         with FollowView(console, job) as view:
             for event in client.stream(job_id):

@@ -55,6 +55,8 @@ def submit(spec_file: Annotated[Path, typer.Argument(metavar="SPEC.json", help="
                       f"{job['progress']['total_steps']:,} steps)")
         for warning in job.get("warnings", []):
             console.print(f"[yellow]warning:[/] {escape(warning)}")
+        if job.get("waiting_reason") and not follow:
+            console.print(f"[yellow]{escape(job['waiting_reason'])}[/]")
         if follow:
             from app.cli.follow import follow_job
 
@@ -80,7 +82,7 @@ def status(job_id: str,
         return
     p = job["progress"]
     table = Table(show_header=False, box=None)
-    rows = [("job", job["id"]), ("status", job["status"]),
+    rows = [("job", job["id"]), ("status", job["status"]), ("waiting", job.get("waiting_reason")),
             ("progress", f"epoch {p['epoch']}/{p['epochs']}, step {p['step']}/{p['total_steps']}"),
             ("attempts", job["attempts"]), ("device", job["device"]),
             ("created", job["created_at"]), ("started", job["started_at"]),
@@ -126,3 +128,21 @@ def cancel(job_id: str, url: Url = None, api_key: ApiKey = None):
                          f"answered {exc.status} {escape(str(exc.detail))}")
             raise typer.Exit(1)
     console.print(f"job [bold]{job.get('id', job_id)}[/] {job.get('status', 'cancel requested')}")
+
+
+@app.command()
+def workers(include_offline: Annotated[bool, typer.Option(
+                "--all", help="Also workers stopped or not heard from lately")] = False,
+            url: Url = None, api_key: ApiKey = None):
+    """Lists the workers: device, memory, and what each is running."""
+    with connect(url, api_key) as client, reported():
+        listing = client.workers(include_offline=include_offline)
+    table = Table(Column("worker", no_wrap=True), "device", "memory", "status", "job",
+                  box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for w in listing["items"]:
+        memory = f"{w['memory_bytes'] / 2**30:.0f} GiB" if w["memory_bytes"] else ""
+        job = w["running_job_id"] or ("busy" if w["busy"] else "idle")
+        table.add_row(w["name"], fmt(w["device_name"]), memory, w["status"], job)
+    console.print(table)
+    online = listing["online"]
+    console.print(f"online: {online['gpu']} GPU, {online['cpu']} CPU")

@@ -1,4 +1,5 @@
 """Running the service: keys, migrations, and the API and worker processes."""
+import os
 import signal
 import subprocess
 import sys
@@ -44,14 +45,54 @@ def api(host: str = "127.0.0.1", port: int = 8000, workers: int = 1):
     uvicorn.run("app.main:app", host=host, port=port, workers=workers, log_level="info")
 
 
-@app.command()
-def worker(concurrency: int = typer.Option(1, help="Jobs trained at once on this machine"),
-           loglevel: str = "INFO"):
-    """Starts a Celery worker that trains queued jobs."""
-    from worker.celery_app import celery_app
+def _devices(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter("give GPU indexes separated by commas, e.g. 0,1") from None
 
+
+@app.command()
+def worker(devices: str = typer.Option(None, help="GPUs to use, e.g. 0,1 (default: every GPU torch sees)"),
+           cpu: int = typer.Option(None, help="CPU workers to start (default: 1 when there is no GPU)"),
+           loglevel: str = "INFO"):
+    """Starts one worker process per GPU (gpu queue), or CPU workers (cpu queue)."""
+    from worker.identity import ENV
+
+    if os.environ.get(ENV):  # started by a supervising `trainyard worker`: be that one worker
+        _celery_worker(loglevel)
+        return
+    from worker.supervisor import PlanError, plan, probe_gpus, supervise
+
+    wants_gpus = bool(devices) or (devices is None and cpu is None)
+    gpus = probe_gpus() if wants_gpus else []
+    try:
+        planned = plan(gpus, _devices(devices), cpu)
+    except PlanError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    for p in planned:
+        memory = f", {p.identity.memory_bytes / 2**30:.0f} GiB" if p.identity.memory_bytes else ""
+        console.print(f"worker {p.identity.name}: {p.identity.device_name}{memory}", style="green",
+                      highlight=False)
+    if len(planned) == 1:  # one worker: no supervising process in between
+        os.environ[ENV] = planned[0].identity.to_env()
+        os.environ["CUDA_VISIBLE_DEVICES"] = planned[0].cuda_visible_devices
+        _celery_worker(loglevel)
+        return
+    raise typer.Exit(supervise(planned, [sys.executable, "-m", "app.cli", "worker", "--loglevel", loglevel]))
+
+
+def _celery_worker(loglevel: str) -> None:
+    from app.config import get_settings
+    from worker.celery_app import celery_app
+    from worker.identity import current
+
+    me = current()
     celery_app.worker_main([
-        "worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}",
+        "worker", "--concurrency=1", f"--loglevel={loglevel}", f"--hostname={me.name}",
+        f"--queues={get_settings().queue_for(me.kind)}",
         "--without-gossip", "--without-mingle", "--pool=prefork",
     ])
 

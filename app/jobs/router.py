@@ -18,6 +18,7 @@ from app.jobs.schemas import (EpochPoint, JobCreated, JobPage, JobRead, JobStatu
 from app.ml.spec import JobSpec
 from app.queue import enqueue_training
 from app.storage import get_store
+from app.workers import routing
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -38,11 +39,12 @@ def submit_job(spec: JobSpec, db: SessionDep, tenant: CurrentTenant,
     db.commit()
     if created:
         try:
-            enqueue_training(job.id)
+            enqueue_training(job.id, job.queue)
         except Exception:
             # The job is stored; the worker's startup sweep re-enqueues queued jobs.
             log.exception("could not enqueue job %s; it stays queued", job.id)
-    return service.created_read(job, job_plan)
+    return service.created_read(job, job_plan,
+                                waiting_reason=routing.waiting_reason(db_session=db, job=job))
 
 
 @router.get("", response_model=JobPage)
@@ -63,8 +65,9 @@ def get_or_404(db, tenant: str, job_id: str):
 
 @router.get("/{job_id}", response_model=JobRead)
 def get_job(job_id: str, db: SessionDep, tenant: CurrentTenant):
-    return service.to_read(get_or_404(db, tenant, job_id),
-                           attempt_history=service.attempt_history(db_session=db, job_id=job_id))
+    job = get_or_404(db, tenant, job_id)
+    return service.to_read(job, attempt_history=service.attempt_history(db_session=db, job_id=job_id),
+                           waiting_reason=routing.waiting_reason(db_session=db, job=job))
 
 
 @router.post("/{job_id}/cancel", response_model=JobRead,

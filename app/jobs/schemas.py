@@ -34,6 +34,8 @@ class JobRead(BaseModel):
     device: str | None
     attempts: int
     error: str | None  # on failure the reason; while retrying, why the last attempt was lost
+    # While waiting: why, e.g. "waiting: no GPU worker online" (GET and POST only).
+    waiting_reason: str | None = None
     cancel_requested: bool = False  # a running job asked to stop at its next step
     checkpoint_step: int | None = None  # where a retry would resume
     attempt_history: list[AttemptRead] | None = None  # in GET /v1/jobs/{id} only

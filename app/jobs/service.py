@@ -17,6 +17,7 @@ from app.ml.spec import JobSpec
 from app.models import Dataset, Job, JobEvent
 from app.models.base import new_id
 from app.storage import dataset_key, get_store
+from app.workers import routing
 
 
 def limits(settings: Settings) -> Limits:
@@ -54,6 +55,7 @@ def create(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Sett
         spec=spec.model_dump(mode="json"), input_shape=list(dataset.feature_shape),
         parameter_count=job_plan.parameter_count, idempotency_key=idempotency_key,
         request_hash=digest, total_steps=job_plan.total_steps, classes=dataset.classes,
+        queue=routing.route(db_session=db_session, spec=spec),
     )
     try:
         with db_session.begin_nested():
@@ -87,8 +89,8 @@ def to_read(job: Job, cls=JobRead, **extra) -> JobRead:
     )
 
 
-def created_read(job: Job, job_plan: Plan | None) -> JobCreated:
-    return to_read(job, JobCreated, warnings=job_plan.warnings if job_plan else [])
+def created_read(job: Job, job_plan: Plan | None, **extra) -> JobCreated:
+    return to_read(job, JobCreated, warnings=job_plan.warnings if job_plan else [], **extra)
 
 
 def classes_of(*, db_session: Session, job: Job) -> list | None:

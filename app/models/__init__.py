@@ -5,5 +5,6 @@ from app.models.dataset import Dataset
 from app.models.job import Job
 from app.models.job_event import JobEvent
 from app.models.metric import Metric
+from app.models.worker import Worker
 
-__all__ = ["Base", "Tenant", "ApiKey", "Dataset", "Job", "JobEvent", "Metric"]
+__all__ = ["Base", "Tenant", "ApiKey", "Dataset", "Job", "JobEvent", "Metric", "Worker"]

@@ -34,6 +34,8 @@ class Job(Base):
     worker_id: Mapped[str | None] = mapped_column(String(200), default=None)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     device: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The kind of worker the job waits for: gpu or cpu (app/workers/routing.py).
+    queue: Mapped[str] = mapped_column(String(8), default="cpu", server_default="cpu")
 
     epoch: Mapped[int] = mapped_column(Integer, default=0)
     step: Mapped[int] = mapped_column(Integer, default=0)

@@ -59,3 +59,13 @@ def wait_for(api: httpx.Client, job_id: str, statuses=TERMINAL, timeout: float =
 def errors_for(response: httpx.Response) -> dict[str, str]:
     """field -> message from a 4xx body."""
     return {e["field"]: e["message"] for e in response.json()["errors"]}
+
+
+def diverging_spec(api: httpx.Client) -> dict:
+    """A job that fails at run time: plain SGD with a rate that makes the loss overflow."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(64, 3)).astype(np.float32) * 10
+    ds = upload_npz(api, x, (x.sum(axis=1) * 100).astype(np.float32))
+    return {"dataset": ds["id"], "model": {"layers": [{"type": "linear", "out_features": 1}]},
+            "loss": {"type": "mse"}, "optimizer": {"type": "sgd", "lr": 10.0},
+            "training": {"epochs": 50, "batch_size": 8, "log_every_steps": 1}}

@@ -12,7 +12,7 @@ def test_duplicate_delivery_trains_once(stack, api):
                                            if k in ("DATA_DIR", "BROKER_URL", "QUEUE_NAME")})
     producer = make_celery(settings)
     for _ in range(3):
-        producer.send_task(TRAIN_TASK, args=[job["id"]], queue=settings.queue_name)
+        producer.send_task(TRAIN_TASK, args=[job["id"]], queue=settings.queue_for("cpu"))
     done = wait_for(api, job["id"])
     assert done["status"] == "succeeded" and done["attempts"] == 1
     history = api.get(f"/v1/jobs/{job['id']}/metrics").json()

@@ -138,15 +138,6 @@ def test_list_jobs_paginates_and_filters_by_status(api):
     assert bad.status_code == 422 and "status" in errors_for(bad)
 
 
-def test_a_job_that_cannot_run_on_the_worker_fails_with_a_reason(api):
-    x, y = blobs(32)
-    ds = upload_npz(api, x, y)
-    job = wait_for(api, api.post("/v1/jobs", json=mlp_spec(ds["id"], device="cuda")).json()["id"])
-    assert job["status"] == "failed"
-    assert "no GPU" in job["error"]
-    assert api.get(f"/v1/jobs/{job['id']}/weights").status_code == 409
-
-
 def test_metrics_pages_never_split_a_step(api):
     x, y = blobs(40)
     ds = upload_npz(api, x, y)

@@ -10,7 +10,7 @@ import pytest
 
 from app.client import Event, parse_sse
 from tests.conftest import TEST_LIMITS
-from tests.e2e.helpers import blobs, errors_for, mlp_spec, upload_npz, wait_for
+from tests.e2e.helpers import blobs, diverging_spec, errors_for, mlp_spec, upload_npz, wait_for
 from tests.stack import Stack
 
 
@@ -81,11 +81,10 @@ def test_a_finished_jobs_stream_replays_and_ends(api):
 
 
 def test_a_failed_jobs_stream_ends_with_its_reason(api):
-    x, y = blobs(32)
-    job = api.post("/v1/jobs", json=mlp_spec(upload_npz(api, x, y)["id"], device="cuda")).json()
+    job = api.post("/v1/jobs", json=diverging_spec(api)).json()
     events = read_events(api, job["id"])
     assert events[-1].event == "end" and events[-1].data["status"] == "failed"
-    assert "no GPU" in events[-1].data["error"] and "no GPU" in events[-2].data["error"]
+    assert "diverged" in events[-1].data["error"] and "diverged" in events[-2].data["error"]
 
 
 def test_many_watchers_of_one_job_get_the_same_events(api):

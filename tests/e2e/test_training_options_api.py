@@ -1,7 +1,7 @@
 """Schedules, regularization and L-BFGS through the HTTP API, and the spec's JSON Schema."""
 import numpy as np
 
-from tests.e2e.helpers import errors_for, upload_npz, wait_for
+from tests.e2e.helpers import diverging_spec, errors_for, upload_npz, wait_for
 
 
 def test_spec_schema_is_served(api):
@@ -48,13 +48,7 @@ def test_early_stopping_ends_the_job_early_and_says_so(api):
 
 
 def test_divergence_fails_the_job_with_the_reason(api):
-    rng = np.random.default_rng(4)
-    x = rng.normal(size=(64, 3)).astype(np.float32) * 10
-    ds = upload_npz(api, x, (x.sum(axis=1) * 100).astype(np.float32))
-    spec = {"dataset": ds["id"], "model": {"layers": [{"type": "linear", "out_features": 1}]},
-            "loss": {"type": "mse"}, "optimizer": {"type": "sgd", "lr": 10.0},
-            "training": {"epochs": 50, "batch_size": 8, "log_every_steps": 1}}
-    job = wait_for(api, api.post("/v1/jobs", json=spec).json()["id"])
+    job = wait_for(api, api.post("/v1/jobs", json=diverging_spec(api)).json()["id"])
     assert job["status"] == "failed"
     assert job["error"].startswith("diverged at epoch ") and "loss became" in job["error"]
     steps = api.get(f"/v1/jobs/{job['id']}/metrics").json()["steps"]

@@ -1,0 +1,59 @@
+"""Which kind of worker a job waits for, and why a waiting job waits.
+
+A job asking for ``device: cuda`` or mixed precision waits for a GPU worker, however long
+that takes; ``device: cpu`` for a CPU worker; ``device: auto`` goes to the GPU queue when a
+GPU worker is online at submission, else to the CPU queue (and is routed again when its
+message is re-sent, e.g. when a worker starts).
+"""
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.config import get_settings
+from app.ml.spec import JobSpec
+from app.models import Job
+from app.workers import repository
+
+LABEL = {"gpu": "GPU", "cpu": "CPU"}
+
+
+def needs_gpu(spec: JobSpec) -> bool:
+    return spec.training.device == "cuda" or getattr(spec.training, "precision", "fp32") != "fp32"
+
+
+def route(*, db_session: Session, spec: JobSpec) -> str:
+    if needs_gpu(spec):
+        return "gpu"
+    if spec.training.device == "cpu":
+        return "cpu"
+    online = repository.online_count(db_session=db_session, kind="gpu",
+                                     offline_seconds=get_settings().worker_offline_seconds)
+    return "gpu" if online else "cpu"
+
+
+def waiting_reason(*, db_session: Session, job: Job) -> str | None:
+    """Why a queued (or retrying) job is not running yet, in words for its owner."""
+    if job.status not in ("queued", "retrying"):
+        return None
+    label = LABEL.get(job.queue, job.queue)
+    online = repository.online_count(db_session=db_session, kind=job.queue,
+                                     offline_seconds=get_settings().worker_offline_seconds)
+    if not online:
+        return f"waiting: no {label} worker online"
+    ahead = repository.waiting_ahead(db_session=db_session, job=job)
+    workers = f"{online} {label} worker{'s' if online > 1 else ''}"
+    if ahead:
+        return f"waiting: {ahead} job{'s' if ahead > 1 else ''} ahead of it for {workers}"
+    return f"waiting for {workers} to take it"
+
+
+def queues_for_resend(*, db_session: Session, job_ids: list[str]) -> list[tuple[str, str]]:
+    """(job id, queue) for jobs about to be sent again; ``device: auto`` jobs are routed
+    anew, so one waiting for a GPU that went away moves to the CPU queue, and back."""
+    if not job_ids:
+        return []
+    jobs = db_session.scalars(select(Job).where(Job.id.in_(job_ids))).all()
+    for job in jobs:
+        spec = JobSpec.model_validate(job.spec)
+        if not needs_gpu(spec) and spec.training.device == "auto":
+            job.queue = route(db_session=db_session, spec=spec)
+    return [(job.id, job.queue) for job in jobs]

@@ -1,0 +1,75 @@
+"""Keeps this worker's row in the registry (GET /v1/workers) fresh from its main process."""
+import logging
+import threading
+
+from app.config import get_settings
+from app.db import get_session_factory
+from app.models import Worker
+from app.workers import repository
+from worker import drain
+from worker.identity import Identity, current
+
+log = logging.getLogger(__name__)
+
+
+def _row(me: Identity) -> Worker:
+    return Worker(name=me.name, host=me.host, pid=me.pid, kind=me.kind, device_index=me.device_index,
+                  device_name=me.device_name, memory_bytes=me.memory_bytes,
+                  queue=get_settings().queue_for(me.kind))
+
+
+def register(me: Identity) -> None:
+    with get_session_factory()() as s:
+        repository.register(db_session=s, worker=_row(me))
+        s.commit()
+
+
+def set_current_job(job_id: str | None) -> None:
+    """Called by the training process; a failure here must never stop a job."""
+    try:
+        with get_session_factory()() as s:
+            repository.set_current_job(db_session=s, name=current().name, job_id=job_id)
+            s.commit()
+    except Exception:
+        log.warning("could not record the current job in the worker registry", exc_info=True)
+
+
+class Registrar(threading.Thread):
+    """Registers the worker, then beats every HEARTBEAT_SECONDS; marks it stopped at the end."""
+
+    def __init__(self):
+        super().__init__(daemon=True, name="trainyard-registry")
+        self.me, self.stopped, self.registered = current(), threading.Event(), False
+
+    def register(self) -> None:
+        try:
+            register(self.me)
+            self.registered = True
+        except Exception:  # the database may be restarting: the heartbeat tries again
+            log.warning("could not register worker %s", self.me.name, exc_info=True)
+
+    def run(self) -> None:
+        while not self.stopped.wait(get_settings().heartbeat_seconds):
+            try:
+                if self.registered:
+                    self.registered = self.beat()
+            except Exception:
+                log.warning("worker registry heartbeat failed", exc_info=True)
+            if not self.registered:
+                self.register()
+
+    def beat(self) -> bool:
+        with get_session_factory()() as s:
+            status = "draining" if drain.is_draining() else "online"
+            found = repository.heartbeat(db_session=s, name=self.me.name, status=status)
+            s.commit()
+        return found
+
+    def stop(self) -> None:
+        self.stopped.set()
+        try:
+            with get_session_factory()() as s:
+                repository.stopped(db_session=s, name=self.me.name)
+                s.commit()
+        except Exception:
+            log.warning("could not mark worker %s stopped", self.me.name, exc_info=True)
