@@ -17,8 +17,8 @@ def _cli_commands() -> set[str]:
 def test_compose_runs_api_worker_redis_and_postgres():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"api", "worker", "redis", "postgres", "migrate"} <= set(services)
-    for name in ("api", "worker", "migrate"):
+    assert {"api", "worker", "worker-gpu", "redis", "postgres", "migrate"} <= set(services)
+    for name in ("api", "worker", "worker-gpu", "migrate"):
         svc = services[name]
         assert svc["build"] == ".", name
         cmd = svc["command"]
@@ -31,6 +31,17 @@ def test_compose_runs_api_worker_redis_and_postgres():
     assert "noeviction" in services["redis"]["command"]
     assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert "8000:8000" in services["api"]["ports"]
+
+
+def test_compose_has_a_gpu_worker_beside_a_cpu_one():
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert services["worker"]["command"] == ["trainyard", "worker", "--cpu", "1"]
+    gpu = services["worker-gpu"]
+    assert gpu["command"] == ["trainyard", "worker"]  # one worker per GPU it is given
+    [device] = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"] and device["count"] == "all"
+    # Started on request: a host without the NVIDIA toolkit still runs the rest.
+    assert gpu["profiles"] == ["gpu"]
 
 
 def test_dockerfile_copies_what_exists_and_installs_the_project():
