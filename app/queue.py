@@ -3,13 +3,18 @@ from functools import lru_cache
 
 from celery import Celery
 
+from app import broker_folder
 from app.config import Settings, get_settings
 
 TRAIN_TASK = "jobs.train"
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("trainyard", broker=settings.resolved_broker_url)
+    url = settings.resolved_broker_url
+    if url.startswith("filesystem"):
+        broker_folder.register()
+        url = url.replace("filesystem", broker_folder.ALIAS, 1)
+    app = Celery("trainyard", broker=url)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],

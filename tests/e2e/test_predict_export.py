@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from app.client import Client
-from tests.e2e.helpers import blobs, csv_bytes, errors_for, mlp_spec, upload_npz, wait_for
+from tests.e2e.helpers import blobs, csv_bytes, diverging_spec, errors_for, mlp_spec, upload_npz, wait_for
 
 NAMES = ["cat", "dog", "emu"]
 
@@ -82,8 +82,9 @@ def test_predict_refuses_inputs_of_the_wrong_shape(api):
     assert "expected shape [n, 4], got shape [1, 3]" in errors_for(narrow)["inputs"]
     assert api.post(url, json={"rows": [[1, 2, 3, 4]]}).status_code == 422
 
-    failed = wait_for(api, api.post("/v1/jobs", json=mlp_spec(ds, device="cuda")).json()["id"])
-    r = api.post(f"/v1/jobs/{failed['id']}/predict", json={"inputs": x[:1].tolist()})
+    failed = wait_for(api, api.post("/v1/jobs", json=diverging_spec(api)).json()["id"])
+    assert failed["status"] == "failed"
+    r = api.post(f"/v1/jobs/{failed['id']}/predict", json={"inputs": [[1.0, 2.0, 3.0]]})
     assert r.status_code == 409 and "failed" in r.json()["detail"]
     assert api.get(f"/v1/jobs/{failed['id']}/weights", params={"format": "onnx"}).status_code == 409
 
