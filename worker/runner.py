@@ -20,7 +20,7 @@ from app.ml.spec import JobSpec
 from app.models import Dataset, Job
 from app.storage import checkpoint_key, dataset_key, get_store, preprocessing_key, weights_key
 from worker.steps import Diverged
-from worker import checkpoint, drain, registry
+from worker import checkpoint, drain, memory, precision, registry
 from worker.checkpoint import restore_bytes
 from worker.trainer import Hooks, Stopped, Trainer, job_preprocessing, resolve_device
 
@@ -171,9 +171,24 @@ def _resume_point(job_id: str) -> tuple[int | None, bytes | None]:
 
 
 def _train_and_store(run: JobRun, attempt: int) -> str:
+    """Trains and stores the job; running out of memory is an OutOfMemory with the figures."""
+    device, spec_precision = torch.device("cpu"), "fp32"  # until the job's are known
+    try:
+        spec, x, y, validation = with_db_retry(lambda: _load(run.job_id))
+        device, spec_precision = resolve_device(spec.training.device), spec.training.precision
+        return _train_on(run, attempt, device, spec, x, y, validation)
+    except Exception as exc:  # MemoryError and torch.OutOfMemoryError are Exceptions
+        if not memory.is_out_of_memory(exc):
+            raise
+        reason = memory.describe(exc, device, spec_precision)  # while the job still holds its memory
+    # Raised outside the except block, so that it does not hold the memory error (and,
+    # through its traceback, the job's tensors) as its context: they are freed here.
+    raise memory.OutOfMemory(reason)
+
+
+def _train_on(run: JobRun, attempt: int, device: torch.device, spec: JobSpec, x: np.ndarray,
+              y: np.ndarray, validation: tuple | None) -> str:
     job_id = run.job_id
-    spec, x, y, validation = with_db_retry(lambda: _load(job_id))
-    device = resolve_device(spec.training.device)
 
     def record_device():
         with get_session_factory()() as s:
@@ -181,6 +196,8 @@ def _train_and_store(run: JobRun, attempt: int) -> str:
             repository.set_device(db_session=s, job_id=job_id, device=name)
             s.commit()
     with_db_retry(record_device)
+    precision.require_gpu(spec.training.precision, device)
+    memory.start(device)
     trainer = Trainer(spec, x, y, device, run.hooks(), validation)
     step, blob = with_db_retry(lambda: _resume_point(job_id))
     if attempt > 1 or blob is not None:  # a lost or handed-back attempt came before this one
@@ -263,15 +280,12 @@ def run_job(job_id: str) -> None:
         _finish(job_id, owner, "succeeded", weights_path=key)
     except Stopped:
         _stopped(run)
-    except (SpecError, DataError, Diverged) as exc:
+    except (SpecError, DataError, Diverged, memory.OutOfMemory) as exc:
         _finish(job_id, owner, "failed", error=str(exc))
-    except (torch.OutOfMemoryError, MemoryError) as exc:
-        _finish(job_id, owner, "failed", error=f"out of memory: {exc}".strip())
     except Exception as exc:
         log.exception("job %s failed", job_id)
         _finish(job_id, owner, "failed", error=f"{type(exc).__name__}: {exc}")
     finally:
         heartbeat.stopped.set()
         registry.set_current_job(None)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        memory.release()  # the next job in this process gets the device back whole

@@ -2,8 +2,8 @@
 
 Used to roll back after a divergence. Restoring a capture and going on computes
 exactly what the uninterrupted run would have from that point: the model, the
-optimizer and schedule, the data order (the job's generator and the epoch's
-permutation), the random number generators dropout draws from, and the loop's place.
+optimizer and schedule, fp16's loss scale, the data order (the job's generator and the
+epoch's permutation), the random number generators dropout draws from, and the loop's place.
 """
 import copy
 import random
@@ -22,6 +22,8 @@ def capture(trainer) -> dict:
         "optimizer": copy.deepcopy(t.optimizer.state_dict()),
         "scheduler": copy.deepcopy(t.scheduler.state_dict()),
         "stopper": None if t.stopper is None else copy.deepcopy(t.stopper.state_dict()),
+        # The scale and its growth counter decide which later steps are skipped (plain numbers).
+        "scaler": None if t.scaler is None else t.scaler.state_dict(),
         "generator": t.gen.get_state(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -40,6 +42,8 @@ def restore(trainer, state: dict) -> None:
     t.scheduler.load_state_dict(copy.deepcopy(state["scheduler"]))
     if t.stopper is not None:
         t.stopper.load_state_dict(copy.deepcopy(state["stopper"]))
+    if t.scaler is not None and state.get("scaler"):  # checkpoints from before precision have none
+        t.scaler.load_state_dict(state["scaler"])
     t.gen.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] is not None:

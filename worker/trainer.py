@@ -19,7 +19,7 @@ from app.ml import spec as S
 from app.ml.build import build_loss, build_model, build_optimizer
 from app.ml.regularization import EarlyStopper
 from app.ml.schedules import Scheduler
-from worker import state
+from worker import precision, state
 from worker.data_prep import Arrays, Split, job_preprocessing, prepare_data  # noqa: F401
 from worker.points import Pending
 from worker.steps import Diverged, check_finite, layer_norms, make_step
@@ -60,14 +60,16 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device("cpu")
 
 
-def _evaluate(model, loss_fn, x, y, loss_type) -> dict:
+def _evaluate(model, loss_fn, x, y, loss_type, autocast=None) -> dict:
     model.eval()
     total = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
     with torch.no_grad():
         for i in range(0, len(x), EVAL_CHUNK):
-            out, yb = model(x[i:i + EVAL_CHUNK]), y[i:i + EVAL_CHUNK]
-            total += loss_fn(out, yb) * len(yb)
+            with precision.run_under(autocast):  # validation sees the model as training runs it
+                out, yb = model(x[i:i + EVAL_CHUNK]), y[i:i + EVAL_CHUNK]
+                chunk_loss = loss_fn(out, yb)
+            total += chunk_loss * len(yb)
             if loss_type in ("cross_entropy", "nll"):
                 correct += (out.argmax(dim=1) == yb).sum()
             elif loss_type == "bce_with_logits":
@@ -97,12 +99,6 @@ def _monitored(point: dict, name: str) -> float:
     return float(point[name])  # one device sync, only when a schedule or early stopping needs it
 
 
-def _diagnostics(model: nn.Module, grads: dict) -> dict:
-    params = layer_norms(model, of_grads=False)
-    return {"grad_norm": grads.pop("total", None), "grad_norms": grads,
-            "param_norm": params.pop("total", None), "param_norms": params}
-
-
 class Trainer:
     """One job's training, one step at a time, with every piece of its state on ``self``."""
 
@@ -123,7 +119,11 @@ class Trainer:
         self.scheduler = Scheduler(spec.schedule, self.optimizer, t.epochs, self.steps_per_epoch, has_val)
         reg = spec.regularization
         self.stopper = EarlyStopper(reg.early_stopping, has_val) if reg.early_stopping else None
-        self.step_fn = make_step(self.model, self.loss_fn, self.optimizer, reg)
+        # training.precision: autocast around the forward pass and the loss, and fp16's
+        # gradient scaler, whose scale is training state (rollbacks and checkpoints keep it).
+        self.autocast = precision.autocast(t.precision, device)
+        self.scaler = precision.grad_scaler(t.precision, device)
+        self.step_fn = make_step(self.model, self.loss_fn, self.optimizer, reg, self.autocast, self.scaler)
         # Where the loop is: the next epoch and batch to run, steps done.
         self.epoch, self.batch, self.step = 1, 0, 0
         self.order: torch.Tensor | None = None
@@ -158,6 +158,9 @@ class Trainer:
             self._start_epoch()
         started = time.perf_counter()
         x, y, bs = self.data.x_train, self.data.y_train, self.bs
+        every = self.spec.training.log_every_steps
+        # Only a per-batch schedule (one_cycle) acts after a batch: no call per step otherwise.
+        after_batch = self.scheduler.after_batch if self.scheduler.per_batch else None
         grads = None
         while self.batch < self.steps_per_epoch:
             b = self.batch
@@ -167,11 +170,12 @@ class Trainer:
                 idx = self.order[b * bs:(b + 1) * bs]
                 xb, yb = x[idx], y[idx]  # (batch, *features), (batch, ...)
             loss, grads = self.step_fn(xb, yb, b == self.steps_per_epoch - 1)
-            self.scheduler.after_batch()
+            if after_batch is not None:
+                after_batch()
             self.batch, self.step = b + 1, self.step + 1
             self.window.append((self.epoch, self.step, loss))
-            self.epoch_loss += loss * len(xb)
-            if self.step % self.spec.training.log_every_steps == 0:
+            self.epoch_loss += loss * xb.shape[0]
+            if self.step % every == 0:
                 self.pending.points.append({"kind": "step", "epoch": self.epoch, "step": self.step,
                                             "train_loss": loss})
             if time.monotonic() - self.last_flush >= self.hooks.flush_seconds:
@@ -199,7 +203,7 @@ class Trainer:
                  "train_loss": self.epoch_loss / self.n, "lr": self.optimizer.param_groups[0]["lr"]}
         if self.data.x_val is not None:
             point.update(_evaluate(self.model, self.loss_fn, self.data.x_val, self.data.y_val,
-                                   self.spec.loss.type))
+                                   self.spec.loss.type, self.autocast))
         point.update(_diagnostics(self.model, grads or {}))
         seconds = self.epoch_seconds
         point.update(epoch_seconds=seconds, samples_per_second=self.n / seconds if seconds > 0 else None)

@@ -27,6 +27,21 @@ def _optimizer(spec: S.JobSpec, n_train: int, batch_size: int) -> list[str]:
     return []
 
 
+def _precision(spec: S.JobSpec) -> None:
+    t = spec.training
+    if t.precision == "fp32":
+        return
+    if t.device == "cpu":
+        raise SpecError("training.precision", f"{t.precision} needs a GPU: on the CPU mixed precision "
+                        "is slower than fp32; use device cuda or auto, or precision fp32")
+    if t.precision == "fp16" and spec.optimizer.type == "lbfgs":
+        # GradScaler.step refuses a closure: it would have to rescale every re-evaluation
+        # of the line search. bf16 needs no scaler, so L-BFGS trains in bf16.
+        raise SpecError("training.precision", "fp16 cannot train with lbfgs: fp16 needs a gradient "
+                        "scaler, and the scaler cannot drive the line search's re-evaluations of "
+                        "the loss; use bf16 (no scaler) or fp32")
+
+
 def _schedule(spec: S.JobSpec, n_val: int) -> list[str]:
     s, epochs = spec.schedule, spec.training.epochs
     if s is None:
@@ -80,5 +95,6 @@ def _loss(spec: S.JobSpec) -> list[str]:
 
 def check_training(spec: S.JobSpec, *, n_train: int, n_val: int, batch_size: int) -> list[str]:
     """Raises SpecError for settings that cannot train together; returns warnings."""
+    _precision(spec)
     return [*_optimizer(spec, n_train, batch_size), *_schedule(spec, n_val),
             *_regularization(spec, n_val), *_loss(spec)]

@@ -131,13 +131,29 @@ OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
 }
 
 
+# PyTorch's fastest implementation of each optimizer, on the CPU and on CUDA alike: one
+# fused kernel where PyTorch has it, else the multi-tensor (foreach) path. PyTorch's
+# default on the CPU is a loop over the parameters, several times slower per step for
+# small models. docs/equivalence.md names these flags: a plain loop passes the same ones
+# to compute the same bits (both can round differently from the per-tensor loop).
+FUSED = {"sgd", "adam", "adamw", "adagrad"}
+FOREACH = {"adamax", "nadam", "radam", "rmsprop", "adadelta"}  # L-BFGS has neither
+
+
+def implementation(type_: str) -> dict[str, bool]:
+    """The implementation flags the engine passes to the optimizer class of ``type_``."""
+    if type_ in FUSED:
+        return {"fused": True}
+    if type_ in FOREACH:
+        return {"foreach": True}
+    return {}
+
+
 def build_optimizer(opt: Optimizer, params) -> torch.optim.Optimizer:
     """Builds the PyTorch optimizer with every option the spec gives."""
     options = opt.model_dump(exclude={"type"})
     if "betas" in options:
         options["betas"] = tuple(options["betas"])
-    # foreach is left to PyTorch's default (multi-tensor kernels on CUDA, the
-    # per-tensor path on CPU) so results equal a user's own optimizer bit for bit.
-    return OPTIMIZER_CLASSES[opt.type](params, **options)
+    return OPTIMIZER_CLASSES[opt.type](params, **options, **implementation(opt.type))
 
 

@@ -54,6 +54,11 @@ class TrainingSpec(StrictModel):
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
     log_every_steps: PositiveInt = 10
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        default="fp32",
+        description="fp32: full precision. bf16 or fp16: the forward pass and the loss run under "
+                    "torch.autocast in that dtype (fp16 with a gradient scaler); the weights stay "
+                    "fp32. Mixed precision needs a GPU: on the CPU it is slower than fp32.")
     # A NaN/Inf loss fails the job, or ("rollback") goes back to the start of the epoch,
     # halves the learning rate and tries again, at most max_rollbacks times.
     on_divergence: Literal["fail", "rollback"] = "fail"

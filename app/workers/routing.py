@@ -17,7 +17,7 @@ LABEL = {"gpu": "GPU", "cpu": "CPU"}
 
 
 def needs_gpu(spec: JobSpec) -> bool:
-    return spec.training.device == "cuda" or getattr(spec.training, "precision", "fp32") != "fp32"
+    return spec.training.device == "cuda" or spec.training.precision != "fp32"
 
 
 def route(*, db_session: Session, spec: JobSpec) -> str:

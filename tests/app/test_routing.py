@@ -39,8 +39,10 @@ def add_worker(db, name: str, kind: str, age_s: float = 0, status: str = "online
     db.flush()
 
 
-def add_job(db, job_id: str, queue: str, device: str = "auto", status: str = "queued", age_s: float = 0) -> Job:
-    job = Job(id=job_id, tenant_id="t1", status=status, spec=spec(device=device).model_dump(mode="json"),
+def add_job(db, job_id: str, queue: str, device: str = "auto", status: str = "queued", age_s: float = 0,
+            **training) -> Job:
+    job = Job(id=job_id, tenant_id="t1", status=status,
+              spec=spec(device=device, **training).model_dump(mode="json"),
               input_shape=[4], parameter_count=15, queue=queue, created_at=utcnow() - timedelta(seconds=age_s))
     db.add(job)
     db.flush()
@@ -51,6 +53,14 @@ def test_cuda_always_waits_for_a_gpu_and_cpu_for_a_cpu(db):
     assert routing.route(db_session=db, spec=spec(device="cuda")) == "gpu"
     add_worker(db, "gpu0@h", "gpu")
     assert routing.route(db_session=db, spec=spec(device="cpu")) == "cpu"
+
+
+def test_mixed_precision_waits_for_a_gpu(db):
+    assert routing.route(db_session=db, spec=spec(precision="bf16")) == "gpu"
+    assert routing.route(db_session=db, spec=spec(device="auto", precision="fp16")) == "gpu"
+    add_job(db, "job_bf16", "gpu", device="auto", precision="bf16")
+    add_worker(db, "cpu0@h", "cpu")  # a resend keeps it waiting for a GPU
+    assert routing.queues_for_resend(db_session=db, job_ids=["job_bf16"]) == [("job_bf16", "gpu")]
 
 
 def test_auto_goes_to_a_gpu_only_while_one_is_online(db):

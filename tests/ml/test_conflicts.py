@@ -33,6 +33,11 @@ REFUSED = [
     ({"regularization": {"weight_clip": {"type": "clamp", "min": 1, "max": -1}}},
      "regularization.weight_clip.min", "below"),
     ({"loss": {"type": "cross_entropy", "weight": [1.0, 2.0]}}, "loss.weight", "2 class weights for 3"),
+    ({"training": {"precision": "bf16", "device": "cpu"}}, "training.precision",
+     "bf16 needs a GPU: on the CPU mixed precision is slower than fp32"),
+    ({"training": {"precision": "fp16", "device": "cpu"}}, "training.precision", "fp16 needs a GPU"),
+    ({"optimizer": {"type": "lbfgs"}, "training": {"batch_size": "full", "precision": "fp16"}},
+     "training.precision", "fp16 cannot train with lbfgs"),
     ({"loss": {"type": "nll"}, "model": {"layers": [{"type": "linear", "out_features": 2},
                                                     {"type": "log_softmax"}]}}, "model.layers", "3 outputs"),
 ]
@@ -76,3 +81,20 @@ def test_lbfgs_full_batch_and_plateau_on_train_loss_are_fine():
     plan = plan_job(job(optimizer={"type": "lbfgs"}, training={"batch_size": "full"},
                         schedule={"type": "reduce_on_plateau"}), CLASSES, LIMITS)
     assert plan.steps_per_epoch == 1 and plan.warnings == []
+
+
+@pytest.mark.parametrize("training, optimizer", [
+    ({"precision": "bf16", "device": "cuda"}, {"type": "adam"}),
+    ({"precision": "fp16"}, {"type": "sgd", "lr": 0.1}),  # device auto: a GPU worker takes it
+    ({"precision": "bf16", "batch_size": "full"}, {"type": "lbfgs"}),  # bf16 needs no scaler
+    ({"precision": "fp32", "device": "cpu"}, {"type": "adam"}),
+])
+def test_precisions_that_can_train_are_accepted(training, optimizer):
+    plan = plan_job(job(training=training, optimizer=optimizer), CLASSES, LIMITS)
+    assert plan.warnings == []
+
+
+def test_precision_is_in_the_published_schema():
+    field = JobSpec.model_json_schema()["$defs"]["TrainingSpec"]["properties"]["precision"]
+    assert field["enum"] == ["fp32", "bf16", "fp16"] and field["default"] == "fp32"
+    assert "autocast" in field["description"]

@@ -1,8 +1,9 @@
 """The product promise: a Trainyard job computes exactly what a plain PyTorch loop computes.
 
 ``plain_loop`` below is the loop of docs/equivalence.md, written with torch alone: the
-model, loss and optimizer of each case are built by hand, not by Trainyard. The trainer
-must match it bit for bit (``==`` on floats, ``torch.equal`` on weights) on the CPU.
+model, loss and optimizer of each case are built by hand, not by Trainyard, each optimizer
+with the implementation flag the page names (fused, or foreach). The trainer must match it
+bit for bit (``==`` on floats, ``torch.equal`` on weights) on the CPU.
 """
 import math
 
@@ -116,7 +117,7 @@ def _mlp_dropout():
     }
     plain = dict(
         make_model=lambda: nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 3)),
-        make_optimizer=lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9),
+        make_optimizer=lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, fused=True),
         loss_fn=nn.CrossEntropyLoss(),
     )
     return spec, x, y, plain
@@ -136,7 +137,7 @@ def _mse_full_batch_adam():
     }
     plain = dict(
         make_model=lambda: nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 1)),
-        make_optimizer=lambda p: torch.optim.Adam(p, lr=0.01),
+        make_optimizer=lambda p: torch.optim.Adam(p, lr=0.01, fused=True),
         loss_fn=nn.MSELoss(),
     )
     return spec, x, y, plain
@@ -156,7 +157,8 @@ def _batchnorm_rmsprop_bce():
     }
     plain = dict(
         make_model=lambda: nn.Sequential(nn.Linear(6, 12), nn.BatchNorm1d(12), nn.ReLU(), nn.Linear(12, 1)),
-        make_optimizer=lambda p: torch.optim.RMSprop(p, lr=0.005, momentum=0.5, centered=True),
+        make_optimizer=lambda p: torch.optim.RMSprop(p, lr=0.005, momentum=0.5, centered=True,
+                                                     foreach=True),
         loss_fn=nn.BCEWithLogitsLoss(),
     )
     return spec, x, y, plain
@@ -176,7 +178,8 @@ def _per_sample_sgd():
     }
     plain = dict(
         make_model=lambda: nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(), nn.Linear(4, 2)),
-        make_optimizer=lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+        make_optimizer=lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3,
+                                                 fused=True),
         loss_fn=nn.L1Loss(),
     )
     return spec, x, y, plain
@@ -194,7 +197,7 @@ def _batch_larger_than_rows():
     }
     plain = dict(
         make_model=lambda: nn.Sequential(nn.Linear(4, 2)),
-        make_optimizer=lambda p: torch.optim.AdamW(p, lr=0.05),
+        make_optimizer=lambda p: torch.optim.AdamW(p, lr=0.05, fused=True),
         loss_fn=nn.CrossEntropyLoss(),
     )
     return spec, x, y, plain
@@ -216,7 +219,7 @@ def _standardized():
     }
     plain = dict(
         make_model=lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)),
-        make_optimizer=lambda p: torch.optim.SGD(p, lr=0.1),
+        make_optimizer=lambda p: torch.optim.SGD(p, lr=0.1, fused=True),
         loss_fn=nn.CrossEntropyLoss(), standardize=True,
     )
     return spec, x, y, plain
@@ -237,7 +240,7 @@ def _one_hot_mse():
     }
     plain = dict(
         make_model=lambda: nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 4)),
-        make_optimizer=lambda p: torch.optim.Adam(p, lr=0.02),
+        make_optimizer=lambda p: torch.optim.Adam(p, lr=0.02, fused=True),
         loss_fn=nn.MSELoss(), standardize=True, one_hot=True,
     )
     return spec, x, y, plain
@@ -257,7 +260,7 @@ def _one_hot_bce_validation_dataset():
     }
     plain = dict(
         make_model=lambda: nn.Sequential(nn.Linear(5, 3)),
-        make_optimizer=lambda p: torch.optim.SGD(p, lr=0.3, momentum=0.5),
+        make_optimizer=lambda p: torch.optim.SGD(p, lr=0.3, momentum=0.5, fused=True),
         loss_fn=nn.BCEWithLogitsLoss(), standardize=True, one_hot=True, validation=validation,
     )
     return spec, x, y, plain

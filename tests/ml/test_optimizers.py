@@ -243,6 +243,12 @@ TORCH_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torc
                  "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad,
                  "adadelta": torch.optim.Adadelta, "lbfgs": torch.optim.LBFGS}
 RULE_CASES = [c for c in CASES if c[2] is not None]
+# The implementation flags docs/equivalence.md names: fused where PyTorch has a fused
+# optimizer, the multi-tensor path for the rest, neither for L-BFGS.
+FLAGS = {"sgd": {"fused": True}, "adam": {"fused": True}, "adamw": {"fused": True},
+         "adagrad": {"fused": True}, "adamax": {"foreach": True}, "nadam": {"foreach": True},
+         "radam": {"foreach": True}, "rmsprop": {"foreach": True}, "adadelta": {"foreach": True},
+         "lbfgs": {}}
 
 
 def parse(options: dict) -> S.Optimizer:
@@ -262,7 +268,7 @@ def torch_kwargs(options: dict) -> dict:
 def test_cases_cover_every_optimizer_type():
     union = typing.get_args(typing.get_args(S.Optimizer)[0])
     tags = {typing.get_args(cls.model_fields["type"].annotation)[0] for cls in union}
-    assert {opts["type"] for _, opts, _ in CASES} == tags == set(OPTIMIZER_CLASSES)
+    assert {opts["type"] for _, opts, _ in CASES} == tags == set(OPTIMIZER_CLASSES) == set(FLAGS)
 
 
 @pytest.mark.parametrize("options", [c[1] for c in CASES], ids=[c[0] for c in CASES])
@@ -286,6 +292,8 @@ def test_options_reach_the_param_groups(options):
     # and the non-default values given in the request are among them
     for name, value in torch_kwargs(options).items():
         assert group[name] == value, name
+    for name, value in FLAGS[options["type"]].items():
+        assert group[name] is value, name
 
 
 @pytest.mark.parametrize("options, rule", [(c[1], c[2]) for c in RULE_CASES],
@@ -304,7 +312,7 @@ def test_first_steps_follow_the_documented_update_rule(options, rule):
 def test_first_steps_equal_torchs_own_optimizer_bitwise(options):
     spec = parse(options)
     cls = TORCH_CLASSES[options["type"]]
-    kwargs = torch_kwargs(options)
+    kwargs = {**torch_kwargs(options), **FLAGS[options["type"]]}
     got = run_torch(lambda params: build_optimizer(spec, params))
     want = run_torch(lambda params: cls(params, **kwargs))
     for g, w in zip(got, want):
@@ -346,7 +354,7 @@ def test_adam_and_adamw_are_not_interchangeable():
 def test_default_options_equal_torch_defaults_step_for_step():
     for tag, cls in OPTIMIZER_CLASSES.items():
         got = run_torch(lambda params: build_optimizer(parse({"type": tag}), params))
-        want = run_torch(lambda params: cls(params))
+        want = run_torch(lambda params: cls(params, **FLAGS[tag]))
         for g, w in zip(got, want):
             assert torch.equal(g, w), tag
 
