@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # Trained models kept loaded in the API process for POST /v1/jobs/{id}/predict.
     predict_cache_size: int = 8
     max_predict_rows: int = 10_000
+    # An API process remembers a live key's tenant this long, so most requests skip the key
+    # lookup; a revoked key keeps working for at most this long. 0 looks every key up.
+    auth_cache_seconds: float = 5
 
     worker_id: str = Field(default="", description="Name a worker reports; host:pid by default")
     # Workers report to the registry (GET /v1/workers) every HEARTBEAT_SECONDS; one not

@@ -19,28 +19,18 @@ import argparse
 import asyncio
 import io
 import json
-import os
 import sys
-import tempfile
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 
 import httpx
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.stack import Stack  # noqa: E402  (a deployment of real processes)
-
-PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
+from bench._stack import deployment, percentile  # noqa: E402
+from tests.stack import Stack  # noqa: E402
 
 
 async def watch(http: httpx.AsyncClient, job_id: str, connected: list, i: int, received: list) -> None:
@@ -131,37 +121,11 @@ def measure(stack: Stack, key: str, clients: int, epochs: int, rows: int) -> dic
             "tail_reads": tail_reads(stack, job_id)}
 
 
-def deployment_env(name: str) -> tuple[dict, callable]:
-    """Environment for the deployment, and a cleanup."""
-    if name == "embedded":
-        return {}, lambda: None
-    import psycopg
-
-    db = f"trainyard_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db}"')
-    url = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{db}"
-
-    def drop():
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-
-    env = {"DATABASE_URL": url, "BROKER_URL": REDIS_URL, "QUEUE_NAME": f"bench-{db}"}
-    return env, drop
-
-
 def bench(name: str, args) -> list[dict]:
-    env, cleanup = deployment_env(name)
-    stack = Stack(f"bench-{name}", Path(tempfile.mkdtemp(prefix="ty-bench-")),
-                  {"METRICS_FLUSH_SECONDS": str(args.flush), "MAX_EPOCHS": "10000", **env})
-    try:
-        stack.start()
+    with deployment(name, {"METRICS_FLUSH_SECONDS": str(args.flush), "MAX_EPOCHS": "10000"}) as stack:
         key = stack.new_key(f"bench-{name}")
         rounds = [1, args.clients] if args.clients > 1 else [1]
         return [{"deployment": name, **measure(stack, key, n, args.epochs, args.rows)} for n in rounds]
-    finally:
-        stack.stop()
-        cleanup()
 
 
 def main() -> None:

@@ -2,10 +2,12 @@
 import hashlib
 import secrets
 from dataclasses import dataclass
+from time import monotonic
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.config import get_settings
 from app.models import ApiKey, Tenant
 from app.models.base import new_id
 
@@ -39,9 +41,31 @@ def create_key(*, db_session: Session, name: str, tenant_name: str) -> CreatedKe
     return CreatedKey(key=key, key_id=row.id, tenant_id=tenant.id, tenant_name=tenant.name)
 
 
+# Key digest -> (tenant id, monotonic expiry), for live keys only: every request
+# authenticates, and the lookup was a third of a GET /v1/jobs/{id}. Unknown and revoked
+# keys are looked up every time, so a new key works at once and the cache holds only as
+# many entries as there are live keys in use (cleared outright past CACHE_LIMIT).
+_tenants: dict[str, tuple[str, float]] = {}
+CACHE_LIMIT = 10_000
+
+
 def tenant_for_key(*, db_session: Session, key: str) -> str | None:
-    """Returns the tenant id of a live key, or None."""
+    """Returns the tenant id of a live key, or None; a key revoked less than
+    AUTH_CACHE_SECONDS ago may still be answered from this process's memory."""
+    digest = hash_key(key)
+    now = monotonic()
+    cached = _tenants.get(digest)
+    if cached is not None and cached[1] > now:
+        return cached[0]
     row = db_session.scalar(
-        select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+        select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
     )
-    return row.tenant_id if row else None
+    if row is None:
+        _tenants.pop(digest, None)
+        return None
+    ttl = get_settings().auth_cache_seconds
+    if ttl > 0:
+        if len(_tenants) >= CACHE_LIMIT:
+            _tenants.clear()
+        _tenants[digest] = (row.tenant_id, now + ttl)
+    return row.tenant_id

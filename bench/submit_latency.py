@@ -1,0 +1,154 @@
+"""Submit-to-running latency, and submissions per second the API sustains.
+
+Starts a real deployment (API + worker processes, as the tests do) and:
+
+1. latency: submits a tiny job (iris, a small MLP, 1 epoch) N times, one at a time, each
+   to an idle, ready worker: the previous job has finished, the worker has started the
+   fresh training process that replaces the one that trained it (one process per job;
+   read from /proc), and SETTLE more seconds have passed. Latency is the job's started_at
+   (stamped by the worker as it claims the job) minus the client's clock just before it
+   sends POST /v1/jobs; both run on this machine, so they read one clock. The first job
+   is a warm-up and is not counted.
+2. rate: the worker is stopped (in production it runs on other machines; here it would
+   train the backlog on the API's cores), then C clients POST jobs back to back for T
+   seconds. Every accepted job (202) is stored and queued; they simply pile up.
+
+    .venv/bin/python bench/submit_latency.py                              # both deployments
+    .venv/bin/python bench/submit_latency.py --jobs 3 --seconds 1 --deployments embedded
+"""
+import argparse
+import asyncio
+import sys
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._stack import deployment, percentile  # noqa: E402
+from tests.stack import Stack  # noqa: E402
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+SPEC = {"dataset": "iris",
+        "model": {"layers": [{"type": "linear", "out_features": 16}, {"type": "relu"},
+                             {"type": "linear", "out_features": 3}]},
+        "loss": {"type": "cross_entropy"}, "optimizer": {"type": "adam", "lr": 0.01},
+        "training": {"epochs": 1, "batch_size": 32, "seed": 0}}
+
+
+def wait_finished(api: httpx.Client, job_id: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in TERMINAL:
+            if job["status"] != "succeeded":
+                raise RuntimeError(f"job {job_id} {job['status']}: {job['error']}")
+            return job
+        time.sleep(0.05)  # started_at is stamped by the worker, however often we look
+    raise RuntimeError(f"job {job_id} did not finish in {timeout:g} s")
+
+
+def training_processes(pid: int) -> set[int]:
+    """The live (not zombie) descendants of the worker's main process."""
+    parents, states = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue  # it just ended
+        parents[int(entry.name)], states[int(entry.name)] = int(parent), state
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return {p for p in found if states[p] != "Z"}
+
+
+def wait_ready(stack: Stack, used: set[int], timeout: float = 10) -> set[int]:
+    """Waits for a training process that has not trained a job yet; returns the live ones.
+
+    Celery replaces a training process that has finished its job from a timer (every 5 s),
+    not at once: a job sent before then waits for it (up to 5 s), which is not what this
+    measures. A worker that keeps its training process is ready after ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while (live := training_processes(stack.workers[0].pid)) <= used and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return live
+
+
+def latencies(stack: Stack, key: str, jobs: int, settle: float) -> tuple[list[float], list[float]]:
+    """(submit-to-running, POST round trip) in seconds, one each per job after the warm-up."""
+    to_running, post = [], []
+    used: set[int] = set()
+    with stack.client(key) as api:
+        for i in range(jobs + 1):
+            used = wait_ready(stack, used)  # all of them: one of these trains the next job
+            time.sleep(settle)
+            sent = time.time()
+            r = api.post("/v1/jobs", json=SPEC)
+            answered = time.time()
+            r.raise_for_status()
+            job = wait_finished(api, r.json()["id"])
+            if i:
+                to_running.append(datetime.fromisoformat(job["started_at"]).timestamp() - sent)
+                post.append(answered - sent)
+    return to_running, post
+
+
+async def flood(stack: Stack, key: str, clients: int, seconds: float) -> tuple[Counter, float]:
+    """Status counts of C clients POSTing jobs back to back for T seconds, and the elapsed time."""
+    counts: Counter = Counter()
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=stack.url, limits=limits, timeout=60,
+                                 headers={"Authorization": f"Bearer {key}"}) as http:
+        start = time.monotonic()
+        deadline = start + seconds
+
+        async def client() -> None:
+            while time.monotonic() < deadline:
+                counts[(await http.post("/v1/jobs", json=SPEC)).status_code] += 1
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+        return counts, time.monotonic() - start
+
+
+def bench(name: str, args) -> dict:
+    with deployment(name) as stack:
+        key = stack.new_key(f"bench-{name}")
+        to_running, post = latencies(stack, key, args.jobs, args.settle)
+        for worker in stack.workers:
+            stack._stop(worker)
+        counts, elapsed = asyncio.run(flood(stack, key, args.clients, args.seconds))
+    ms = [1000 * s for s in to_running]
+    return {"deployment": name, "jobs": len(ms), "p50_ms": percentile(ms, 50),
+            "p95_ms": percentile(ms, 95), "max_ms": max(ms),
+            "post_p50_ms": 1000 * percentile(post, 50), "clients": args.clients,
+            "per_s": counts[202] / elapsed, "errors": sum(counts.values()) - counts[202]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=30, help="jobs timed one at a time")
+    parser.add_argument("--settle", type=float, default=0.2,
+                        help="seconds between the fresh training process appearing and the next submission")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients for the rate")
+    parser.add_argument("--seconds", type=float, default=10, help="how long the clients submit")
+    parser.add_argument("--deployments", default="embedded,production")
+    args = parser.parse_args()
+    print(f"{'deployment':<11} {'jobs':>5} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7} "
+          f"{'POST p50 ms':>11} {'clients':>7} {'submits/s':>9} {'errors':>6}")
+    for name in args.deployments.split(","):
+        r = bench(name.strip(), args)
+        print(f"{r['deployment']:<11} {r['jobs']:>5} {r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f} "
+              f"{r['max_ms']:>7.1f} {r['post_p50_ms']:>11.1f} {r['clients']:>7} "
+              f"{r['per_s']:>9.1f} {r['errors']:>6}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
