@@ -36,14 +36,9 @@ def _import_trainer(**_):
     # then starts in milliseconds instead of importing torch. Importing torch does not
     # initialize CUDA, which must not happen before a fork.
     import worker.runner  # noqa: F401
-    from worker import warmup
     from worker.identity import current
 
     current()  # fixes the worker's name before the pool forks
-    try:
-        warmup.run()
-    except Exception:  # a slower first job, not a reason to stay down
-        log.exception("warm-up training failed")
 
 
 @worker_process_init.connect
