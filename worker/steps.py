@@ -5,6 +5,7 @@ from contextlib import AbstractContextManager
 import torch
 from torch import nn
 
+from app.ml.conflicts import FP16_LBFGS
 from app.ml.errors import SpecError
 from app.ml.regularization import Regularization, clip_gradients, clip_weights, penalty, weights
 
@@ -47,8 +48,7 @@ def make_step(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optim
     """
     params = weights(model)
     if scaler is not None and isinstance(optimizer, torch.optim.LBFGS):
-        raise SpecError("training.precision", "fp16 cannot train with lbfgs: its gradient scaler "
-                        "cannot drive the line search; use bf16 or fp32")
+        raise SpecError("training.precision", FP16_LBFGS)  # a Trainer built without the pre-flight
 
     def objective(xb, yb):
         if autocast is None:

@@ -27,6 +27,12 @@ def _optimizer(spec: S.JobSpec, n_train: int, batch_size: int) -> list[str]:
     return []
 
 
+# GradScaler.step refuses a closure: it would have to rescale every re-evaluation of the
+# line search. bf16 needs no scaler, so L-BFGS trains in bf16.
+FP16_LBFGS = ("fp16 cannot train with lbfgs: fp16 needs a gradient scaler, and the scaler cannot "
+              "drive the line search's re-evaluations of the loss; use bf16 (no scaler) or fp32")
+
+
 def _precision(spec: S.JobSpec) -> None:
     t = spec.training
     if t.precision == "fp32":
@@ -35,11 +41,7 @@ def _precision(spec: S.JobSpec) -> None:
         raise SpecError("training.precision", f"{t.precision} needs a GPU: on the CPU mixed precision "
                         "is slower than fp32; use device cuda or auto, or precision fp32")
     if t.precision == "fp16" and spec.optimizer.type == "lbfgs":
-        # GradScaler.step refuses a closure: it would have to rescale every re-evaluation
-        # of the line search. bf16 needs no scaler, so L-BFGS trains in bf16.
-        raise SpecError("training.precision", "fp16 cannot train with lbfgs: fp16 needs a gradient "
-                        "scaler, and the scaler cannot drive the line search's re-evaluations of "
-                        "the loss; use bf16 (no scaler) or fp32")
+        raise SpecError("training.precision", FP16_LBFGS)
 
 
 def _schedule(spec: S.JobSpec, n_val: int) -> list[str]:
