@@ -2,7 +2,9 @@
 from collections.abc import Iterator
 from functools import lru_cache
 
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import get_settings
@@ -12,6 +14,28 @@ from app.config import get_settings
 # so the pool must outgrow the API's thread pool (40): with fewer connections than
 # threads, a burst leaves every thread waiting for a connection held by a waiting request.
 POOL_SIZE, POOL_OVERFLOW = 10, 50
+# Connections the API's event loop uses itself (PostgreSQL only): the reads clients poll
+# run there, without a trip to the thread pool. Each holds one query at a time.
+READ_POOL_SIZE = 8
+# A read waits this long for a connection, then falls back to the thread pool's path.
+READ_POOL_TIMEOUT = 2.0
+
+
+def libpq_url(url: str) -> str:
+    """The SQLAlchemy URL (postgresql+psycopg://...) as psycopg takes it."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def open_read_pool() -> AsyncConnectionPool | None:
+    """An autocommit psycopg pool on the event loop, or None on SQLite (which has no async driver here)."""
+    url = get_settings().resolved_database_url
+    if not url.startswith("postgresql"):
+        return None
+    pool = AsyncConnectionPool(libpq_url(url), min_size=1, max_size=READ_POOL_SIZE, open=False,
+                               kwargs={"autocommit": True}, name="reads",
+                               timeout=READ_POOL_TIMEOUT)
+    await pool.open(wait=False)  # the API starts even while the database is down
+    return pool
 
 
 def make_engine(url: str) -> Engine:
@@ -39,6 +63,12 @@ def get_engine() -> Engine:
     if settings.resolved_database_url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     return make_engine(settings.resolved_database_url)
+
+
+@lru_cache
+def get_read_engine() -> Engine:
+    """The same pool in autocommit: a read of one statement sends no BEGIN and no ROLLBACK."""
+    return get_engine().execution_options(isolation_level="AUTOCOMMIT")
 
 
 @lru_cache

@@ -16,14 +16,19 @@ class Unauthorized(ApiError):
         super().__init__(401, message, "Authorization", headers={"WWW-Authenticate": "Bearer"})
 
 
-def current_tenant(db: SessionDep, authorization: Annotated[str | None, Header()] = None) -> str:
-    """Returns the tenant id of the request's Bearer key."""
+def bearer_key(authorization: str | None) -> str:
+    """The API key of an 'Authorization: Bearer <key>' header."""
     if not authorization:
         raise Unauthorized("missing Authorization header; send 'Authorization: Bearer <api key>'")
     scheme, _, key = authorization.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("the Authorization header must be 'Bearer <api key>'")
-    tenant = tenant_for_key(db_session=db, key=key.strip())
+    return key.strip()
+
+
+def current_tenant(db: SessionDep, authorization: Annotated[str | None, Header()] = None) -> str:
+    """Returns the tenant id of the request's Bearer key."""
+    tenant = tenant_for_key(db_session=db, key=bearer_key(authorization))
     if tenant is None:
         raise Unauthorized("unknown or revoked API key")
     return tenant

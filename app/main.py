@@ -1,12 +1,13 @@
 """create_app(): the Trainyard API."""
 import logging
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app.datasets.router import router as datasets_router
-from app.db import get_engine
+from app.db import get_engine, open_read_pool
 from app.errors import install_error_handlers
 from app.jobs.router import router as jobs_router
 from app.schema_router import router as schema_router
@@ -17,6 +18,7 @@ from app.workers.router import router as workers_router
 def create_app() -> FastAPI:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = FastAPI(
+        lifespan=lifespan,
         title="Trainyard",
         version="0.1.0",
         description="Training as a service: POST a network spec and a dataset, "
@@ -29,7 +31,7 @@ def create_app() -> FastAPI:
     app.include_router(schema_router)
 
     @app.get("/healthz", tags=["health"])
-    def healthz():
+    async def healthz():
         """The process is up."""
         return {"status": "ok"}
 
@@ -42,6 +44,16 @@ def create_app() -> FastAPI:
                             status_code=200 if ok else 503)
 
     return app
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    app.state.read_pool = await open_read_pool()
+    try:
+        yield
+    finally:
+        if app.state.read_pool is not None:
+            await app.state.read_pool.close()
 
 
 def _database_ok() -> bool:

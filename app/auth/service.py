@@ -4,7 +4,7 @@ import secrets
 from dataclasses import dataclass
 from time import monotonic
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -49,7 +49,13 @@ _tenants: dict[str, tuple[str, float]] = {}
 CACHE_LIMIT = 10_000
 
 
-def tenant_for_key(*, db_session: Session, key: str) -> str | None:
+def remembered_tenant(key: str) -> str | None:
+    """The tenant of a live key this process looked up less than AUTH_CACHE_SECONDS ago, or None."""
+    cached = _tenants.get(hash_key(key))
+    return cached[0] if cached is not None and cached[1] > monotonic() else None
+
+
+def tenant_for_key(*, db_session: Session | Connection, key: str) -> str | None:
     """Returns the tenant id of a live key, or None; a key revoked less than
     AUTH_CACHE_SECONDS ago may still be answered from this process's memory."""
     digest = hash_key(key)
@@ -57,15 +63,16 @@ def tenant_for_key(*, db_session: Session, key: str) -> str | None:
     cached = _tenants.get(digest)
     if cached is not None and cached[1] > now:
         return cached[0]
-    row = db_session.scalar(
-        select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+    # A column, not the row: a Session or a plain Connection can answer it.
+    tenant_id = db_session.scalar(
+        select(ApiKey.tenant_id).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
     )
-    if row is None:
+    if tenant_id is None:
         _tenants.pop(digest, None)
         return None
     ttl = get_settings().auth_cache_seconds
     if ttl > 0:
         if len(_tenants) >= CACHE_LIMIT:
             _tenants.clear()
-        _tenants[digest] = (row.tenant_id, now + ttl)
-    return row.tenant_id
+        _tenants[digest] = (tenant_id, now + ttl)
+    return tenant_id

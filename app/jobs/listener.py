@@ -4,20 +4,14 @@ import logging
 from typing import TYPE_CHECKING
 
 import psycopg
-from sqlalchemy.engine import make_url
-
 from app.config import get_settings
+from app.db import libpq_url
 from app.jobs.events import CHANNEL
 
 if TYPE_CHECKING:
     from app.jobs.stream import Hub
 
 log = logging.getLogger(__name__)
-
-
-def libpq_url(url: str) -> str:
-    """The SQLAlchemy URL (postgresql+psycopg://...) as psycopg takes it."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 async def listen(hub: "Hub") -> None:

@@ -1,9 +1,10 @@
 """Job submission and reads. Services flush; the route commits."""
 import hashlib
 import json
+from datetime import datetime
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Connection, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -14,7 +15,7 @@ from app.jobs import events, repository
 from app.jobs.schemas import AttemptRead, JobCreated, JobRead, Progress
 from app.ml.check import Limits, Plan
 from app.ml.spec import JobSpec
-from app.models import Dataset, Job, JobEvent
+from app.models import Dataset, Job
 from app.models.base import new_id
 from app.storage import dataset_key, get_store
 from app.workers import routing
@@ -78,11 +79,12 @@ def _check_replay(job: Job, digest: str) -> None:
                             "use a new key for a new job", "Idempotency-Key")
 
 
-def to_read(job: Job, cls=JobRead, **extra) -> JobRead:
+def to_read(job: Job | Row, cls=JobRead, *, epochs: int | None = None, **extra) -> JobRead:
+    """The job as the API shows it; a Row of repository._READ brings ``epochs`` instead of the spec."""
     return cls(
         id=job.id, status=job.status, dataset_id=job.dataset_id, parameter_count=job.parameter_count,
-        progress=Progress(epoch=job.epoch, epochs=job.spec["training"]["epochs"], step=job.step,
-                          total_steps=job.total_steps),
+        progress=Progress(epoch=job.epoch, step=job.step, total_steps=job.total_steps,
+                          epochs=job.spec["training"]["epochs"] if epochs is None else epochs),
         latest_metrics=job.latest_metrics, device=job.device, attempts=job.attempts, error=job.error,
         cancel_requested=bool(job.cancel_requested), checkpoint_step=job.checkpoint_step,
         created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at, **extra,
@@ -110,18 +112,30 @@ def sample_rows(*, db_session: Session, job: Job, rows: int = 16):
         return npz["x"][:rows]
 
 
-def attempt_history(*, db_session: Session, job_id: str) -> list[AttemptRead]:
-    """Each attempt's worker, times and outcome, read from the job's status events."""
-    rows = db_session.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.kind == "status")
-                              .order_by(JobEvent.seq)).all()
+def read(*, conn: Connection, tenant_id: str, job_id: str) -> JobRead | None:
+    """Gets a job with its attempt history and, while it waits, why; None if the tenant has no such job."""
+    rows = repository.read_with_status_events(conn=conn, tenant_id=tenant_id, job_id=job_id)
+    if not rows:
+        return None
+    return from_rows(rows, waiting_reason=routing.waiting_reason(db_session=conn, job=rows[0]))
+
+
+def from_rows(rows, *, waiting_reason: str | None = None) -> JobRead:
+    """The JobRead of repository._READ's rows: the job, once per status event."""
+    job = rows[0]
+    history = attempt_history([(r.event, r.event_at) for r in rows if r.event is not None])
+    return to_read(job, epochs=job.epochs, attempt_history=history, waiting_reason=waiting_reason)
+
+
+def attempt_history(status_events: list[tuple[dict, datetime]]) -> list[AttemptRead]:
+    """Each attempt's worker, times and outcome, from the job's status events (data, time) in order."""
     history: list[AttemptRead] = []
-    for row in rows:
-        data = row.data
+    for data, at in status_events:
         if data.get("status") == "running":
             history.append(AttemptRead(attempt=data.get("attempt", len(history) + 1),
-                                       worker=data.get("worker"), started_at=row.created_at))
+                                       worker=data.get("worker"), started_at=at))
         elif history and history[-1].outcome is None and data.get("status") != "queued":
-            history[-1].ended_at = row.created_at
+            history[-1].ended_at = at
             history[-1].outcome = data["status"]
             history[-1].reason = data.get("reason") or data.get("error")
     return history

@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime, utcnow
@@ -16,6 +16,12 @@ class JobEvent(Base):
     """
 
     __tablename__ = "job_events"
+    # GET /v1/jobs/{id} reads a job's attempt history from its status events; a long job
+    # has thousands of metric events beside its few status ones. A partial index keeps
+    # that read a few rows whatever the job's length, and costs metric inserts nothing.
+    __table_args__ = (Index("ix_job_events_status", "job_id", "seq",
+                            postgresql_where=text("kind = 'status'"),
+                            sqlite_where=text("kind = 'status'")),)
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)

@@ -1,0 +1,77 @@
+"""GET /v1/jobs/{id}: the one-query read, its event-loop path on PostgreSQL, and its fallbacks."""
+import asyncio
+from types import SimpleNamespace
+
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import select
+
+from app.db import libpq_url, make_engine
+from app.jobs import repository, service
+from app.models import Job
+from tests.e2e.helpers import blobs, mlp_spec, upload_npz, wait_for
+
+
+def _finished_job(api, **training) -> dict:
+    x, y = blobs(60)
+    ds = upload_npz(api, x, y)
+    job = api.post("/v1/jobs", json=mlp_spec(ds["id"], epochs=3, **training)).json()
+    return wait_for(api, job["id"])
+
+
+def test_a_new_key_and_a_remembered_key_read_the_same_body(stack, api):
+    job = _finished_job(api)
+    fresh = stack.new_key(f"alice-{stack.name}")  # same tenant, not yet in the API's memory
+    with stack.client(fresh) as reader:
+        first = reader.get(f"/v1/jobs/{job['id']}")  # looks the key up (thread pool)
+        again = reader.get(f"/v1/jobs/{job['id']}")  # on PostgreSQL: read on the event loop
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json()
+    body = again.json()
+    assert body["status"] == "succeeded" and body["progress"]["epochs"] == 3
+    assert [(a["attempt"], a["outcome"]) for a in body["attempt_history"]] == [(1, "succeeded")]
+
+
+def test_another_tenants_job_is_404_with_a_remembered_key(api, other_api):
+    job = _finished_job(api)
+    assert other_api.get("/v1/jobs/job_nope").status_code == 404  # bob's key is now remembered
+    r = other_api.get(f"/v1/jobs/{job['id']}")
+    assert r.status_code == 404 and job["id"] in r.json()["detail"]
+
+
+def test_a_job_without_status_events_reads_with_an_empty_history(stack, api):
+    """The outer join: a job row with no status event is still one row, history []."""
+    job = _finished_job(api)
+    engine = make_engine(stack.env.get("DATABASE_URL") or f"sqlite:///{stack.tmp / 'data' / 'trainyard.db'}")
+    with engine.connect() as conn:
+        tenant = conn.scalar(select(Job.tenant_id).where(Job.id == job["id"]))
+        rows = repository.read_with_status_events(conn=conn, tenant_id=tenant, job_id=job["id"])
+        assert [r.event["status"] for r in rows] == ["queued", "running", "succeeded"]
+        assert repository.read_with_status_events(conn=conn, tenant_id="tn_other", job_id=job["id"]) == []
+    engine.dispose()
+    read = service.from_rows([SimpleNamespace(**{**rows[0]._asdict(), "event": None, "event_at": None})])
+    assert read.attempt_history == [] and read.id == job["id"]
+
+
+def test_event_loop_and_thread_reads_agree_on_postgresql(stack, api):
+    """The psycopg statement run on the event loop is SQLAlchemy's, compiled once: same rows, same body."""
+    if stack.name != "production":
+        return  # SQLite has only the thread path
+    job = _finished_job(api, log_every_steps=1)
+    url = stack.env["DATABASE_URL"]
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        tenant = conn.scalar(select(Job.tenant_id).where(Job.id == job["id"]))
+        sync_rows = repository.read_with_status_events(conn=conn, tenant_id=tenant, job_id=job["id"])
+    engine.dispose()
+
+    async def read_async():
+        async with AsyncConnectionPool(libpq_url(url), min_size=1, max_size=1,
+                                       kwargs={"autocommit": True}) as pool:
+            return await repository.read_with_status_events_async(pool=pool, tenant_id=tenant,
+                                                                  job_id=job["id"])
+
+    async_rows = asyncio.run(read_async())
+    assert len(async_rows) == len(sync_rows) == 3
+    assert [tuple(r) for r in async_rows] == [tuple(r) for r in sync_rows]
+    assert service.from_rows(async_rows).model_dump_json() == service.from_rows(sync_rows).model_dump_json()
+    assert api.get(f"/v1/jobs/{job['id']}").json() == service.from_rows(sync_rows).model_dump(mode="json")
