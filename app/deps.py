@@ -4,8 +4,10 @@ from typing import Annotated
 from fastapi import Depends, Header
 from sqlalchemy.orm import Session
 
-from app.auth.service import tenant_for_key
-from app.db import get_db
+from starlette.concurrency import run_in_threadpool
+
+from app.auth.service import remembered_tenant, tenant_for_key
+from app.db import get_db, get_session_factory
 from app.errors import ApiError
 
 SessionDep = Annotated[Session, Depends(get_db)]
@@ -35,3 +37,21 @@ def current_tenant(db: SessionDep, authorization: Annotated[str | None, Header()
 
 
 CurrentTenant = Annotated[str, Depends(current_tenant)]
+
+
+async def request_tenant(authorization: Annotated[str | None, Header()] = None) -> str:
+    """current_tenant for async routes: from this process's memory on the event loop,
+    else one short lookup in the thread pool (no session held for the route)."""
+    key = bearer_key(authorization)
+    tenant = remembered_tenant(key) or await run_in_threadpool(_look_up, key)
+    if tenant is None:
+        raise Unauthorized("unknown or revoked API key")
+    return tenant
+
+
+def _look_up(key: str) -> str | None:
+    with get_session_factory()() as db:
+        return tenant_for_key(db_session=db, key=key)
+
+
+RequestTenant = Annotated[str, Depends(request_tenant)]

@@ -7,8 +7,10 @@ Starts a real deployment (API + worker processes, as the tests do) and:
    fresh training process that replaces the one that trained it (one process per job;
    read from /proc), and SETTLE more seconds have passed. Latency is the job's started_at
    (stamped by the worker as it claims the job) minus the client's clock just before it
-   sends POST /v1/jobs; both run on this machine, so they read one clock. The first job
-   is a warm-up and is not counted.
+   sends POST /v1/jobs; both run on this machine, so they read one clock. "done" is the
+   same to the job's finished_at: what a tiny job costs its user end to end. The first
+   job is a warm-up and is not counted. Each deployment is measured with the same network
+   every time (its pre-flight check is remembered), then with a new one each time.
 2. rate: the worker is stopped (in production it runs on other machines; here it would
    train the backlog on the API's cores), then C clients POST jobs back to back for T
    seconds. Every accepted job (202) is stored and queued; they simply pile up.
@@ -82,23 +84,35 @@ def wait_ready(stack: Stack, used: set[int], timeout: float = 10) -> set[int]:
     return live
 
 
-def latencies(stack: Stack, key: str, jobs: int, settle: float) -> tuple[list[float], list[float]]:
-    """(submit-to-running, POST round trip) in seconds, one each per job after the warm-up."""
-    to_running, post = [], []
+def spec_for(i: int, network: str) -> dict:
+    """The job to submit i-th: the same network each time, or ("new") one the API has not
+    checked before (another hidden width), so its pre-flight check is not remembered."""
+    if network == "same":
+        return SPEC
+    layers = [{**SPEC["model"]["layers"][0], "out_features": 1000 + i}, *SPEC["model"]["layers"][1:]]
+    return {**SPEC, "model": {"layers": layers}}
+
+
+def latencies(stack: Stack, key: str, jobs: int, settle: float,
+              network: str = "same") -> tuple[list[float], list[float], list[float]]:
+    """(submit-to-running, POST round trip, submit-to-finished) in seconds, one each per job
+    after the warm-up."""
+    to_running, post, to_finished = [], [], []
     used: set[int] = set()
     with stack.client(key) as api:
         for i in range(jobs + 1):
             used = wait_ready(stack, used)  # all of them: one of these trains the next job
             time.sleep(settle)
             sent = time.time()
-            r = api.post("/v1/jobs", json=SPEC)
+            r = api.post("/v1/jobs", json=spec_for(i, network))
             answered = time.time()
             r.raise_for_status()
             job = wait_finished(api, r.json()["id"])
             if i:
                 to_running.append(datetime.fromisoformat(job["started_at"]).timestamp() - sent)
                 post.append(answered - sent)
-    return to_running, post
+                to_finished.append(datetime.fromisoformat(job["finished_at"]).timestamp() - sent)
+    return to_running, post, to_finished
 
 
 async def flood(stack: Stack, key: str, clients: int, seconds: float) -> tuple[Counter, float]:
@@ -118,18 +132,24 @@ async def flood(stack: Stack, key: str, clients: int, seconds: float) -> tuple[C
         return counts, time.monotonic() - start
 
 
-def bench(name: str, args) -> dict:
+def bench(name: str, args) -> list[dict]:
+    rows = []
     with deployment(name) as stack:
         key = stack.new_key(f"bench-{name}")
-        to_running, post = latencies(stack, key, args.jobs, args.settle)
+        for network in args.networks:
+            to_running, post, to_finished = latencies(stack, key, args.jobs, args.settle, network)
+            ms = [1000 * s for s in to_running]
+            rows.append({"deployment": name, "network": network, "jobs": len(ms),
+                         "p50_ms": percentile(ms, 50), "p95_ms": percentile(ms, 95), "max_ms": max(ms),
+                         "post_p50_ms": 1000 * percentile(post, 50),
+                         "done_p50_ms": 1000 * percentile(to_finished, 50)})
         for worker in stack.workers:
             stack._stop(worker)
         counts, elapsed = asyncio.run(flood(stack, key, args.clients, args.seconds))
-    ms = [1000 * s for s in to_running]
-    return {"deployment": name, "jobs": len(ms), "p50_ms": percentile(ms, 50),
-            "p95_ms": percentile(ms, 95), "max_ms": max(ms),
-            "post_p50_ms": 1000 * percentile(post, 50), "clients": args.clients,
-            "per_s": counts[202] / elapsed, "errors": sum(counts.values()) - counts[202]}
+    for row in rows:
+        row.update(clients=args.clients, per_s=counts[202] / elapsed,
+                   errors=sum(counts.values()) - counts[202])
+    return rows
 
 
 def main() -> None:
@@ -140,14 +160,18 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients for the rate")
     parser.add_argument("--seconds", type=float, default=10, help="how long the clients submit")
     parser.add_argument("--deployments", default="embedded,production")
+    parser.add_argument("--networks", default="same,new", type=lambda v: v.split(","),
+                        help="same: one network every time (its check is remembered); "
+                             "new: a network not seen before each time")
     args = parser.parse_args()
-    print(f"{'deployment':<11} {'jobs':>5} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7} "
-          f"{'POST p50 ms':>11} {'clients':>7} {'submits/s':>9} {'errors':>6}")
+    print(f"{'deployment':<11} {'network':<7} {'jobs':>5} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7} "
+          f"{'POST p50 ms':>11} {'done p50 ms':>11} {'clients':>7} {'submits/s':>9} {'errors':>6}")
     for name in args.deployments.split(","):
-        r = bench(name.strip(), args)
-        print(f"{r['deployment']:<11} {r['jobs']:>5} {r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f} "
-              f"{r['max_ms']:>7.1f} {r['post_p50_ms']:>11.1f} {r['clients']:>7} "
-              f"{r['per_s']:>9.1f} {r['errors']:>6}", flush=True)
+        for r in bench(name.strip(), args):
+            print(f"{r['deployment']:<11} {r['network']:<7} {r['jobs']:>5} {r['p50_ms']:>7.1f} "
+                  f"{r['p95_ms']:>7.1f} {r['max_ms']:>7.1f} {r['post_p50_ms']:>11.1f} "
+                  f"{r['done_p50_ms']:>11.1f} {r['clients']:>7} {r['per_s']:>9.1f} {r['errors']:>6}",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,13 @@ def run_bench(*args: str) -> tuple[list[str], list[list[str]]]:
 def test_submit_latency_bench_reports_percentiles_and_a_rate():
     header, rows = run_bench("bench/submit_latency.py", "--jobs", "2", "--seconds", "1", "--clients", "2",
                              "--deployments", "embedded")
-    assert header[:5] == ["deployment", "jobs", "p50", "ms", "p95"]
-    [row] = rows
-    deployment, jobs, p50, p95, worst, post, clients, rate, errors = row
-    assert (deployment, jobs, clients, errors) == ("embedded", "2", "2", "0")
-    assert 0 < float(p50) <= float(p95) <= float(worst), row
-    assert float(post) > 0 and float(rate) > 0, row
+    assert header[:6] == ["deployment", "network", "jobs", "p50", "ms", "p95"]
+    assert [r[:2] for r in rows] == [["embedded", "same"], ["embedded", "new"]]
+    for row in rows:
+        deployment, network, jobs, p50, p95, worst, post, done, clients, rate, errors = row
+        assert (jobs, clients, errors) == ("2", "2", "0")
+        assert 0 < float(p50) <= float(p95) <= float(worst), row
+        assert float(post) > 0 and float(done) > float(p50) and float(rate) > 0, row
 
 
 def test_api_throughput_bench_compares_the_job_read_with_the_constant_endpoint():

@@ -66,13 +66,31 @@ def builtin_row(*, db_session: Session, tenant_id: str, ref) -> tuple[Dataset, P
 
     Returns (row, None) for an identical row the tenant already has, else an unsaved row and
     its data, for ``save`` once the job that asked for it has passed its check."""
-    parsed = builtin.load(ref.name, **ref.params())
     name = ref.label()
-    existing = repository.find_builtin(db_session=db_session, tenant_id=tenant_id,
-                                       sha256=parsed.digest(), name=name)
+    digest = _builtin_digests.get(name)
+    parsed = None
+    if digest is None:
+        parsed = builtin.load(ref.name, **ref.params())
+        digest = _remember_digest(name, parsed.digest())
+    existing = repository.find_builtin(db_session=db_session, tenant_id=tenant_id, sha256=digest, name=name)
     if existing is not None:
         return existing, None
+    parsed = parsed or builtin.load(ref.name, **ref.params())
     return new_row(tenant_id=tenant_id, name=name, source_format="builtin", parsed=parsed), parsed
+
+
+# Builtin label (name and parameters) -> the digest of its data. A builtin is generated the
+# same way every time (bundled files, seeded generators), so a submission naming one the
+# tenant already has needs only the digest: not the rows, nor hashing them (up to 20 MB).
+_builtin_digests: dict[str, str] = {}
+DIGESTS_LIMIT = 1024
+
+
+def _remember_digest(name: str, digest: str) -> str:
+    if len(_builtin_digests) >= DIGESTS_LIMIT:
+        _builtin_digests.clear()
+    _builtin_digests[name] = digest
+    return digest
 
 
 def delete(*, db_session: Session, dataset: Dataset) -> str | None:

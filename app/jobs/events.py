@@ -60,6 +60,18 @@ def append(*, db_session: Session, job_id: str, events: list[tuple[str, dict]]) 
     return last
 
 
+def first(*, db_session: Session, job: Job, event: tuple[str, dict]) -> None:
+    """Adds a new job's first event (seq 1) with the job's own INSERT.
+
+    Not append(): no other transaction can see the job before this one commits, so there
+    is no counter to lock, and no watcher to NOTIFY (a stream opened after the commit
+    reads the stored event).
+    """
+    kind, data = event
+    job.last_event_id = 1
+    db_session.add(JobEvent(job_id=job.id, seq=1, kind=kind, data=clean(data), created_at=utcnow()))
+
+
 def status_event(status: str, **details: Any) -> tuple[str, dict]:
     return "status", {"status": status, **{k: v for k, v in details.items() if v is not None}}
 

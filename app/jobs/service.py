@@ -58,6 +58,10 @@ def create(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Sett
         request_hash=digest, total_steps=job_plan.total_steps, classes=dataset.classes,
         queue=routing.route(db_session=db_session, spec=spec),
     )
+    if not idempotency_key:  # nothing unique to collide on: no savepoint (two round trips)
+        db_session.add(job)
+        events.first(db_session=db_session, job=job, event=events.status_event("queued"))
+        return job, job_plan, True
     try:
         with db_session.begin_nested():
             db_session.add(job)
@@ -69,7 +73,7 @@ def create(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Sett
             raise
         _check_replay(existing, digest)
         return existing, None, False
-    events.append(db_session=db_session, job_id=job.id, events=[events.status_event("queued")])
+    events.first(db_session=db_session, job=job, event=events.status_event("queued"))
     return job, job_plan, True
 
 

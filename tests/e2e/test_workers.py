@@ -93,9 +93,14 @@ def test_worker_supervisor_runs_restarts_and_stops_its_workers(bare_stack):
         # A worker process that dies is replaced under the same name.
         first = _children(supervisor.pid)
         assert len(first) == 2
+        registered = max(w["started_at"] for w in api.get("/v1/workers").json()["items"])
         subprocess.run(["kill", "-9", str(first[0])], check=True)
         _wait(lambda: len(set(_children(supervisor.pid)) - set(first)) == 1, what="a replacement")
-        _wait(lambda: online() == [("cpu0", "online"), ("cpu1", "online")], what="the replacement online")
+        # The killed worker's row still looks online for WORKER_OFFLINE_SECONDS: wait for
+        # the replacement's own registration (its row's started_at moves on).
+        _wait(lambda: max(w["started_at"] for w in api.get("/v1/workers").json()["items"]) > registered,
+              what="the replacement registered")
+        assert online() == [("cpu0", "online"), ("cpu1", "online")]
         x, y = blobs(60)
         job = wait_for(api, api.post("/v1/jobs", json=mlp_spec(upload_npz(api, x, y)["id"])).json()["id"])
         assert job["status"] == "succeeded"
