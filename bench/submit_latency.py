@@ -93,15 +93,17 @@ def spec_for(i: int, network: str) -> dict:
     return {**SPEC, "model": {"layers": layers}}
 
 
-def latencies(stack: Stack, key: str, jobs: int, settle: float,
-              network: str = "same") -> tuple[list[float], list[float], list[float]]:
+def latencies(stack: Stack, key: str, jobs: int, settle: float, network: str = "same",
+              used: set[int] | None = None) -> tuple[list[float], list[float], list[float]]:
     """(submit-to-running, POST round trip, submit-to-finished) in seconds, one each per job
-    after the warm-up."""
+    after the warm-up. ``used``: the training processes that may have trained a job already
+    (updated here), so that a second series on the same deployment waits for a fresh one too.
+    """
     to_running, post, to_finished = [], [], []
-    used: set[int] = set()
+    used = set() if used is None else used
     with stack.client(key) as api:
         for i in range(jobs + 1):
-            used = wait_ready(stack, used)  # all of them: one of these trains the next job
+            used |= wait_ready(stack, used)  # all of them: one of these trains the next job
             time.sleep(settle)
             sent = time.time()
             r = api.post("/v1/jobs", json=spec_for(i, network))
@@ -136,8 +138,9 @@ def bench(name: str, args) -> list[dict]:
     rows = []
     with deployment(name) as stack:
         key = stack.new_key(f"bench-{name}")
+        used: set[int] = set()
         for network in args.networks:
-            to_running, post, to_finished = latencies(stack, key, args.jobs, args.settle, network)
+            to_running, post, to_finished = latencies(stack, key, args.jobs, args.settle, network, used)
             ms = [1000 * s for s in to_running]
             rows.append({"deployment": name, "network": network, "jobs": len(ms),
                          "p50_ms": percentile(ms, 50), "p95_ms": percentile(ms, 95), "max_ms": max(ms),
