@@ -3,7 +3,6 @@ from typing import Annotated
 
 from fastapi import Depends, Header
 from sqlalchemy.orm import Session
-
 from starlette.concurrency import run_in_threadpool
 
 from app.auth.service import remembered_tenant, tenant_for_key

@@ -4,6 +4,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import psycopg
+
 from app.config import get_settings
 from app.db import libpq_url
 from app.jobs.events import CHANNEL

@@ -1,19 +1,18 @@
 import logging
-
-import anyio
-import psycopg
 from functools import lru_cache
 from typing import Annotated, Literal
 
+import anyio
+import psycopg
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from psycopg_pool import PoolTimeout
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
+from app.auth.service import remembered_tenant
 from app.config import get_settings
 from app.db import get_read_engine, get_session_factory
-from app.auth.service import remembered_tenant
 from app.deps import CurrentTenant, RequestTenant, SessionDep, bearer_key, current_tenant
 from app.errors import ApiError
 from app.jobs import control, export, predict, repository, service, stream
