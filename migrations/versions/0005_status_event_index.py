@@ -5,7 +5,9 @@ Revises: 0004
 Create Date: 2026-11-29 20:40:00
 
 GET /v1/jobs/{id} reads the job's status events; without this index it walks every
-metric event of the job too.
+metric event of the job too. On PostgreSQL the index is built inside the migration's
+transaction, which holds off writes to job_events while it runs: on a large table, run
+the upgrade while no job trains.
 """
 from alembic import op
 import sqlalchemy as sa
