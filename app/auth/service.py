@@ -4,7 +4,7 @@ import secrets
 from dataclasses import dataclass
 from time import monotonic
 
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -55,7 +55,7 @@ def remembered_tenant(key: str) -> str | None:
     return cached[0] if cached is not None and cached[1] > monotonic() else None
 
 
-def tenant_for_key(*, db_session: Session | Connection, key: str) -> str | None:
+def tenant_for_key(*, db_session: Session, key: str) -> str | None:
     """Returns the tenant id of a live key, or None; a key revoked less than
     AUTH_CACHE_SECONDS ago may still be answered from this process's memory."""
     digest = hash_key(key)
@@ -63,7 +63,6 @@ def tenant_for_key(*, db_session: Session | Connection, key: str) -> str | None:
     cached = _tenants.get(digest)
     if cached is not None and cached[1] > now:
         return cached[0]
-    # A column, not the row: a Session or a plain Connection can answer it.
     tenant_id = db_session.scalar(
         select(ApiKey.tenant_id).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
     )

@@ -10,10 +10,9 @@ from psycopg_pool import PoolTimeout
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.auth.service import remembered_tenant
 from app.config import get_settings
 from app.db import get_read_engine, get_session_factory
-from app.deps import CurrentTenant, RequestTenant, SessionDep, bearer_key, current_tenant
+from app.deps import CurrentTenant, RequestTenant, SessionDep, current_tenant
 from app.errors import ApiError
 from app.jobs import control, export, predict, repository, service, stream
 from app.jobs.preprocessing import read as read_preprocessing
@@ -77,27 +76,24 @@ def get_or_404(db, tenant: str, job_id: str):
 
 
 @router.get("/{job_id}", response_model=JobRead)
-async def get_job(request: Request, job_id: str, authorization: Annotated[str | None, Header()] = None):
-    # The route clients poll, kept cheap. On PostgreSQL, with the key's tenant in memory,
-    # the event loop reads the job itself: one query, no thread. Otherwise one trip to the
-    # thread pool with one pooled connection in autocommit (SessionDep + CurrentTenant
-    # would cost three more trips, which under load cost more CPU than the queries).
-    # The body is serialized once: returning the model would have FastAPI validate it again.
-    body = await _read_on_loop(request.app.state.read_pool, authorization, job_id)
+async def get_job(request: Request, job_id: str, tenant: RequestTenant):
+    # The route clients poll, kept cheap. On PostgreSQL the event loop reads the job
+    # itself: one query, no thread. Otherwise one trip to the thread pool with one pooled
+    # connection in autocommit (SessionDep + CurrentTenant would cost three more trips,
+    # which under load cost more CPU than the queries). The body is serialized once:
+    # returning the model would have FastAPI validate it again.
+    body = await _read_on_loop(request.app.state.read_pool, tenant, job_id)
     if body is None:
-        body = await anyio.to_thread.run_sync(_read_job, authorization, job_id, limiter=_read_limiter())
+        body = await anyio.to_thread.run_sync(_read_job, tenant, job_id, limiter=_read_limiter())
     return Response(body, media_type="application/json")
 
 
-async def _read_on_loop(pool, authorization: str | None, job_id: str) -> str | None:
+async def _read_on_loop(pool, tenant: str, job_id: str) -> str | None:
     """The job's body, read by the event loop; None where the thread pool must answer:
-    on SQLite, for a key this process does not remember, for a waiting job (its reason
-    takes more queries), for no such job, or after a database error (the thread's path
-    checks its connection first, and answers 503 when the database is down)."""
+    on SQLite, for a waiting job (its reason takes more queries), for no such job, or
+    after a database error (the thread's path checks its connection first, and answers
+    503 when the database is down)."""
     if pool is None:
-        return None
-    tenant = remembered_tenant(bearer_key(authorization))
-    if tenant is None:
         return None
     try:
         rows = await repository.read_with_status_events_async(pool=pool, tenant_id=tenant, job_id=job_id)
@@ -109,9 +105,9 @@ async def _read_on_loop(pool, authorization: str | None, job_id: str) -> str | N
     return service.from_rows(rows).model_dump_json()
 
 
-def _read_job(authorization: str | None, job_id: str) -> str:
+def _read_job(tenant: str, job_id: str) -> str:
     with get_read_engine().connect() as conn:
-        job = service.read(conn=conn, tenant_id=current_tenant(conn, authorization), job_id=job_id)
+        job = service.read(conn=conn, tenant_id=tenant, job_id=job_id)
     if job is None:
         raise ApiError(404, f"no job {job_id!r}")
     return job.model_dump_json()

@@ -60,19 +60,18 @@ def create(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Sett
     )
     if not idempotency_key:  # nothing unique to collide on: no savepoint (two round trips)
         db_session.add(job)
-        events.first(db_session=db_session, job=job, event=events.status_event("queued"))
-        return job, job_plan, True
-    try:
-        with db_session.begin_nested():
-            db_session.add(job)
-    except IntegrityError:
-        # A concurrent retry with the same key won the insert; answer with its job.
-        existing = repository.get_by_idempotency_key(db_session=db_session, tenant_id=tenant_id,
-                                                     key=idempotency_key or "")
-        if existing is None:
-            raise
-        _check_replay(existing, digest)
-        return existing, None, False
+    else:
+        try:
+            with db_session.begin_nested():
+                db_session.add(job)
+        except IntegrityError:
+            # A concurrent retry with the same key won the insert; answer with its job.
+            existing = repository.get_by_idempotency_key(db_session=db_session, tenant_id=tenant_id,
+                                                         key=idempotency_key)
+            if existing is None:
+                raise
+            _check_replay(existing, digest)
+            return existing, None, False
     events.first(db_session=db_session, job=job, event=events.status_event("queued"))
     return job, job_plan, True
 

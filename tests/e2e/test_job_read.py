@@ -22,8 +22,8 @@ def test_a_new_key_and_a_remembered_key_read_the_same_body(stack, api):
     job = _finished_job(api)
     fresh = stack.new_key(f"alice-{stack.name}")  # same tenant, not yet in the API's memory
     with stack.client(fresh) as reader:
-        first = reader.get(f"/v1/jobs/{job['id']}")  # looks the key up (thread pool)
-        again = reader.get(f"/v1/jobs/{job['id']}")  # on PostgreSQL: read on the event loop
+        first = reader.get(f"/v1/jobs/{job['id']}")  # looks the key up in the database
+        again = reader.get(f"/v1/jobs/{job['id']}")  # finds it in the API's memory
     assert first.status_code == again.status_code == 200
     assert first.json() == again.json()
     body = again.json()
