@@ -1,5 +1,5 @@
 """build_optimizer: every option reaches torch, and the first steps follow PyTorch's
-documented update rules, written out here in plain tensor math.
+documented update rules, written out in plain tensor math (tests/ml/optimizer_rules.py).
 
 The problem: nn.Linear(3, 2) on 4 fixed rows with mean squared error. Its gradient is
 computed by hand too, so the reference shares nothing with autograd or torch.optim.
@@ -13,6 +13,8 @@ from torch import nn
 
 from app.ml import spec as S
 from app.ml.build import OPTIMIZER_CLASSES, build_optimizer
+from tests.ml.optimizer_rules import (adadelta_rule, adagrad_rule, adam_rule, adamax_rule, nadam_rule,
+                                      radam_rule, rmsprop_rule, sgd_rule)
 
 STEPS = 3
 TOL = {"rtol": 1e-5, "atol": 1e-6}
@@ -64,134 +66,6 @@ def run_by_hand(update) -> list[torch.Tensor]:
         grads = mse_grads(*params)
         params = [update(t, p, g, s) for p, g, s in zip(params, grads, states)]
     return params
-
-
-# ---- PyTorch's documented algorithms -----------------------------------------------
-
-def sgd_rule(lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
-    def update(t, p, g, s):
-        if weight_decay:
-            g = g + weight_decay * p
-        if momentum:
-            if t == 1:
-                s["b"] = g.clone()
-            else:
-                s["b"] = momentum * s["b"] + (1 - dampening) * g
-            g = g + momentum * s["b"] if nesterov else s["b"]
-        return p - lr * g
-    return update
-
-
-def adam_rule(lr, betas, eps, weight_decay=0.0, amsgrad=False, decoupled=False):
-    b1, b2 = betas
-
-    def update(t, p, g, s):
-        if decoupled:
-            p = p * (1 - lr * weight_decay)
-        elif weight_decay:
-            g = g + weight_decay * p
-        s["m"] = b1 * s.get("m", torch.zeros_like(p)) + (1 - b1) * g
-        s["v"] = b2 * s.get("v", torch.zeros_like(p)) + (1 - b2) * g * g
-        m_hat = s["m"] / (1 - b1 ** t)
-        if amsgrad:
-            s["v_max"] = torch.maximum(s.get("v_max", torch.zeros_like(p)), s["v"])
-            v_hat = s["v_max"] / (1 - b2 ** t)
-        else:
-            v_hat = s["v"] / (1 - b2 ** t)
-        return p - lr * m_hat / (v_hat.sqrt() + eps)
-    return update
-
-
-def rmsprop_rule(lr, alpha, eps, weight_decay=0.0, momentum=0.0, centered=False):
-    def update(t, p, g, s):
-        if weight_decay:
-            g = g + weight_decay * p
-        s["v"] = alpha * s.get("v", torch.zeros_like(p)) + (1 - alpha) * g * g
-        v = s["v"]
-        if centered:
-            s["g_avg"] = alpha * s.get("g_avg", torch.zeros_like(p)) + (1 - alpha) * g
-            v = v - s["g_avg"] * s["g_avg"]
-        step = g / (v.sqrt() + eps)
-        if momentum > 0:
-            s["b"] = momentum * s.get("b", torch.zeros_like(p)) + step
-            return p - lr * s["b"]
-        return p - lr * step
-    return update
-
-
-def adagrad_rule(lr, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
-    def update(t, p, g, s):
-        clr = lr / (1 + (t - 1) * lr_decay)
-        if weight_decay:
-            g = g + weight_decay * p
-        s["sum"] = s.get("sum", torch.full_like(p, initial_accumulator_value)) + g * g
-        return p - clr * g / (s["sum"].sqrt() + eps)
-    return update
-
-
-def adadelta_rule(lr, rho, eps, weight_decay=0.0):
-    def update(t, p, g, s):
-        if weight_decay:
-            g = g + weight_decay * p
-        s["v"] = rho * s.get("v", torch.zeros_like(p)) + (1 - rho) * g * g
-        u = s.get("u", torch.zeros_like(p))
-        delta = (u + eps).sqrt() / (s["v"] + eps).sqrt() * g
-        s["u"] = rho * u + (1 - rho) * delta * delta
-        return p - lr * delta
-    return update
-
-
-def adamax_rule(lr, betas, eps, weight_decay=0.0):
-    b1, b2 = betas
-
-    def update(t, p, g, s):
-        if weight_decay:
-            g = g + weight_decay * p
-        s["m"] = b1 * s.get("m", torch.zeros_like(p)) + (1 - b1) * g
-        s["u"] = torch.maximum(b2 * s.get("u", torch.zeros_like(p)), g.abs() + eps)
-        return p - lr / (1 - b1 ** t) * s["m"] / s["u"]
-    return update
-
-
-def nadam_rule(lr, betas, eps, weight_decay=0.0, momentum_decay=4e-3, decoupled=False):
-    b1, b2 = betas
-
-    def mu(t):
-        return b1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
-
-    def update(t, p, g, s):
-        if decoupled:
-            p = p * (1 - lr * weight_decay)
-        elif weight_decay:
-            g = g + weight_decay * p
-        s["prod"] = s.get("prod", 1.0) * mu(t)
-        s["m"] = b1 * s.get("m", torch.zeros_like(p)) + (1 - b1) * g
-        s["v"] = b2 * s.get("v", torch.zeros_like(p)) + (1 - b2) * g * g
-        m_hat = mu(t + 1) * s["m"] / (1 - s["prod"] * mu(t + 1)) + (1 - mu(t)) * g / (1 - s["prod"])
-        v_hat = s["v"] / (1 - b2 ** t)
-        return p - lr * m_hat / (v_hat.sqrt() + eps)
-    return update
-
-
-def radam_rule(lr, betas, eps, weight_decay=0.0, decoupled=False):
-    b1, b2 = betas
-    rho_inf = 2 / (1 - b2) - 1
-
-    def update(t, p, g, s):
-        if decoupled:
-            p = p * (1 - lr * weight_decay)
-        elif weight_decay:
-            g = g + weight_decay * p
-        s["m"] = b1 * s.get("m", torch.zeros_like(p)) + (1 - b1) * g
-        s["v"] = b2 * s.get("v", torch.zeros_like(p)) + (1 - b2) * g * g
-        m_hat = s["m"] / (1 - b1 ** t)
-        rho_t = rho_inf - 2 * t * b2 ** t / (1 - b2 ** t)
-        if rho_t <= 5:
-            return p - lr * m_hat
-        adaptive = (1 - b2 ** t) ** 0.5 / (s["v"].sqrt() + eps)
-        rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
-        return p - lr * m_hat * adaptive * rect
-    return update
 
 
 # (id, spec options with non-default values, hand-written rule; L-BFGS has its own test below)
