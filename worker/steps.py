@@ -8,6 +8,7 @@ from torch import nn
 from app.ml.conflicts import FP16_LBFGS
 from app.ml.errors import SpecError
 from app.ml.regularization import Regularization, clip_gradients, clip_weights, penalty, weights
+from worker import direct
 
 
 class Diverged(Exception):
@@ -50,16 +51,19 @@ def make_step(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optim
     if scaler is not None and isinstance(optimizer, torch.optim.LBFGS):
         raise SpecError("training.precision", FP16_LBFGS)  # a Trainer built without the pre-flight
 
+    data_loss = direct.forward(model, loss_fn)
+
     def objective(xb, yb):
         if autocast is None:
-            loss = loss_fn(model(xb), yb)
+            loss = data_loss(xb, yb)
         else:
             with autocast():
-                loss = loss_fn(model(xb), yb)
+                loss = data_loss(xb, yb)
         pen = penalty(reg, params)
         return loss, (loss + pen if pen is not None else loss)
 
     every_param = [p for group in optimizer.param_groups for p in group["params"]]
+    update = direct.update(optimizer)
 
     def zero_grad():
         # What optimizer.zero_grad() does (set_to_none), without its profiler scope and
@@ -70,10 +74,10 @@ def make_step(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optim
     def first_order(xb, yb, diagnose):
         zero_grad()
         loss, total = objective(xb, yb)
-        total.backward()
+        direct.backward(total)
         grads = layer_norms(model, of_grads=True) if diagnose else None  # before clipping
         clip_gradients(reg, model)
-        optimizer.step()
+        update()
         clip_weights(reg, model)
         return loss.detach(), grads
 

@@ -176,8 +176,7 @@ class Trainer:
             self.window.append((self.epoch, self.step, loss))
             self.epoch_loss += loss * xb.shape[0]
             if self.step % every == 0:
-                self.pending.points.append({"kind": "step", "epoch": self.epoch, "step": self.step,
-                                            "train_loss": loss})
+                self.pending.add_step(self.epoch, self.step, loss)
             if time.monotonic() - self.last_flush >= self.hooks.flush_seconds:
                 self.epoch_seconds += time.perf_counter() - started
                 started = time.perf_counter()
@@ -245,7 +244,7 @@ class Trainer:
         try:
             check_finite(self.window)
         except Diverged as exc:
-            self.pending.points = [p for p in self.pending.points if p["step"] < exc.step]
+            self.pending.drop_from(exc.step)
             if self.spec.training.on_divergence == "fail" or self.rollbacks >= self.spec.training.max_rollbacks:
                 self.hooks.flush(self.pending.materialize(), exc.epoch, exc.step - 1)
             raise
