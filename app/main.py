@@ -1,4 +1,5 @@
 """create_app(): the Trainyard API."""
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 
@@ -12,6 +13,7 @@ from app.errors import install_error_handlers
 from app.jobs.router import router as jobs_router
 from app.schema_router import router as schema_router
 from app.queue import broker_reachable
+from app.warmup import warm_up
 from app.workers.router import router as workers_router
 
 
@@ -49,6 +51,8 @@ def create_app() -> FastAPI:
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     app.state.read_pool = await open_read_pool()
+    # In a thread, after startup: the API answers (and reports ready) meanwhile.
+    app.state.warm_up = asyncio.create_task(asyncio.to_thread(warm_up))
     try:
         yield
     finally:

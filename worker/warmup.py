@@ -5,17 +5,21 @@ lazily the first time a network runs on the meta device (the dry run behind buil
 torch._dynamo, sympy, the decompositions. The worker's main process now pays that once,
 and every training process it forks inherits the modules.
 
-Only the meta device is used: no CPU kernel runs, so no intra-op thread pool starts. A
-started pool does not survive a fork, and a training process forked after one would hang
-(as a warm-up that trained a tiny job in the main process did).
-"""
-from app.ml import spec as S
-from app.ml.shapes import dry_run, estimate
+Then everything loaded so far is frozen out of the garbage collector (gc.freeze, as
+Python's documentation advises before a fork): a training process's full collections
+no longer walk the half million objects of torch and the rest, and leave their pages
+shared with the parent.
 
-TINY = S.ModelSpec.model_validate({"layers": [{"type": "linear", "out_features": 2}, {"type": "relu"}]})
+No thread may start here (app/ml/warmup.py runs on the meta device only): a thread pool
+does not survive a fork, and a training process forked after one would hang.
+"""
+import gc
+
+from app.ml.warmup import run_tiny_network
 
 
 def warm_up() -> None:
-    """Runs the dry run and the estimate of a tiny network on the meta device."""
-    dry_run(TINY, (2,))
-    estimate(TINY, (2,), 2)
+    """Runs the dry run and the estimate of a tiny network, then freezes what is loaded."""
+    run_tiny_network()
+    gc.collect()
+    gc.freeze()

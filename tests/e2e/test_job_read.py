@@ -1,5 +1,7 @@
 """GET /v1/jobs/{id}: the one-query read, its event-loop path on PostgreSQL, and its fallbacks."""
 import asyncio
+import re
+import time
 from types import SimpleNamespace
 
 from psycopg_pool import AsyncConnectionPool
@@ -75,3 +77,16 @@ def test_event_loop_and_thread_reads_agree_on_postgresql(stack, api):
     assert [tuple(r) for r in async_rows] == [tuple(r) for r in sync_rows]
     assert service.from_rows(async_rows).model_dump_json() == service.from_rows(sync_rows).model_dump_json()
     assert api.get(f"/v1/jobs/{job['id']}").json() == service.from_rows(sync_rows).model_dump(mode="json")
+
+
+def test_the_api_warms_up_and_freezes_its_heap(stack, api):
+    """app/warmup.py: once started, the API imports what its first submissions would and
+    freezes it all out of the garbage collector, whose full collections were the job read's p99."""
+    log = stack.tmp / "api.log"
+    deadline = time.monotonic() + 60
+    while b"objects frozen" not in log.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    found = re.search(rb"warm-up done: (\d+) objects frozen", log.read_bytes())
+    assert found, stack.logs()
+    assert int(found.group(1)) > 300_000  # torch, scikit-learn, SQLAlchemy, FastAPI, ...
+    assert b"warm-up failed" not in log.read_bytes()

@@ -13,6 +13,8 @@ from worker.warmup import warm_up
 warm_up()
 assert len(os.listdir("/proc/self/task")) == threads, "the warm-up started a thread"
 assert "torch._dynamo" in sys.modules and "sympy" in sys.modules
+import gc
+assert gc.get_freeze_count() > 100_000, gc.get_freeze_count()  # torch and the rest, frozen
 
 import numpy as np, torch
 from app.ml.spec import JobSpec
