@@ -15,8 +15,10 @@ from app.config import get_settings
 # threads, a burst leaves every thread waiting for a connection held by a waiting request.
 POOL_SIZE, POOL_OVERFLOW = 10, 50
 # Connections the API's event loop uses itself (PostgreSQL only): the reads clients poll
-# run there, without a trip to the thread pool. Each holds one query at a time.
-READ_POOL_SIZE = 8
+# run there, without a trip to the thread pool, several jobs to a query
+# (app/jobs/reads.py). Each holds one query at a time; more would not read faster, as the
+# API's CPU, not the database, limits the reads.
+READ_POOL_SIZE = 2
 # A read waits this long for a connection, then falls back to the thread pool's path.
 READ_POOL_TIMEOUT = 2.0
 

@@ -3,7 +3,8 @@ from datetime import datetime, timedelta
 
 from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import Connection, Row, and_, bindparam, delete, func, literal_column, or_, select, update
+from sqlalchemy import (ARRAY, Connection, Row, String, and_, bindparam, delete, func, literal_column, or_,
+                        select, update)
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.orm import Session
 
@@ -21,20 +22,33 @@ def get(*, db_session: Session, tenant_id: str, job_id: str) -> Job | None:
 # events (its attempt history), one row per event, in one round trip. Built once: building
 # a statement costs more than running it. 'status' is a literal so that PostgreSQL's plan,
 # prepared after a few runs, still matches the partial index ix_job_events_status.
+_COLUMNS = (Job.id, Job.status, Job.dataset_id, Job.parameter_count, Job.epoch,
+            Job.spec["training"]["epochs"].as_integer().label("epochs"), Job.step, Job.total_steps,
+            Job.latest_metrics, Job.device, Job.attempts, Job.error, Job.cancel_requested,
+            Job.checkpoint_step, Job.queue, Job.created_at, Job.started_at, Job.finished_at,
+            JobEvent.data.label("event"), JobEvent.created_at.label("event_at"))
+_STATUS_EVENTS = (JobEvent.job_id == Job.id) & (JobEvent.kind == literal_column("'status'"))
 _READ = (
-    select(Job.id, Job.status, Job.dataset_id, Job.parameter_count, Job.epoch,
-           Job.spec["training"]["epochs"].as_integer().label("epochs"), Job.step, Job.total_steps,
-           Job.latest_metrics, Job.device, Job.attempts, Job.error, Job.cancel_requested,
-           Job.checkpoint_step, Job.queue, Job.created_at, Job.started_at, Job.finished_at,
-           JobEvent.data.label("event"), JobEvent.created_at.label("event_at"))
-    .outerjoin(JobEvent, (JobEvent.job_id == Job.id) & (JobEvent.kind == literal_column("'status'")))
+    select(*_COLUMNS)
+    .outerjoin(JobEvent, _STATUS_EVENTS)
     .where(Job.id == bindparam("job_id"), Job.tenant_id == bindparam("tenant_id"))
     .order_by(JobEvent.seq)
 )
-# The same statement as psycopg runs it on the event loop; its constants (the JSON keys)
-# are plain strings, so no SQLAlchemy bind processing is skipped.
-_READ_PG = _READ.compile(dialect=psycopg_dialect())
-_READ_PG_SQL, _READ_PG_PARAMS = str(_READ_PG), _READ_PG.params
+# The same read for many (tenant, job) pairs at once, on PostgreSQL: the pairs come as two
+# arrays unnested side by side, so the statement's text (and its prepared plan) is the same
+# whatever their number. Each row says whose job it is.
+_KEYS = select(func.unnest(bindparam("tenant_ids", type_=ARRAY(String))).label("tenant_id"),
+               func.unnest(bindparam("job_ids", type_=ARRAY(String))).label("job_id")).subquery("keys")
+_READ_MANY = (
+    select(Job.tenant_id, *_COLUMNS)
+    .select_from(_KEYS.join(Job, (Job.id == _KEYS.c.job_id) & (Job.tenant_id == _KEYS.c.tenant_id))
+                 .outerjoin(JobEvent, _STATUS_EVENTS))
+    .order_by(Job.id, JobEvent.seq)
+)
+# As psycopg runs it on the event loop; its constants (the JSON keys) are plain strings,
+# so no SQLAlchemy bind processing is skipped.
+_READ_MANY_PG = _READ_MANY.compile(dialect=psycopg_dialect())
+_READ_MANY_SQL, _READ_MANY_PARAMS = str(_READ_MANY_PG), _READ_MANY_PG.params
 
 
 def read_with_status_events(*, conn: Connection, tenant_id: str, job_id: str) -> list[Row]:
@@ -43,13 +57,19 @@ def read_with_status_events(*, conn: Connection, tenant_id: str, job_id: str) ->
     return list(conn.execute(_READ, {"job_id": job_id, "tenant_id": tenant_id}))
 
 
-async def read_with_status_events_async(*, pool: AsyncConnectionPool, tenant_id: str,
-                                        job_id: str) -> list[tuple]:
-    """As read_with_status_events, on PostgreSQL from the event loop (named tuples)."""
+async def read_many_async(*, pool: AsyncConnectionPool,
+                          keys: list[tuple[str, str]]) -> dict[tuple[str, str], list[tuple]]:
+    """read_with_status_events for many (tenant id, job id) pairs in one query, on PostgreSQL
+    from the event loop: each found job's rows (named tuples, with ``tenant_id`` first), by pair."""
+    params = {**_READ_MANY_PARAMS, "tenant_ids": [t for t, _ in keys], "job_ids": [j for _, j in keys]}
     async with pool.connection() as conn:
         cursor = conn.cursor(row_factory=namedtuple_row)
-        await cursor.execute(_READ_PG_SQL, {**_READ_PG_PARAMS, "job_id": job_id, "tenant_id": tenant_id})
-        return await cursor.fetchall()
+        await cursor.execute(_READ_MANY_SQL, params)
+        rows = await cursor.fetchall()
+    found: dict[tuple[str, str], list[tuple]] = {}
+    for row in rows:
+        found.setdefault((row.tenant_id, row.id), []).append(row)
+    return found
 
 
 def get_by_idempotency_key(*, db_session: Session, tenant_id: str, key: str) -> Job | None:

@@ -3,10 +3,8 @@ from functools import lru_cache
 from typing import Annotated, Literal
 
 import anyio
-import psycopg
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
-from psycopg_pool import PoolTimeout
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -77,32 +75,17 @@ def get_or_404(db, tenant: str, job_id: str):
 
 @router.get("/{job_id}", response_model=JobRead)
 async def get_job(request: Request, job_id: str, tenant: RequestTenant):
-    # The route clients poll, kept cheap. On PostgreSQL the event loop reads the job
-    # itself: one query, no thread. Otherwise one trip to the thread pool with one pooled
-    # connection in autocommit (SessionDep + CurrentTenant would cost three more trips,
-    # which under load cost more CPU than the queries). The body is serialized once:
-    # returning the model would have FastAPI validate it again.
-    body = await _read_on_loop(request.app.state.read_pool, tenant, job_id)
+    # The route clients poll, kept cheap. On PostgreSQL the event loop reads the job itself,
+    # together with the jobs other requests are reading (app/jobs/reads.py): no thread.
+    # Otherwise one trip to the thread pool with one pooled connection in autocommit
+    # (SessionDep + CurrentTenant would cost three more trips, which under load cost more
+    # CPU than the queries). The body is serialized once: returning the model would have
+    # FastAPI validate it again.
+    reader = request.app.state.job_reader
+    body = await reader.read(tenant, job_id) if reader is not None else None
     if body is None:
         body = await anyio.to_thread.run_sync(_read_job, tenant, job_id, limiter=_read_limiter())
     return Response(body, media_type="application/json")
-
-
-async def _read_on_loop(pool, tenant: str, job_id: str) -> str | None:
-    """The job's body, read by the event loop; None where the thread pool must answer:
-    on SQLite, for a waiting job (its reason takes more queries), for no such job, or
-    after a database error (the thread's path checks its connection first, and answers
-    503 when the database is down)."""
-    if pool is None:
-        return None
-    try:
-        rows = await repository.read_with_status_events_async(pool=pool, tenant_id=tenant, job_id=job_id)
-    except (psycopg.Error, PoolTimeout) as exc:
-        log.warning("reading job %s on the event loop failed (%s); reading it in a thread", job_id, exc)
-        return None
-    if not rows or rows[0].status in CLAIMABLE_STATUSES:
-        return None
-    return service.from_rows(rows).model_dump_json()
 
 
 def _read_job(tenant: str, job_id: str) -> str:

@@ -1,5 +1,6 @@
 """GET /v1/jobs/{id}: the one-query read, its event-loop path on PostgreSQL, and its fallbacks."""
 import asyncio
+import json
 import re
 import time
 from types import SimpleNamespace
@@ -9,6 +10,7 @@ from sqlalchemy import select
 
 from app.db import libpq_url, make_engine
 from app.jobs import repository, service
+from app.jobs.reads import JobReader
 from app.models import Job
 from tests.e2e.helpers import blobs, mlp_spec, upload_npz, wait_for
 
@@ -69,12 +71,13 @@ def test_event_loop_and_thread_reads_agree_on_postgresql(stack, api):
     async def read_async():
         async with AsyncConnectionPool(libpq_url(url), min_size=1, max_size=1,
                                        kwargs={"autocommit": True}) as pool:
-            return await repository.read_with_status_events_async(pool=pool, tenant_id=tenant,
-                                                                  job_id=job["id"])
+            return await repository.read_many_async(pool=pool, keys=[(tenant, job["id"]), (tenant, "job_nope")])
 
-    async_rows = asyncio.run(read_async())
+    found = asyncio.run(read_async())
+    assert list(found) == [(tenant, job["id"])]
+    async_rows = found[(tenant, job["id"])]
     assert len(async_rows) == len(sync_rows) == 3
-    assert [tuple(r) for r in async_rows] == [tuple(r) for r in sync_rows]
+    assert [tuple(r)[1:] for r in async_rows] == [tuple(r) for r in sync_rows]  # after tenant_id
     assert service.from_rows(async_rows).model_dump_json() == service.from_rows(sync_rows).model_dump_json()
     assert api.get(f"/v1/jobs/{job['id']}").json() == service.from_rows(sync_rows).model_dump(mode="json")
 
@@ -90,3 +93,94 @@ def test_the_api_warms_up_and_freezes_its_heap(stack, api):
     assert found, stack.logs()
     assert int(found.group(1)) > 300_000  # torch, scikit-learn, SQLAlchemy, FastAPI, ...
     assert b"warm-up failed" not in log.read_bytes()
+
+
+def _tenant_of(url: str, job_id: str) -> str:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        tenant = conn.scalar(select(Job.tenant_id).where(Job.id == job_id))
+    engine.dispose()
+    return tenant
+
+
+def test_concurrent_reads_share_a_query_and_keep_tenants_apart(stack, api, monkeypatch):
+    """app/jobs/reads.py: reads that wait together go in one query, each (tenant, job) once;
+    another tenant's job, or none, is None (the route's thread path answers 404)."""
+    if stack.name != "production":
+        return  # SQLite has only the thread path
+    first, second = _finished_job(api), _finished_job(api)
+    url = stack.env["DATABASE_URL"]
+    tenant = _tenant_of(url, first["id"])
+    queries = []
+    real = repository.read_many_async
+
+    async def counted(*, pool, keys):
+        queries.append(sorted(keys))
+        return await real(pool=pool, keys=keys)
+
+    monkeypatch.setattr(repository, "read_many_async", counted)
+
+    async def read_all():
+        async with AsyncConnectionPool(libpq_url(url), min_size=1, max_size=1,
+                                       kwargs={"autocommit": True}) as pool:
+            reader = JobReader(pool, queries=1)
+            return await asyncio.gather(
+                reader.read(tenant, first["id"]), reader.read(tenant, first["id"]),
+                reader.read(tenant, second["id"]), reader.read("tn_someone_else", first["id"]),
+                reader.read(tenant, "job_nope"))
+
+    mine, again, theirs_second, stranger, missing = asyncio.run(read_all())
+    assert len(queries) == 1 and len(queries[0]) == 4  # five reads, four distinct pairs
+    assert mine == again and json.loads(mine) == api.get(f"/v1/jobs/{first['id']}").json()
+    assert json.loads(theirs_second)["id"] == second["id"]
+    assert stranger is None and missing is None
+
+
+def test_a_read_never_takes_a_query_already_under_way(stack, api, monkeypatch):
+    """That query may predate the request: a read arriving during it waits for the next."""
+    if stack.name != "production":
+        return
+    job = _finished_job(api)
+    url = stack.env["DATABASE_URL"]
+    tenant = _tenant_of(url, job["id"])
+    queries = []
+    real = repository.read_many_async
+
+    async def run():
+        under_way = asyncio.Event()
+
+        async def slow(*, pool, keys):
+            queries.append(keys)
+            under_way.set()
+            await asyncio.sleep(0.05)
+            return await real(pool=pool, keys=keys)
+
+        monkeypatch.setattr(repository, "read_many_async", slow)
+        async with AsyncConnectionPool(libpq_url(url), min_size=1, max_size=1,
+                                       kwargs={"autocommit": True}) as pool:
+            reader = JobReader(pool, queries=1)
+            a = asyncio.create_task(reader.read(tenant, job["id"]))
+            await under_way.wait()
+            b = asyncio.create_task(reader.read(tenant, job["id"]))
+            return await asyncio.gather(a, b)
+
+    a, b = asyncio.run(run())
+    assert a == b and json.loads(a)["id"] == job["id"]
+    assert len(queries) == 2
+
+
+def test_a_database_error_leaves_the_read_to_the_thread_path(stack, api):
+    if stack.name != "production":
+        return
+    job = _finished_job(api)
+    url = stack.env["DATABASE_URL"]
+    tenant = _tenant_of(url, job["id"])
+
+    async def run():
+        pool = AsyncConnectionPool(libpq_url(url), min_size=1, max_size=1, kwargs={"autocommit": True},
+                                   open=False)
+        await pool.open()
+        await pool.close()  # every read now fails (psycopg_pool.PoolClosed)
+        return await JobReader(pool, queries=1).read(tenant, job["id"])
+
+    assert asyncio.run(run()) is None
