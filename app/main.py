@@ -8,9 +8,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app.datasets.router import router as datasets_router
-from app.db import READ_POOL_SIZE, get_engine, open_read_pool
+from app.db import READ_POOL_SIZE, get_engine, get_read_engine, open_read_pool
 from app.errors import install_error_handlers
-from app.jobs.reads import JobReader
+from app.jobs.reads import JobReader, fetch_in_thread, fetch_on_loop
 from app.jobs.router import router as jobs_router
 from app.schema_router import router as schema_router
 from app.queue import broker_reachable
@@ -52,7 +52,8 @@ def create_app() -> FastAPI:
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     app.state.read_pool = await open_read_pool()
-    app.state.job_reader = None if app.state.read_pool is None else JobReader(app.state.read_pool, READ_POOL_SIZE)
+    pool = app.state.read_pool
+    app.state.job_reader = JobReader(fetch_in_thread(get_read_engine()) if pool is None else fetch_on_loop(pool), READ_POOL_SIZE)
     # In a thread, after startup: the API answers (and reports ready) meanwhile.
     app.state.warm_up = asyncio.create_task(asyncio.to_thread(warm_up))
     try:

@@ -45,7 +45,15 @@ _READ_MANY = (
                  .outerjoin(JobEvent, _STATUS_EVENTS))
     .order_by(Job.id, JobEvent.seq)
 )
-# As psycopg runs it on the event loop; its constants (the JSON keys) are plain strings,
+# Elsewhere (SQLite) by job id alone, whose primary key finds the rows; the tenant is checked
+# on each row.
+_READ_BY_IDS = (
+    select(Job.tenant_id, *_COLUMNS)
+    .outerjoin(JobEvent, _STATUS_EVENTS)
+    .where(Job.id.in_(bindparam("job_ids", expanding=True)))
+    .order_by(Job.id, JobEvent.seq)
+)
+# _READ_MANY as psycopg runs it on the event loop; its constants (the JSON keys) are plain strings,
 # so no SQLAlchemy bind processing is skipped.
 _READ_MANY_PG = _READ_MANY.compile(dialect=psycopg_dialect())
 _READ_MANY_SQL, _READ_MANY_PARAMS = str(_READ_MANY_PG), _READ_MANY_PG.params
@@ -55,6 +63,17 @@ def read_with_status_events(*, conn: Connection, tenant_id: str, job_id: str) ->
     """The job as GET /v1/jobs/{id} shows it, one row per status event (one row with
     ``event`` None when it has none); empty when the tenant has no such job."""
     return list(conn.execute(_READ, {"job_id": job_id, "tenant_id": tenant_id}))
+
+
+def read_many(*, conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], list[Row]]:
+    """read_with_status_events for many (tenant id, job id) pairs in one query: each found
+    job's rows (with ``tenant_id`` first), by pair."""
+    wanted = set(keys)
+    found: dict[tuple[str, str], list[Row]] = {}
+    for row in conn.execute(_READ_BY_IDS, {"job_ids": [j for _, j in keys]}):
+        if (row.tenant_id, row.id) in wanted:
+            found.setdefault((row.tenant_id, row.id), []).append(row)
+    return found
 
 
 async def read_many_async(*, pool: AsyncConnectionPool,

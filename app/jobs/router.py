@@ -13,6 +13,7 @@ from app.db import get_read_engine, get_session_factory
 from app.deps import CurrentTenant, RequestTenant, SessionDep, current_tenant
 from app.errors import ApiError
 from app.jobs import control, export, predict, repository, service, stream
+from app.jobs.reads import read_limiter
 from app.jobs.preprocessing import read as read_preprocessing
 from app.jobs.schemas import (EpochPoint, JobCreated, JobPage, JobRead, JobStatus, MetricsRead,
                               PlanRead, PredictRead, PredictRequest, SpecRead, StepPoint)
@@ -24,7 +25,6 @@ from app.workers import routing
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-READ_THREADS = 4
 
 
 @router.post("", status_code=202, response_model=JobCreated | PlanRead,
@@ -81,10 +81,9 @@ async def get_job(request: Request, job_id: str, tenant: RequestTenant):
     # (SessionDep + CurrentTenant would cost three more trips, which under load cost more
     # CPU than the queries). The body is serialized once: returning the model would have
     # FastAPI validate it again.
-    reader = request.app.state.job_reader
-    body = await reader.read(tenant, job_id) if reader is not None else None
-    if body is None:
-        body = await anyio.to_thread.run_sync(_read_job, tenant, job_id, limiter=_read_limiter())
+    body = await request.app.state.job_reader.read(tenant, job_id)
+    if body is None:  # waiting (its reason takes more queries), not found, or a database error
+        body = await anyio.to_thread.run_sync(_read_job, tenant, job_id, limiter=read_limiter())
     return Response(body, media_type="application/json")
 
 
@@ -94,13 +93,6 @@ def _read_job(tenant: str, job_id: str) -> str:
     if job is None:
         raise ApiError(404, f"no job {job_id!r}")
     return job.model_dump_json()
-
-
-@lru_cache
-def _read_limiter() -> anyio.CapacityLimiter:
-    # A few threads keep the database busy; more contend for the interpreter lock with
-    # the event loop and each other, which raised the read's CPU cost and its p99.
-    return anyio.CapacityLimiter(READ_THREADS)
 
 
 @router.post("/{job_id}/cancel", response_model=JobRead,

@@ -3,14 +3,16 @@ import asyncio
 import json
 import re
 import time
+from contextlib import asynccontextmanager
 from types import SimpleNamespace
 
+import pytest
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import select
 
 from app.db import libpq_url, make_engine
 from app.jobs import repository, service
-from app.jobs.reads import JobReader
+from app.jobs.reads import JobReader, fetch_in_thread, fetch_on_loop
 from app.models import Job
 from tests.e2e.helpers import blobs, mlp_spec, upload_npz, wait_for
 
@@ -95,6 +97,10 @@ def test_the_api_warms_up_and_freezes_its_heap(stack, api):
     assert b"warm-up failed" not in log.read_bytes()
 
 
+def _db_url(stack) -> str:
+    return stack.env.get("DATABASE_URL") or f"sqlite:///{stack.tmp / 'data' / 'trainyard.db'}"
+
+
 def _tenant_of(url: str, job_id: str) -> str:
     engine = make_engine(url)
     with engine.connect() as conn:
@@ -103,36 +109,62 @@ def _tenant_of(url: str, job_id: str) -> str:
     return tenant
 
 
-def test_concurrent_reads_share_a_query_and_keep_tenants_apart(stack, api, monkeypatch):
-    """app/jobs/reads.py: reads that wait together go in one query, each (tenant, job) once;
-    another tenant's job, or none, is None (the route's thread path answers 404)."""
-    if stack.name != "production":
-        return  # SQLite has only the thread path
-    first, second = _finished_job(api), _finished_job(api)
-    url = stack.env["DATABASE_URL"]
-    tenant = _tenant_of(url, first["id"])
-    queries = []
-    real = repository.read_many_async
-
-    async def counted(*, pool, keys):
-        queries.append(sorted(keys))
-        return await real(pool=pool, keys=keys)
-
-    monkeypatch.setattr(repository, "read_many_async", counted)
-
-    async def read_all():
+@asynccontextmanager
+async def _fetch(url: str, where: str):
+    """A JobReader's fetch: on the event loop (PostgreSQL only) or in a thread."""
+    if where == "loop":
         async with AsyncConnectionPool(libpq_url(url), min_size=1, max_size=1,
                                        kwargs={"autocommit": True}) as pool:
-            reader = JobReader(pool, queries=1)
+            yield fetch_on_loop(pool)
+    else:
+        engine = make_engine(url)
+        yield fetch_in_thread(engine)
+        engine.dispose()
+
+
+def _count_queries(monkeypatch, on_start=None) -> list:
+    """Each fetch's keys, in order (both fetches' repository functions)."""
+    queries = []
+    real_async, real_sync = repository.read_many_async, repository.read_many
+
+    async def counted_async(*, pool, keys):
+        queries.append(sorted(keys))
+        if on_start:
+            await on_start()
+        return await real_async(pool=pool, keys=keys)
+
+    def counted_sync(*, conn, keys):
+        queries.append(sorted(keys))
+        return real_sync(conn=conn, keys=keys)
+
+    monkeypatch.setattr(repository, "read_many_async", counted_async)
+    monkeypatch.setattr(repository, "read_many", counted_sync)
+    return queries
+
+
+@pytest.mark.parametrize("where", ["loop", "thread"])
+def test_concurrent_reads_share_a_query_and_keep_tenants_apart(stack, api, monkeypatch, where):
+    """app/jobs/reads.py: reads that wait together go in one query, each (tenant, job) once;
+    another tenant's job, or none, is None (the route's thread path answers 404)."""
+    if where == "loop" and stack.name != "production":
+        return  # SQLite reads in a thread
+    first, second = _finished_job(api), _finished_job(api)
+    url = _db_url(stack)
+    tenant = _tenant_of(url, first["id"])
+    queries = _count_queries(monkeypatch)
+
+    async def read_all():
+        async with _fetch(url, where) as fetch:
+            reader = JobReader(fetch, queries=1)
             return await asyncio.gather(
                 reader.read(tenant, first["id"]), reader.read(tenant, first["id"]),
                 reader.read(tenant, second["id"]), reader.read("tn_someone_else", first["id"]),
                 reader.read(tenant, "job_nope"))
 
-    mine, again, theirs_second, stranger, missing = asyncio.run(read_all())
+    mine, again, my_second, stranger, missing = asyncio.run(read_all())
     assert len(queries) == 1 and len(queries[0]) == 4  # five reads, four distinct pairs
     assert mine == again and json.loads(mine) == api.get(f"/v1/jobs/{first['id']}").json()
-    assert json.loads(theirs_second)["id"] == second["id"]
+    assert json.loads(my_second) == api.get(f"/v1/jobs/{second['id']}").json()
     assert stranger is None and missing is None
 
 
@@ -141,30 +173,25 @@ def test_a_read_never_takes_a_query_already_under_way(stack, api, monkeypatch):
     if stack.name != "production":
         return
     job = _finished_job(api)
-    url = stack.env["DATABASE_URL"]
+    url = _db_url(stack)
     tenant = _tenant_of(url, job["id"])
-    queries = []
-    real = repository.read_many_async
 
     async def run():
         under_way = asyncio.Event()
 
-        async def slow(*, pool, keys):
-            queries.append(keys)
+        async def started():
             under_way.set()
             await asyncio.sleep(0.05)
-            return await real(pool=pool, keys=keys)
 
-        monkeypatch.setattr(repository, "read_many_async", slow)
-        async with AsyncConnectionPool(libpq_url(url), min_size=1, max_size=1,
-                                       kwargs={"autocommit": True}) as pool:
-            reader = JobReader(pool, queries=1)
+        queries = _count_queries(monkeypatch, on_start=started)
+        async with _fetch(url, "loop") as fetch:
+            reader = JobReader(fetch, queries=1)
             a = asyncio.create_task(reader.read(tenant, job["id"]))
             await under_way.wait()
             b = asyncio.create_task(reader.read(tenant, job["id"]))
-            return await asyncio.gather(a, b)
+            return queries, await asyncio.gather(a, b)
 
-    a, b = asyncio.run(run())
+    queries, (a, b) = asyncio.run(run())
     assert a == b and json.loads(a)["id"] == job["id"]
     assert len(queries) == 2
 
@@ -173,7 +200,7 @@ def test_a_database_error_leaves_the_read_to_the_thread_path(stack, api):
     if stack.name != "production":
         return
     job = _finished_job(api)
-    url = stack.env["DATABASE_URL"]
+    url = _db_url(stack)
     tenant = _tenant_of(url, job["id"])
 
     async def run():
@@ -181,6 +208,6 @@ def test_a_database_error_leaves_the_read_to_the_thread_path(stack, api):
                                    open=False)
         await pool.open()
         await pool.close()  # every read now fails (psycopg_pool.PoolClosed)
-        return await JobReader(pool, queries=1).read(tenant, job["id"])
+        return await JobReader(fetch_on_loop(pool), queries=1).read(tenant, job["id"])
 
     assert asyncio.run(run()) is None
