@@ -135,7 +135,10 @@ def _kill_training_child(stack: Stack) -> None:
 def test_a_job_losing_its_worker_ends_the_stream_instead_of_hanging(reaper_stack):
     with reaper_stack.client(reaper_stack.new_key("s1")) as api:
         x, y = blobs(200)
-        job = api.post("/v1/jobs", json=long_spec(upload_npz(api, x, y)["id"], batch_size=2)).json()
+        # Killed on each attempt's first step, so it only has to outlast that: 40 000 steps
+        # (4 000 finished before the kill, once the engine's step got faster).
+        job = api.post("/v1/jobs", json=long_spec(upload_npz(api, x, y)["id"], batch_size=2,
+                                                  epochs=400)).json()
         seen: list[Event] = []
 
         def on_event(got: list[Event]) -> bool:
