@@ -54,8 +54,10 @@ async def lifespan(app: FastAPI):
     app.state.read_pool = await open_read_pool()
     pool = app.state.read_pool
     app.state.job_reader = JobReader(fetch_in_thread(get_read_engine()) if pool is None else fetch_on_loop(pool), READ_POOL_SIZE)
-    # In a thread, after startup: the API answers (and reports ready) meanwhile.
-    app.state.warm_up = asyncio.create_task(asyncio.to_thread(warm_up))
+    # Before the first request, whose own imports (scikit-learn's, for a builtin dataset)
+    # would race the warm-up's in another thread: two threads importing the same modules
+    # can deadlock, and Python then fails one of the imports. About 2 s of startup.
+    await asyncio.to_thread(warm_up)
     try:
         yield
     finally:

@@ -1,4 +1,4 @@
-"""What the API would otherwise load on its first requests, loaded once it has started; then
+"""What the API would otherwise load on its first requests, loaded as it starts; then
 everything loaded is frozen out of the garbage collector.
 
 Why: with torch, scikit-learn and the rest loaded, the API holds about half a million
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def warm_up() -> None:
-    """Imports what the first submissions would, then freezes the heap. Runs in a thread."""
+    """Imports what the first submissions would, then freezes the heap."""
     try:
         import sklearn.datasets  # noqa: F401  (the builtin datasets)
 

@@ -128,7 +128,8 @@ def test_sigterm_hands_the_job_back_and_another_worker_finishes_it(reaper_stack)
     with reaper_stack.client(reaper_stack.new_key("t4")) as api:
         x, y = blobs(200)
         ds = upload_npz(api, x, y)
-        spec = mlp_spec(ds["id"], epochs=20, batch_size=2, log_every_steps=10, checkpoint_every=0)
+        # 15 000 steps: still training when its progress first shows (1 500 were over by then).
+        spec = mlp_spec(ds["id"], epochs=200, batch_size=2, log_every_steps=10, checkpoint_every=0)
         reference = wait_for(api, api.post("/v1/jobs", json=spec).json()["id"], timeout=180)
         job = api.post("/v1/jobs", json=spec).json()
         while api.get(f"/v1/jobs/{job['id']}").json()["progress"]["step"] < 300:
