@@ -1,7 +1,7 @@
 """GET /v1/jobs/{id}: requests per second and latency, next to the constant GET /healthz.
 
-Starts a real deployment (API + worker processes, as the tests do), submits one tiny job
-and waits for it to finish, then, for each connection count C, keeps C connections busy
+Starts a real deployment (API + worker processes, as the tests do), submits --jobs tiny
+jobs and waits for them to finish, then, for each connection count C, keeps C connections busy
 for D seconds (HTTP/1.1 keep-alive; each sends its next request as soon as the previous
 answer is in) with GET /healthz (no database, no authentication), then D seconds with
 GET /v1/jobs/{id} (authentication, the job, its attempt history), every connection reading
