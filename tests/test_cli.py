@@ -14,7 +14,7 @@ from tests.stack import ROOT, free_port
 
 def test_run_migrates_prints_a_key_and_trains(tmp_path):
     port = free_port()
-    env = {**os.environ, "DATA_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
     env.pop("DATABASE_URL", None), env.pop("BROKER_URL", None)
     log = tmp_path / "run.log"
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--port", str(port)], cwd=ROOT,
@@ -45,5 +45,12 @@ def test_run_migrates_prints_a_key_and_trains(tmp_path):
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            # Every process still there prints each thread's stack (PYTHONFAULTHANDLER) and
+            # aborts: the failure then says where it hung.
+            for sig, pause in ((signal.SIGABRT, 2), (signal.SIGKILL, 0)):
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                time.sleep(pause)
             raise AssertionError("trainyard run did not stop on SIGTERM:\n" + log.read_text())

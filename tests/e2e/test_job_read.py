@@ -168,13 +168,18 @@ def test_concurrent_reads_share_a_query_and_keep_tenants_apart(stack, api, monke
     assert stranger is None and missing is None
 
 
+def _read_one(stack, api) -> tuple[dict, str, str]:
+    """A finished job, the database's URL and the job's tenant."""
+    job = _finished_job(api)
+    url = _db_url(stack)
+    return job, url, _tenant_of(url, job["id"])
+
+
 def test_a_read_never_takes_a_query_already_under_way(stack, api, monkeypatch):
     """That query may predate the request: a read arriving during it waits for the next."""
     if stack.name != "production":
         return
-    job = _finished_job(api)
-    url = _db_url(stack)
-    tenant = _tenant_of(url, job["id"])
+    job, url, tenant = _read_one(stack, api)
 
     async def run():
         under_way = asyncio.Event()
@@ -199,9 +204,7 @@ def test_a_read_never_takes_a_query_already_under_way(stack, api, monkeypatch):
 def test_a_database_error_leaves_the_read_to_the_thread_path(stack, api):
     if stack.name != "production":
         return
-    job = _finished_job(api)
-    url = _db_url(stack)
-    tenant = _tenant_of(url, job["id"])
+    job, url, tenant = _read_one(stack, api)
 
     async def run():
         pool = AsyncConnectionPool(libpq_url(url), min_size=1, max_size=1, kwargs={"autocommit": True},
