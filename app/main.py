@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app.datasets.router import router as datasets_router
-from app.db import READ_POOL_SIZE, get_engine, get_read_engine, open_read_pool
+from app.db import get_engine, get_read_engine, open_read_pool
 from app.errors import install_error_handlers
 from app.jobs.reads import JobReader, fetch_in_thread, fetch_on_loop
 from app.jobs.router import router as jobs_router
@@ -53,7 +53,7 @@ def create_app() -> FastAPI:
 async def lifespan(app: FastAPI):
     app.state.read_pool = await open_read_pool()
     pool = app.state.read_pool
-    app.state.job_reader = JobReader(fetch_in_thread(get_read_engine()) if pool is None else fetch_on_loop(pool), READ_POOL_SIZE)
+    app.state.job_reader = JobReader(fetch_in_thread(get_read_engine()) if pool is None else fetch_on_loop(pool))
     # Before the first request, whose own imports (scikit-learn's, for a builtin dataset)
     # would race the warm-up's in another thread: two threads importing the same modules
     # can deadlock, and Python then fails one of the imports. About 2 s of startup.

@@ -5,8 +5,10 @@ loop's waits, about 100 us; on SQLite a trip to a thread and SQLAlchemy's execut
 decoding a job's rows. So requests do not each run their own: a request
 joins the next query to start, which reads every job asked for since the previous one
 started, each (tenant, job) pair once, and each body is built once for all who asked.
-At most ``queries`` run at once; the rest wait for the next. Under one request at a
-time this is the plain one-query read.
+One query runs at a time (``queries``); the rest wait for the next. Under one request
+at a time this is the plain one-query read. A second query at once only made the
+batches smaller: 64 connections reading 32 jobs made 4 000-4 300 reads/s with two,
+4 900-5 100 with one.
 
 A request never takes the result of a query that was already under way when it came:
 that query may predate it (a client that has just cancelled its job must read it
@@ -62,7 +64,7 @@ def fetch_in_thread(engine: Engine) -> Fetch:
 
 
 class JobReader:
-    def __init__(self, fetch: Fetch, queries: int, batch: int = 100):
+    def __init__(self, fetch: Fetch, queries: int = 1, batch: int = 100):
         self.fetch, self.queries, self.batch = fetch, queries, batch
         self._pending: dict[Key, list[asyncio.Future]] = {}
         self._running = 0
