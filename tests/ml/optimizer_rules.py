@@ -21,16 +21,23 @@ def sgd_rule(lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
     return update
 
 
+def _decay_and_moments(p, g, s, lr, weight_decay, decoupled, b1, b2):
+    """Adam's family: weight decay (decoupled: on the weight; else added to the gradient),
+    then the two moment estimates, kept in s. Returns the (decayed) weight and gradient."""
+    if decoupled:
+        p = p * (1 - lr * weight_decay)
+    elif weight_decay:
+        g = g + weight_decay * p
+    s["m"] = b1 * s.get("m", torch.zeros_like(p)) + (1 - b1) * g
+    s["v"] = b2 * s.get("v", torch.zeros_like(p)) + (1 - b2) * g * g
+    return p, g
+
+
 def adam_rule(lr, betas, eps, weight_decay=0.0, amsgrad=False, decoupled=False):
     b1, b2 = betas
 
     def update(t, p, g, s):
-        if decoupled:
-            p = p * (1 - lr * weight_decay)
-        elif weight_decay:
-            g = g + weight_decay * p
-        s["m"] = b1 * s.get("m", torch.zeros_like(p)) + (1 - b1) * g
-        s["v"] = b2 * s.get("v", torch.zeros_like(p)) + (1 - b2) * g * g
+        p, g = _decay_and_moments(p, g, s, lr, weight_decay, decoupled, b1, b2)
         m_hat = s["m"] / (1 - b1 ** t)
         if amsgrad:
             s["v_max"] = torch.maximum(s.get("v_max", torch.zeros_like(p)), s["v"])
@@ -99,13 +106,8 @@ def nadam_rule(lr, betas, eps, weight_decay=0.0, momentum_decay=4e-3, decoupled=
         return b1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
 
     def update(t, p, g, s):
-        if decoupled:
-            p = p * (1 - lr * weight_decay)
-        elif weight_decay:
-            g = g + weight_decay * p
+        p, g = _decay_and_moments(p, g, s, lr, weight_decay, decoupled, b1, b2)
         s["prod"] = s.get("prod", 1.0) * mu(t)
-        s["m"] = b1 * s.get("m", torch.zeros_like(p)) + (1 - b1) * g
-        s["v"] = b2 * s.get("v", torch.zeros_like(p)) + (1 - b2) * g * g
         m_hat = mu(t + 1) * s["m"] / (1 - s["prod"] * mu(t + 1)) + (1 - mu(t)) * g / (1 - s["prod"])
         v_hat = s["v"] / (1 - b2 ** t)
         return p - lr * m_hat / (v_hat.sqrt() + eps)
@@ -117,12 +119,7 @@ def radam_rule(lr, betas, eps, weight_decay=0.0, decoupled=False):
     rho_inf = 2 / (1 - b2) - 1
 
     def update(t, p, g, s):
-        if decoupled:
-            p = p * (1 - lr * weight_decay)
-        elif weight_decay:
-            g = g + weight_decay * p
-        s["m"] = b1 * s.get("m", torch.zeros_like(p)) + (1 - b1) * g
-        s["v"] = b2 * s.get("v", torch.zeros_like(p)) + (1 - b2) * g * g
+        p, g = _decay_and_moments(p, g, s, lr, weight_decay, decoupled, b1, b2)
         m_hat = s["m"] / (1 - b1 ** t)
         rho_t = rho_inf - 2 * t * b2 ** t / (1 - b2 ** t)
         if rho_t <= 5:
