@@ -68,12 +68,7 @@ def read_with_status_events(*, conn: Connection, tenant_id: str, job_id: str) ->
 def read_many(*, conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], list[Row]]:
     """read_with_status_events for many (tenant id, job id) pairs in one query: each found
     job's rows (with ``tenant_id`` first), by pair."""
-    wanted = set(keys)
-    found: dict[tuple[str, str], list[Row]] = {}
-    for row in conn.execute(_READ_BY_IDS, {"job_ids": [j for _, j in keys]}):
-        if (row.tenant_id, row.id) in wanted:
-            found.setdefault((row.tenant_id, row.id), []).append(row)
-    return found
+    return _by_pair(conn.execute(_READ_BY_IDS, {"job_ids": [j for _, j in keys]}), keys)
 
 
 async def read_many_async(*, pool: AsyncConnectionPool,
@@ -84,10 +79,16 @@ async def read_many_async(*, pool: AsyncConnectionPool,
     async with pool.connection() as conn:
         cursor = conn.cursor(row_factory=namedtuple_row)
         await cursor.execute(_READ_MANY_SQL, params)
-        rows = await cursor.fetchall()
-    found: dict[tuple[str, str], list[tuple]] = {}
+        return _by_pair(await cursor.fetchall(), keys)
+
+
+def _by_pair(rows, keys: list[tuple[str, str]]) -> dict[tuple[str, str], list]:
+    """The rows of each job asked for, by (tenant id, job id); rows of other pairs are dropped."""
+    wanted = set(keys)
+    found: dict[tuple[str, str], list] = {}
     for row in rows:
-        found.setdefault((row.tenant_id, row.id), []).append(row)
+        if (row.tenant_id, row.id) in wanted:
+            found.setdefault((row.tenant_id, row.id), []).append(row)
     return found
 
 

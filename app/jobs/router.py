@@ -75,12 +75,12 @@ def get_or_404(db, tenant: str, job_id: str):
 
 @router.get("/{job_id}", response_model=JobRead)
 async def get_job(request: Request, job_id: str, tenant: RequestTenant):
-    # The route clients poll, kept cheap. On PostgreSQL the event loop reads the job itself,
-    # together with the jobs other requests are reading (app/jobs/reads.py): no thread.
-    # Otherwise one trip to the thread pool with one pooled connection in autocommit
-    # (SessionDep + CurrentTenant would cost three more trips, which under load cost more
-    # CPU than the queries). The body is serialized once: returning the model would have
-    # FastAPI validate it again.
+    # The route clients poll, kept cheap. The job is read together with the jobs other
+    # requests are reading, in one query (app/jobs/reads.py: on PostgreSQL by the event
+    # loop, on SQLite in one thread). A waiting job, a 404 or a database error takes one
+    # trip to the thread pool with one pooled connection in autocommit (SessionDep +
+    # CurrentTenant would cost three more trips). The body is serialized once: returning
+    # the model would have FastAPI validate it again.
     body = await request.app.state.job_reader.read(tenant, job_id)
     if body is None:  # waiting (its reason takes more queries), not found, or a database error
         body = await anyio.to_thread.run_sync(_read_job, tenant, job_id, limiter=read_limiter())
