@@ -64,8 +64,7 @@ def update(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
         "sgd" if isinstance(optimizer, torch.optim.SGD) else None
     groups = optimizer.param_groups
     if kind is None or len(groups) != 1 or not groups[0].get("fused") or groups[0].get("differentiable") \
-            or groups[0].get("capturable") or optimizer._optimizer_step_pre_hooks \
-            or optimizer._optimizer_step_post_hooks:
+            or groups[0].get("capturable"):
         return optimizer.step
     params = groups[0]["params"]
     if not params or len({(p.device, p.dtype) for p in params}) != 1:
@@ -83,8 +82,9 @@ def update(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
             cached.update(of=state, lists=[[s[n] for s in per_param] for n in names])
         return cached["lists"]
 
-    def plain() -> bool:
+    def plain() -> bool:  # checked every step: hooks and a scaler's attributes can come later
         return not (_optimizer._global_optimizer_pre_hooks or _optimizer._global_optimizer_post_hooks
+                    or optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
                     or getattr(optimizer, "grad_scale", None) is not None
                     or getattr(optimizer, "found_inf", None) is not None)
 

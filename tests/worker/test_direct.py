@@ -119,8 +119,8 @@ def test_hooks_keep_the_ordinary_calls():
     model, loss_fn, opt = make("adam")
     seen = {"forward": 0, "step": 0}
     model[0].register_forward_hook(lambda *a: seen.__setitem__("forward", seen["forward"] + 1))
-    opt.register_step_pre_hook(lambda *a: seen.__setitem__("step", seen["step"] + 1))
     run, update = direct.forward(model, loss_fn), direct.update(opt)
+    opt.register_step_pre_hook(lambda *a: seen.__setitem__("step", seen["step"] + 1))  # after: still seen
     for xb, yb in batches(3):
         direct.backward(run(xb, yb))
         update()
