@@ -5,9 +5,8 @@ from datetime import datetime, timedelta
 
 from app.config import get_settings
 from app.db import get_session_factory
-from app.jobs import repository
+from app.jobs import repository, sending
 from app.models.base import utcnow
-from app.queue import enqueue_training
 from app.workers import routing
 
 log = logging.getLogger(__name__)
@@ -28,9 +27,12 @@ def sweep(*, queued_before: datetime | None = None) -> list[str]:
         job_ids += repository.resend_due(db_session=session, before=before)
         sends = routing.queues_for_resend(db_session=session, job_ids=list(dict.fromkeys(job_ids)))
         session.commit()
-    job_ids = [job_id for job_id, _ in sends]
-    for job_id, queue in sends:
-        enqueue_training(job_id, queue)
+    unsent = sending.send(sends)
+    job_ids = [job_id for job_id, _ in sends if job_id not in unsent]
+    if job_ids:
+        with get_session_factory()() as session:
+            repository.mark_sent(db_session=session, job_ids=job_ids)
+            session.commit()
     if given_up or job_ids:
         log.info("reaper: gave up %d job(s), re-enqueued %d", given_up, len(job_ids))
     return job_ids

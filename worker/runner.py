@@ -13,9 +13,8 @@ from safetensors.torch import save
 
 from app.config import get_settings
 from app.db import get_session_factory
-from app.jobs import control, repository
+from app.jobs import control, repository, sending
 from app.ml.errors import DataError, SpecError
-from app.queue import enqueue_training
 from app.ml.spec import JobSpec
 from app.models import Dataset, Job
 from app.storage import checkpoint_key, dataset_key, get_store, preprocessing_key, weights_key
@@ -242,7 +241,7 @@ def _stopped(run: JobRun) -> None:
             handed = control.hand_back(db_session=s, job_id=run.job_id, worker_id=run.owner)
             s.commit()
         if handed:
-            enqueue_training(run.job_id, _queue_of(run.job_id))
+            sending.send([(run.job_id, _queue_of(run.job_id))])
             log.info("job %s handed back: the worker is shutting down", run.job_id)
     elif run.cancel_requested:
         _finish(run.job_id, run.owner, "cancelled", error="cancelled by request")
@@ -260,7 +259,7 @@ def run_job(job_id: str) -> None:
     if drain.parent_is_draining():
         # This worker is shutting down: leave the job to another one, rather than start
         # it only to be stopped (the broker may still hand a draining worker a message).
-        enqueue_training(job_id, _queue_of(job_id))
+        sending.send([(job_id, _queue_of(job_id))])
         log.info("job %s passed on: this worker is shutting down", job_id)
         return
     with get_session_factory()() as s:

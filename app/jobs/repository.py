@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app.jobs import events
 from app.models import Job, JobEvent, Metric
 from app.models.base import utcnow
-from app.models.job import CLAIMABLE_STATUSES
+from app.models.job import CLAIMABLE_STATUSES, UNSENT
 
 
 def get(*, db_session: Session, tenant_id: str, job_id: str) -> Job | None:
@@ -25,7 +25,7 @@ def get(*, db_session: Session, tenant_id: str, job_id: str) -> Job | None:
 _COLUMNS = (Job.id, Job.status, Job.dataset_id, Job.parameter_count, Job.epoch,
             Job.spec["training"]["epochs"].as_integer().label("epochs"), Job.step, Job.total_steps,
             Job.latest_metrics, Job.device, Job.attempts, Job.error, Job.cancel_requested,
-            Job.checkpoint_step, Job.queue, Job.created_at, Job.started_at, Job.finished_at,
+            Job.checkpoint_step, Job.queue, Job.enqueued_at, Job.created_at, Job.started_at, Job.finished_at,
             JobEvent.data.label("event"), JobEvent.created_at.label("event_at"))
 _STATUS_EVENTS = (JobEvent.job_id == Job.id) & (JobEvent.kind == literal_column("'status'"))
 _READ = (
@@ -264,16 +264,30 @@ def requeue_lost(*, db_session: Session, max_attempts: int) -> list[str]:
     return requeued
 
 
+def mark_unsent(*, db_session: Session, job_ids: list[str]) -> None:
+    """Waiting jobs whose message the broker did not take: the next sweep sends them again."""
+    db_session.execute(update(Job).where(Job.id.in_(job_ids), Job.status.in_(CLAIMABLE_STATUSES))
+                       .values(enqueued_at=UNSENT).execution_options(synchronize_session=False))
+
+
 def resend_due(*, db_session: Session, before: datetime) -> list[str]:
-    """Waiting jobs whose message was last sent before ``before``; marks them sent now.
+    """Waiting jobs whose message was last sent before ``before``, or never; marks them sent now.
 
     The broker may have lost the message (a Redis restart without persistence, a lost
-    filesystem spool): sending again is safe because only one delivery wins the claim.
+    filesystem spool): sending again is safe because only one delivery wins the claim. An
+    unsent job stays marked unsent (and says so to its owner) until mark_sent, once its
+    message is published.
     """
     sent = func.coalesce(Job.enqueued_at, Job.created_at)
     ids = list(db_session.scalars(
         select(Job.id).where(Job.status.in_(CLAIMABLE_STATUSES), sent < before)).all())
     if ids:
-        db_session.execute(update(Job).where(Job.id.in_(ids)).values(enqueued_at=utcnow())
+        db_session.execute(update(Job).where(Job.id.in_(ids), sent != UNSENT).values(enqueued_at=utcnow())
                            .execution_options(synchronize_session=False))
     return ids
+
+
+def mark_sent(*, db_session: Session, job_ids: list[str]) -> None:
+    """Unsent jobs among these were published now."""
+    db_session.execute(update(Job).where(Job.id.in_(job_ids), Job.enqueued_at == UNSENT)
+                       .values(enqueued_at=utcnow()).execution_options(synchronize_session=False))

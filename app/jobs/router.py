@@ -1,4 +1,3 @@
-import logging
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -12,18 +11,16 @@ from app.config import get_settings
 from app.db import get_read_engine, get_session_factory
 from app.deps import CurrentTenant, RequestTenant, SessionDep, current_tenant
 from app.errors import ApiError
-from app.jobs import control, export, predict, repository, service, stream
+from app.jobs import control, export, predict, repository, sending, service, stream
 from app.jobs.reads import read_limiter
 from app.jobs.preprocessing import read as read_preprocessing
 from app.jobs.schemas import (EpochPoint, JobCreated, JobPage, JobRead, JobStatus, MetricsRead,
                               PlanRead, PredictRead, PredictRequest, SpecRead, StepPoint)
 from app.ml.spec import JobSpec
 from app.models.job import CLAIMABLE_STATUSES
-from app.queue import enqueue_training
 from app.storage import get_store
 from app.workers import routing
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
@@ -47,12 +44,9 @@ def _submit(spec: JobSpec, tenant: str, dry_run: bool, idempotency_key: str | No
         job, job_plan, created = service.create(db_session=db, tenant_id=tenant, spec=spec,
                                                 settings=settings, idempotency_key=idempotency_key)
         db.commit()
-        if created:
-            try:
-                enqueue_training(job.id, job.queue)
-            except Exception:
-                # The job is stored; the worker's startup sweep re-enqueues queued jobs.
-                log.exception("could not enqueue job %s; it stays queued", job.id)
+        if created and sending.send([(job.id, job.queue)]):
+            # Not published: stored all the same, and a worker's reaper sends it once the broker is back.
+            return service.created_read(job, job_plan, waiting_reason=routing.UNSENT_REASON)
         return service.created_read(job, job_plan,
                                     waiting_reason=routing.waiting_reason(db_session=db, job=job))
 

@@ -1,4 +1,4 @@
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
@@ -10,6 +10,9 @@ from app.models.base import Base, UTCDateTime, utcnow
 ACTIVE_STATUSES = ("queued", "retrying", "running")
 CLAIMABLE_STATUSES = ("queued", "retrying")
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+# enqueued_at of a waiting job whose message the broker did not take: older than any resend
+# cutoff, so the next reaper sweep sends it, not one RESEND_AFTER_SECONDS later.
+UNSENT = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class Job(Base):

@@ -11,9 +11,11 @@ from sqlalchemy.orm import Session
 from app.config import get_settings
 from app.ml.spec import JobSpec
 from app.models import Job
+from app.models.job import UNSENT
 from app.workers import repository
 
 LABEL = {"gpu": "GPU", "cpu": "CPU"}
+UNSENT_REASON = "waiting: the queue's broker is unreachable; the job is sent once it is back"
 
 
 def needs_gpu(spec: JobSpec) -> bool:
@@ -34,6 +36,8 @@ def waiting_reason(*, db_session: Session, job: Job) -> str | None:
     """Why a queued (or retrying) job is not running yet, in words for its owner."""
     if job.status not in ("queued", "retrying"):
         return None
+    if job.enqueued_at == UNSENT:
+        return UNSENT_REASON
     label = LABEL.get(job.queue, job.queue)
     online = repository.online_count(db_session=db_session, kind=job.queue,
                                      offline_seconds=get_settings().worker_offline_seconds)

@@ -4,10 +4,12 @@ Each test runs its own deployment on servers it started itself (tests/chaos/serv
 never the machine's shared ones.
 """
 import time
+from contextlib import contextmanager
 
 import httpx
 import pytest
 
+from app.workers import routing
 from tests.conftest import TEST_LIMITS
 from tests.e2e.helpers import blobs, mlp_spec, upload_npz, wait_for
 from tests.stack import Stack
@@ -16,13 +18,20 @@ FAST = {"LEASE_SECONDS": "3", "HEARTBEAT_SECONDS": "0.3", "REAPER_INTERVAL_SECON
         "RESEND_AFTER_SECONDS": "2", "DB_RETRY_SECONDS": "60", **TEST_LIMITS}
 
 
+@contextmanager
+def running_stack(tmp_path, redis, postgres, **env: str):
+    stack = Stack("chaos", tmp_path, {**FAST, "DATABASE_URL": postgres.url, "BROKER_URL": redis.url, **env})
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
 @pytest.fixture
 def chaos_stack(tmp_path, private_redis, private_postgres):
-    stack = Stack("chaos", tmp_path, {**FAST, "DATABASE_URL": private_postgres.url,
-                                      "BROKER_URL": private_redis.url})
-    stack.start()
-    yield stack
-    stack.stop()
+    with running_stack(tmp_path, private_redis, private_postgres) as stack:
+        yield stack
 
 
 def _steps_are_one_run(api, job_id: str, total: int) -> None:
@@ -45,6 +54,28 @@ def test_redis_killed_and_restarted_loses_no_job_and_trains_none_twice(chaos_sta
             assert done["status"] == "succeeded", (done, chaos_stack.logs())
             assert done["attempts"] == 1  # trained once: resent messages lost the claim
             _steps_are_one_run(api, job["id"], 15 * 38)
+
+
+def test_a_job_submitted_while_redis_is_down_starts_once_it_is_back(tmp_path, private_redis, private_postgres):
+    # Resending by age would take 10 minutes here: the job must start because its failed
+    # publish marked it unsent, which the reaper's next sweep (every 0.5 s) sends again.
+    with running_stack(tmp_path, private_redis, private_postgres, RESEND_AFTER_SECONDS="600") as stack, \
+            stack.client(stack.new_key("unsent")) as api:
+        x, y = blobs(200)
+        ds = upload_npz(api, x, y)
+        private_redis.kill()
+        started = time.monotonic()
+        created = api.post("/v1/jobs", json=mlp_spec(ds["id"], epochs=2))
+        assert created.status_code == 202 and time.monotonic() - started < 10, created.text
+        job = created.json()
+        assert job["status"] == "queued"
+        assert job["waiting_reason"] == routing.UNSENT_REASON
+        time.sleep(1.5)  # a few sweeps fail to send it too
+        assert api.get(f"/v1/jobs/{job['id']}").json()["waiting_reason"] == routing.UNSENT_REASON
+        private_redis.restart()
+        done = wait_for(api, job["id"], timeout=60)
+        assert done["status"] == "succeeded", (done, stack.logs())
+        assert done["attempts"] == 1
 
 
 def test_postgres_down_is_a_503_and_training_continues_when_it_is_back(chaos_stack, private_postgres):
