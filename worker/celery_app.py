@@ -90,13 +90,13 @@ def _start_reaper(**_):
 
 @worker_shutting_down.connect
 def _drain(**_):
-    """SIGTERM: the running job checkpoints and goes back to the queue (worker/drain.py)."""
+    """SIGTERM: the running job checkpoints and goes back to the queue (worker/drain.py).
+
+    This runs inside the signal handler, once per signal: a file and a flag, no query.
+    """
     drain.start_draining()
     if _registrar is not None:
-        try:
-            _registrar.beat()  # shows as draining at once: routing stops counting it
-        except Exception:
-            log.warning("could not mark the worker draining", exc_info=True)
+        _registrar.beat_now()  # shows as draining at once: routing stops counting it
 
 
 @worker_shutdown.connect

@@ -40,6 +40,7 @@ class Registrar(threading.Thread):
     def __init__(self):
         super().__init__(daemon=True, name="trainyard-registry")
         self.me, self.stopped, self.registered = current(), threading.Event(), False
+        self._wake, self._woken = threading.Event(), False
 
     def register(self) -> None:
         try:
@@ -49,7 +50,11 @@ class Registrar(threading.Thread):
             log.warning("could not register worker %s", self.me.name, exc_info=True)
 
     def run(self) -> None:
-        while not self.stopped.wait(get_settings().heartbeat_seconds):
+        while True:
+            self._wake.wait(get_settings().heartbeat_seconds)
+            self._wake.clear()
+            if self.stopped.is_set():
+                return
             try:
                 if self.registered:
                     self.registered = self.beat()
@@ -65,8 +70,20 @@ class Registrar(threading.Thread):
             s.commit()
         return found
 
+    def beat_now(self) -> None:
+        """Has the thread beat at once (the worker began to drain). Safe in a signal handler:
+        it never queries the database itself (the handler may have interrupted this thread's
+        own query, whose lock it would then wait for), and it takes the event's lock only
+        the first time, so a second signal cannot interrupt a first one holding it."""
+        if not self._woken:
+            self._woken = True
+            self._wake.set()
+
     def stop(self) -> None:
+        self._woken = True  # from here on a signal's beat_now does nothing
         self.stopped.set()
+        self._wake.set()
+        self.join(timeout=10)  # a beat under way would overwrite "stopped"
         try:
             with get_session_factory()() as s:
                 repository.stopped(db_session=s, name=self.me.name)
