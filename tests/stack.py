@@ -9,6 +9,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.devices import CUDA
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
@@ -50,9 +52,12 @@ class Stack:
         self.wait_ready()
         return self
 
-    def start_worker(self) -> subprocess.Popen:
+    def start_worker(self, *args: str) -> subprocess.Popen:
+        """`trainyard worker` with ``args``; by default one CPU worker, which is what a bare
+        `trainyard worker` starts on a machine without a GPU (CI)."""
         n = len(self.workers)
-        proc = self._spawn(f"worker{n}", "worker", "--loglevel", "INFO")
+        args = args or (("--cpu", "1") if CUDA else ())
+        proc = self._spawn(f"worker{n}", "worker", "--loglevel", "INFO", *args)
         self.workers.append(proc)
         log = self._logs[-1]
         deadline = time.monotonic() + 60

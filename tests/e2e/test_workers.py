@@ -4,8 +4,10 @@ import subprocess
 import time
 
 import pytest
+import torch
 
 from tests.conftest import TEST_LIMITS
+from tests.devices import CUDA, needs_cuda
 from tests.e2e.helpers import blobs, mlp_spec, upload_npz, wait_for
 from tests.stack import Stack
 
@@ -114,6 +116,26 @@ def test_worker_supervisor_runs_restarts_and_stops_its_workers(bare_stack):
 
 
 def test_asking_for_a_gpu_that_is_not_there_is_refused(bare_stack):
-    out = bare_stack.cli("worker", "--devices", "0", check=False)
+    missing = torch.cuda.device_count() if CUDA else 0  # one past the last
+    out = bare_stack.cli("worker", "--devices", str(missing), check=False)
     assert out.returncode == 2
-    assert "no GPU 0 on this machine; GPUs torch sees: none" in out.stderr
+    seen = ", ".join(f"{i} ({torch.cuda.get_device_name(i)})" for i in range(missing)) or "none"
+    assert f"no GPU {missing} on this machine; GPUs torch sees: {seen}" in out.stderr
+
+
+@needs_cuda
+def test_a_gpu_worker_trains_cuda_mixed_precision_and_auto_jobs_on_its_gpu(bare_stack):
+    bare_stack.start_worker("--devices", "0")
+    name = torch.cuda.get_device_name(0)
+    with bare_stack.client(bare_stack.new_key("gpu")) as api:
+        [worker] = api.get("/v1/workers").json()["items"]
+        assert (worker["kind"], worker["device_index"], worker["device_name"]) == ("gpu", 0, name)
+        assert worker["memory_bytes"] > 2**30 and worker["queue"].endswith(".gpu")
+        x, y = blobs(200)
+        ds = upload_npz(api, x, y)["id"]
+        for training in ({"device": "cuda"}, {"device": "cuda", "precision": "bf16"},
+                         {"precision": "fp16"}, {"device": "auto"}):
+            created = api.post("/v1/jobs", json=mlp_spec(ds, **training)).json()
+            job = wait_for(api, created["id"])
+            assert (job["status"], job["device"]) == ("succeeded", name), (training, job, bare_stack.logs())
+            assert job["latest_metrics"]["train_loss"] < 1.0

@@ -10,8 +10,10 @@ import pytest
 import torch
 from torch import nn
 
+from tests.devices import DEVICES
 from worker import direct
 
+CPU = torch.device("cpu")
 STEPS = 12
 
 OPTIMIZERS = {
@@ -30,15 +32,16 @@ OPTIMIZERS = {
 SHORTCUT = {"adam", "adam-wd", "adamw", "adam-maximize", "sgd", "sgd-momentum", "nesterov"}
 
 
-def make(kind: str, seed: int = 0):
+def make(kind: str, seed: int = 0, device: torch.device = CPU):
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
+    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3)).to(device)
     return model, nn.CrossEntropyLoss(), OPTIMIZERS[kind](model.parameters())
 
 
-def batches(n: int = STEPS):
+def batches(n: int = STEPS, device: torch.device = CPU):
     g = torch.Generator().manual_seed(7)
-    return [(torch.randn(8, 6, generator=g), torch.randint(0, 3, (8,), generator=g)) for _ in range(n)]
+    return [(torch.randn(8, 6, generator=g).to(device), torch.randint(0, 3, (8,), generator=g).to(device))
+            for _ in range(n)]
 
 
 def ordinary_step(model, loss_fn, opt, xb, yb):
@@ -61,13 +64,14 @@ def assert_same(a: nn.Module, b: nn.Module):
         assert torch.equal(p, q), name
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kind", sorted(OPTIMIZERS))
-def test_direct_step_equals_ordinary_step_bitwise(kind):
-    m1, l1, o1 = make(kind)
-    m2, l2, o2 = make(kind)
+def test_direct_step_equals_ordinary_step_bitwise(kind, device):
+    m1, l1, o1 = make(kind, device=device)
+    m2, l2, o2 = make(kind, device=device)
     calls = count_steps(o2)
     run, update = direct.forward(m2, l2), direct.update(o2)
-    for xb, yb in batches():
+    for xb, yb in batches(device=device):
         want = ordinary_step(m1, l1, o1, xb, yb)
         for p in m2.parameters():
             p.grad = None
@@ -83,17 +87,18 @@ def test_direct_step_equals_ordinary_step_bitwise(kind):
     assert len(calls) == (1 if kind in SHORTCUT else STEPS)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kind", ["adam", "sgd-momentum"])
-def test_schedules_and_reloaded_state_reach_the_direct_update(kind):
+def test_schedules_and_reloaded_state_reach_the_direct_update(kind, device):
     """A schedule changes the group's lr and momentum/betas every step, and load_state_dict
     (a rollback) replaces both the state and the group: the update reads them anew."""
-    m1, l1, o1 = make(kind)
-    m2, l2, o2 = make(kind)
+    m1, l1, o1 = make(kind, device=device)
+    m2, l2, o2 = make(kind, device=device)
     s1 = torch.optim.lr_scheduler.OneCycleLR(o1, max_lr=0.05, total_steps=2 * STEPS)
     s2 = torch.optim.lr_scheduler.OneCycleLR(o2, max_lr=0.05, total_steps=2 * STEPS)
     run, update = direct.forward(m2, l2), direct.update(o2)
     saved = None
-    for i, (xb, yb) in enumerate(batches() * 2):
+    for i, (xb, yb) in enumerate(batches(device=device) * 2):
         if i == STEPS // 2:
             saved = ({k: v.clone() for k, v in m2.state_dict().items()}, o2.state_dict(), s2.state_dict())
             saved = copy.deepcopy(saved)

@@ -1,9 +1,10 @@
 """Out of memory ends the job failed with the reason and the figures, frees what the job
 held, and the same process trains the next job.
 
-CUDA is outside this machine, so the CUDA error is raised by a step patched in (as PyTorch
-raises it from an allocation) and the device figures are patched in as a GPU reports
-them; the CPU allocator's failure is real.
+Without a GPU (CI) the CUDA error is raised by a step patched in (as PyTorch raises it
+from an allocation) and the device figures are patched in as a GPU reports them; on a GPU
+machine one more test runs out of the real device's memory. The CPU allocator's failure
+is real.
 """
 import gc
 import weakref
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 import worker.trainer
+from tests.devices import needs_cuda
 from tests.embedded import add_dataset, add_job, embedded, get_job  # noqa: F401
 from worker import memory
 from worker.runner import run_job
@@ -88,6 +90,26 @@ def test_cuda_out_of_memory_fails_with_the_figures_and_the_next_job_trains(embed
         "the memory)")
     assert models[0]() is None  # the failed job's model (and trainer) were freed
     assert second.status == "succeeded" and second.error is None and second.weights_path
+
+
+@needs_cuda
+def test_a_real_cuda_out_of_memory_fails_the_job_frees_the_device_and_the_next_job_trains(
+        embedded, monkeypatch):  # noqa: F811
+    """On a GPU: PyTorch's own error, from an allocation larger than the device."""
+    def allocate_too_much():
+        torch.empty(torch.cuda.mem_get_info()[1] * 2, dtype=torch.uint8, device="cuda")
+
+    monkeypatch.setitem(SPEC["training"], "device", "cuda")
+    failed, second, models = run_two_jobs(monkeypatch, allocate_too_much)
+    name = torch.cuda.get_device_name()
+    assert failed.status == "failed" and failed.error.startswith(f"CUDA out of memory on {name}: Tried to allocate ")
+    assert " allocated by this job (peak " in failed.error
+    assert failed.error.endswith("; use a smaller batch_size or model, or precision bf16 (activations in half "
+                                 "the memory)")
+    assert models[0]() is None
+    assert second.status == "succeeded" and second.device == name
+    memory.release()
+    assert torch.cuda.memory_allocated() == 0  # nothing of either job is left on the device
 
 
 def test_cpu_allocation_failure_fails_the_job_as_out_of_memory(embedded, monkeypatch):  # noqa: F811

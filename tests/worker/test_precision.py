@@ -4,6 +4,7 @@ Mixed precision is refused on the CPU for jobs, but the trainer itself runs auto
 whatever device it is given, so these tests exercise its code paths on the CPU, where
 ``torch.autocast("cpu", ...)`` and ``torch.amp.GradScaler("cpu")`` compute deterministically.
 The trainer must equal ``plain_amp_loop`` (docs/equivalence.md, "Mixed precision") bit for bit.
+On a machine with a GPU the same comparisons run on CUDA too (tests/devices.py).
 """
 import math
 
@@ -14,6 +15,7 @@ from torch import nn
 
 from app.ml.errors import SpecError
 from app.ml.spec import JobSpec
+from tests.devices import DEVICES
 from tests.embedded import add_dataset, add_job, embedded, get_job  # noqa: F401
 from worker import precision, state
 from worker.checkpoint import restore_bytes
@@ -27,14 +29,14 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # ---- the plain loop (no Trainyard code) ------------------------------------------
 
 def plain_amp_loop(x, y, *, precision, make_model, make_optimizer, loss_fn, epochs, batch_size,
-                   validation_split, seed, clip_norm=None):
+                   validation_split, seed, clip_norm=None, device=CPU):
     """docs/equivalence.md's loop with autocast around the forward pass and the loss, and for
     fp16 a GradScaler. Returns (batch losses, epoch points, model, scaler)."""
     torch.manual_seed(seed)
-    model = make_model()
+    model = make_model().to(device)
     optimizer = make_optimizer(model.parameters())
-    scaler = torch.amp.GradScaler("cpu") if precision == "fp16" else None
-    autocast = lambda: torch.autocast("cpu", dtype=DTYPES[precision])  # noqa: E731
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    autocast = lambda: torch.autocast(device.type, dtype=DTYPES[precision])  # noqa: E731
     g = torch.Generator().manual_seed(seed)
 
     X = torch.as_tensor(x, dtype=torch.float32)
@@ -42,14 +44,15 @@ def plain_amp_loop(x, y, *, precision, make_model, make_optimizer, loss_fn, epoc
         torch.as_tensor(y, dtype=torch.float32).unsqueeze(1)
     n_val = int(len(X) * validation_split)
     perm = torch.randperm(len(X), generator=g)
-    x_tr, y_tr, x_val, y_val = X[perm[n_val:]], Y[perm[n_val:]], X[perm[:n_val]], Y[perm[:n_val]]
+    x_tr, y_tr = X[perm[n_val:]].to(device), Y[perm[n_val:]].to(device)
+    x_val, y_val = X[perm[:n_val]].to(device), Y[perm[:n_val]].to(device)
     n_train = len(x_tr)
     steps = math.ceil(n_train / batch_size)
     losses, points = [], []
     model.train()
     for _ in range(epochs):
-        order = torch.randperm(n_train, generator=g)
-        total = torch.zeros(())
+        order = torch.randperm(n_train, generator=g).to(device)
+        total = torch.zeros((), device=device)
         for b in range(steps):
             idx = order[b * batch_size:(b + 1) * batch_size]
             xb, yb = x_tr[idx], y_tr[idx]
@@ -73,7 +76,7 @@ def plain_amp_loop(x, y, *, precision, make_model, make_optimizer, loss_fn, epoc
             total += loss.detach() * len(xb)
         point = {"train_loss": (total / n_train).item(), "grad_norm": grad_norm.item()}
         model.eval()
-        vloss = torch.zeros(())
+        vloss = torch.zeros((), device=device)
         with torch.no_grad():
             with autocast():                         # validation under autocast too
                 chunk_loss = loss_fn(model(x_val), y_val)
@@ -127,9 +130,9 @@ def job(spec: dict) -> JobSpec:
     return JobSpec.model_validate({"dataset": "ds_test", **spec})
 
 
-def run_trainer(spec: dict, x, y, **hooks):
+def run_trainer(spec: dict, x, y, device=CPU, **hooks):
     points = []
-    trainer = Trainer(job(spec), x, y, CPU, Hooks(flush=lambda p, e, s: points.extend(p), flush_seconds=0,
+    trainer = Trainer(job(spec), x, y, device, Hooks(flush=lambda p, e, s: points.extend(p), flush_seconds=0,
                                                    **hooks))
     return trainer, trainer.run(), points
 
@@ -138,14 +141,15 @@ def strip(points):
     return [{k: v for k, v in p.items() if k not in ("epoch_seconds", "samples_per_second")} for p in points]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", list(CASES))
-def test_mixed_precision_equals_the_plain_autocast_loop(case):
+def test_mixed_precision_equals_the_plain_autocast_loop(case, device):
     spec, x, y, plain = CASES[case]()
     t = spec["training"]
-    trainer, result, points = run_trainer(spec, x, y)
+    trainer, result, points = run_trainer(spec, x, y, device)
     losses, plain_points, plain_model, plain_scaler = plain_amp_loop(
         x, y, precision=t["precision"], epochs=t["epochs"], batch_size=t["batch_size"],
-        validation_split=t["validation_split"], seed=t["seed"], **plain)
+        validation_split=t["validation_split"], seed=t["seed"], device=device, **plain)
 
     assert [p["train_loss"] for p in points if p["kind"] == "step"] == losses
     epochs = [p for p in points if p["kind"] == "epoch"]
@@ -163,10 +167,11 @@ def test_mixed_precision_equals_the_plain_autocast_loop(case):
         assert trainer.scaler.get_scale() < 2.0 ** 16  # steps were skipped: the case tests the scaler
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", list(CASES))
-def test_mixed_precision_trains(case):
+def test_mixed_precision_trains(case, device):
     spec, x, y, _ = CASES[case]()
-    _, _, points = run_trainer(spec, x, y)
+    _, _, points = run_trainer(spec, x, y, device)
     losses = [p["train_loss"] for p in points if p["kind"] == "epoch"]
     assert all(math.isfinite(v) for v in losses) and losses[-1] < 0.7 * losses[0]
 
