@@ -5,6 +5,7 @@ meta device and fed a meta batch, so a shape that torch would refuse at training
 is a SpecError now, naming the layer's path (model.layers[4], or
 model.layers[2].layers[1] inside a residual block) and both shapes.
 """
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -105,10 +106,26 @@ def dry_run(model: S.ModelSpec, input_shape: Shape) -> list[LayerReport]:
     return list(_dry_run(_Network(model, tuple(input_shape))))
 
 
+# The layers the last dry run of this thread built, for the estimate that usually follows
+# it (plan_job runs both): building and tracing them again is a third of a new network's
+# check. Per thread, so no module is ever shared between two requests.
+_built = threading.local()
+
+
 @lru_cache(maxsize=CACHE_SIZE)
 def _dry_run(network: _Network) -> tuple[LayerReport, ...]:
-    reports, _ = _trace(network.model.layers, network.key[1], "model.layers")
+    reports, modules = _trace(network.model.layers, network.key[1], "model.layers")
+    _built.last = (network, reports, modules)
     return tuple(reports)
+
+
+def _traced(network: _Network) -> tuple[list[LayerReport], list[nn.Module]]:
+    """The reports and layers of ``network``'s model at its input shape: the ones the last
+    dry run built for it, once, or built anew."""
+    last, _built.last = getattr(_built, "last", None), None
+    if last is not None and last[0] == network:
+        return last[1], last[2]
+    return _trace(network.model.layers, network.key[1], "model.layers")
 
 
 def layer_input_shapes(model: S.ModelSpec, input_shape: Shape) -> list[Shape]:
@@ -196,7 +213,7 @@ def _estimate(network: _Network) -> tuple[int, int]:
       tensors autograd keeps for the backward pass and the output.
     """
     model, input_shape, batch_size = network.model, network.key[1], network.key[2]
-    reports, modules = _trace(model.layers, input_shape, "model.layers")
+    reports, modules = _traced(_Network(model, input_shape))
     net = nn.Sequential(*modules)  # on the meta device, in training mode
     saved = _SavedBytes(net)
     x = torch.empty((batch_size, *input_shape), device="meta")

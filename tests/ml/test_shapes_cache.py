@@ -63,3 +63,15 @@ def test_a_network_that_fails_fails_every_time(traces):
             shapes.dry_run(bad, (4,))
         assert info.value.field == "model.layers[0]"
     assert len(traces) == 2
+
+
+def test_the_estimate_after_a_dry_run_uses_the_layers_it_built(traces):
+    """plan_job's order: a new network is built and traced once for both, and the estimate
+    is what layers built for it alone give."""
+    shapes.dry_run(model(), (4,))
+    shared = shapes.estimate(model(), (4,), 32)
+    assert len(traces) == 1
+    shapes.estimate(model(), (4,), 64)  # the dry run's layers went to the first estimate
+    assert len(traces) == 2
+    shapes._estimate.cache_clear()
+    assert shapes.estimate(model(), (4,), 32) == shared and len(traces) == 3
