@@ -3,12 +3,16 @@
 The worker's main process (which receives SIGTERM from docker, systemd or Ctrl-C) marks
 itself draining with a file named after its pid; its training process, a child, checks
 for its parent's file at every metrics flush (about once a second), checkpoints, and
-hands the job back to the queue. Celery's warm shutdown then ends as soon as the task
+hands the job back to the queue (so it does when it is sent SIGTERM itself, as a
+process-group kill does). Celery's warm shutdown then ends as soon as the task
 returns, well inside a container's grace period, and another worker resumes the job
 from the checkpoint.
 """
 import os
+import signal
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -31,6 +35,29 @@ def clear() -> None:
     _marker(os.getpid()).unlink(missing_ok=True)
 
 
-def parent_is_draining() -> bool:
-    """Called in the training process: is the worker that forked it shutting down?"""
-    return _marker(os.getppid()).exists()
+def told_to_drain() -> bool:
+    """Called in the training process: is the worker that forked it shutting down, or was
+    this process itself sent SIGTERM while it trained?"""
+    return _signalled or _marker(os.getppid()).exists()
+
+
+_signalled = False
+
+
+def _on_sigterm(signum, frame) -> None:
+    global _signalled
+    _signalled = True  # a flag only: safe whatever the signal interrupted
+
+
+def drain_on_sigterm() -> Callable[[], None]:
+    """While a job trains, SIGTERM to the training process itself drains it too, as SIGTERM
+    to its worker does, rather than killing it mid-step (the job would then wait out its
+    lease and lose an attempt). A process-group kill sends it that: systemd's default
+    KillMode, ``kill -- -PGID``, a test harness. Returns what puts the old handler back:
+    an idle process (Celery resets SIGTERM to its default in them) still simply ends."""
+    global _signalled
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # a job run in-process by a test: signals are the main thread's
+    _signalled = False
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    return lambda: signal.signal(signal.SIGTERM, previous)

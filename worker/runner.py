@@ -119,7 +119,7 @@ class JobRun:
 
     def should_stop(self) -> bool:
         self.lost |= self.heartbeat.lost.is_set()
-        self.draining |= drain.parent_is_draining()
+        self.draining |= drain.told_to_drain()
         return self.lost or self.cancel_requested or self.draining or time.monotonic() > self.deadline
 
     def rewind(self, step: int) -> None:
@@ -255,8 +255,16 @@ def _stopped(run: JobRun) -> None:
 
 def run_job(job_id: str) -> None:
     """Trains the job if this delivery wins the claim; otherwise does nothing."""
+    restore = drain.drain_on_sigterm()
+    try:
+        _run(job_id)
+    finally:
+        restore()
+
+
+def _run(job_id: str) -> None:
     owner, settings = worker_id(), get_settings()
-    if drain.parent_is_draining():
+    if drain.told_to_drain():
         # This worker is shutting down: leave the job to another one, rather than start
         # it only to be stopped (the broker may still hand a draining worker a message).
         sending.send([(job_id, _queue_of(job_id))])

@@ -148,3 +148,24 @@ def test_sigterm_hands_the_job_back_and_another_worker_finishes_it(reaper_stack)
         got, want = _weights(api, job["id"]), _weights(api, reference["id"])
         assert all(torch.equal(got[k], want[k]) for k in want)
         assert _history(api, job["id"]) == _history(api, reference["id"])
+
+
+def test_sigterm_to_the_worker_and_its_training_process_hands_the_job_back_too(reaper_stack):
+    """systemd's default KillMode (and `kill -- -PGID`) sends SIGTERM to the training process
+    as well as to its worker: it drains like its worker, rather than dying mid-step."""
+    with reaper_stack.client(reaper_stack.new_key("t5")) as api:
+        x, y = blobs(200)
+        ds = upload_npz(api, x, y)
+        spec = mlp_spec(ds["id"], epochs=200, batch_size=2, log_every_steps=10, checkpoint_every=0)
+        job = api.post("/v1/jobs", json=spec).json()
+        while api.get(f"/v1/jobs/{job['id']}").json()["progress"]["step"] < 300:
+            time.sleep(0.02)
+        worker = reaper_stack.workers.pop(0)
+        os.killpg(worker.pid, signal.SIGTERM)  # the worker and its training process
+        handed = wait_for(api, job["id"], statuses=("retrying",), timeout=10)
+        assert worker.wait(timeout=30) == 0
+        assert handed["attempts"] == 0 and "handed back" in handed["error"], handed  # not "lost"
+        assert handed["checkpoint_step"] >= 300
+        reaper_stack.start_worker()
+        done = wait_for(api, job["id"], timeout=180)
+        assert done["status"] == "succeeded" and done["attempts"] == 1
