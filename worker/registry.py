@@ -83,7 +83,8 @@ class Registrar(threading.Thread):
         self._woken = True  # from here on a signal's beat_now does nothing
         self.stopped.set()
         self._wake.set()
-        self.join(timeout=10)  # a beat under way would overwrite "stopped"
+        if self.is_alive():
+            self.join(timeout=10)  # a beat under way would overwrite "stopped"
         try:
             with get_session_factory()() as s:
                 repository.stopped(db_session=s, name=self.me.name)
