@@ -6,8 +6,10 @@ from app.ml import spec as S
 from app.ml.conflicts import check_training
 from app.ml.data import MAX_ONE_HOT_VALUES, one_hot_width
 from app.ml.errors import SpecError
+from app.ml.layers.rules import fmt
+from app.ml.layers.sizes import Shape
 from app.ml.losses import CLASS_LABEL_LOSSES
-from app.ml.shapes import LayerReport, dry_run, estimate, layer_count, walk
+from app.ml.shapes import LayerReport, NetworkTrace, layer_count, trace_network, walk
 
 CLASSIFICATION_LOSSES = ("cross_entropy", "bce_with_logits")
 
@@ -15,8 +17,8 @@ CLASSIFICATION_LOSSES = ("cross_entropy", "bce_with_logits")
 @dataclass(frozen=True)
 class DatasetInfo:
     rows: int
-    feature_shape: tuple[int, ...]
-    target_shape: tuple[int, ...]  # per row: () for one value or label, (k,) for k columns
+    feature_shape: Shape
+    target_shape: Shape  # per row: () for one value or label, (k,) for k columns
     target_kind: str  # integer | float
     target_min: float
     target_max: float
@@ -38,7 +40,7 @@ class Limits:
 class Plan:
     layers: list[LayerReport]
     parameter_count: int
-    output_shape: tuple[int, ...]
+    output_shape: Shape
     train_rows: int
     validation_rows: int
     batch_size: int
@@ -49,15 +51,11 @@ class Plan:
     memory_bytes: int = 0  # training memory estimate for one batch
 
 
-def _fmt(shape: tuple[int, ...]) -> str:
-    return "(" + ", ".join(["batch", *map(str, shape)]) + ")"
-
-
 def one_hot_targets(loss: S.LossSpec, data: DatasetInfo) -> DatasetInfo:
     """The targets as the loss sees them with data.targets one_hot: rows of (classes,) floats in [0, 1]."""
     if data.target_kind != "integer" or data.target_shape != ():
         raise SpecError("data.targets", "one_hot needs one integer class label per row, but the targets are "
-                        f"{data.target_kind} with shape {_fmt(data.target_shape)}; use targets: index")
+                        f"{data.target_kind} with shape {fmt(data.target_shape)}; use targets: index")
     if data.target_min < 0:
         raise SpecError("data.targets", f"one_hot needs class labels from 0 up, got {data.target_min:g}")
     if loss.type in CLASS_LABEL_LOSSES:
@@ -71,17 +69,17 @@ def one_hot_targets(loss: S.LossSpec, data: DatasetInfo) -> DatasetInfo:
                    targets="index")
 
 
-def check_targets(loss: S.LossSpec, out: tuple[int, ...], data: DatasetInfo) -> None:
+def check_targets(loss: S.LossSpec, out: Shape, data: DatasetInfo) -> None:
     """Raises SpecError when the loss cannot compare the model's output with the targets."""
     if data.targets == "one_hot":
         data = one_hot_targets(loss, data)
     if loss.type in CLASS_LABEL_LOSSES:
         if data.target_kind != "integer" or data.target_shape != ():
             raise SpecError("loss.type", f"{loss.type} needs one integer class label per row, "
-                            f"but the targets are {data.target_kind} with shape {_fmt(data.target_shape)}; "
+                            f"but the targets are {data.target_kind} with shape {fmt(data.target_shape)}; "
                             "use mse or l1 for regression")
         if len(out) != 1:
-            raise SpecError("model.layers", f"{loss.type} needs output (batch, classes), got {_fmt(out)}")
+            raise SpecError("model.layers", f"{loss.type} needs output (batch, classes), got {fmt(out)}")
         if data.target_min < 0 or data.target_max >= out[0]:
             raise SpecError("model.layers", f"the labels run from {data.target_min:g} to {data.target_max:g}, "
                             f"so {loss.type} needs at least {int(data.target_max) + 1} outputs "
@@ -93,7 +91,7 @@ def check_targets(loss: S.LossSpec, out: tuple[int, ...], data: DatasetInfo) -> 
     want = data.target_shape or (1,)
     if out != want:
         raise SpecError("model.layers", f"{loss.type} compares output and target element by element: "
-                        f"the model gives {_fmt(out)} but the targets are {_fmt(want)}")
+                        f"the model gives {fmt(out)} but the targets are {fmt(want)}")
     if loss.type == "bce_with_logits" and (data.target_min < 0 or data.target_max > 1):
         raise SpecError("loss.type", "bce_with_logits needs targets in [0, 1], got "
                         f"{data.target_min:g}..{data.target_max:g}")
@@ -122,42 +120,60 @@ def _check_limits(spec: S.JobSpec, limits: Limits) -> None:
         raise SpecError("training.epochs", f"{spec.training.epochs} is over the limit of {limits.max_epochs}")
 
 
-def plan_job(spec: S.JobSpec, data: DatasetInfo, limits: Limits) -> Plan:
-    """Dry-runs the spec against the dataset's shapes and checks every limit."""
-    t = spec.training
-    _check_limits(spec, limits)
-    layers = dry_run(spec.model, data.feature_shape)
-    out = layers[-1].output_shape
-    check_targets(spec.loss, out, data)
-    params = sum(r.parameters for r in layers)
+def _batch_size(t: S.TrainingSpec, n_train: int) -> int:
+    return n_train if t.batch_size == "full" else min(t.batch_size, n_train)
+
+
+def _check_batch_norm(spec: S.JobSpec, batch_size: int, n_train: int) -> None:
+    # Before the trace: torch refuses batch norm over a batch of 1 in training mode.
+    norms = {l.type for l in walk(spec.model.layers)} & {"batchnorm1d", "batchnorm2d"}
+    if norms and (batch_size == 1 or n_train % batch_size == 1):
+        raise SpecError("training.batch_size", f"{sorted(norms)[0]} needs at least 2 rows per batch, but "
+                        f"batch_size {batch_size} over {n_train} training rows leaves a batch of 1; "
+                        "pick another batch_size")
+
+
+def _check_cost(spec: S.JobSpec, traced: NetworkTrace, limits: Limits, batch_size: int) -> int:
+    """Raises SpecError when the network is over the parameter or memory limit; returns its parameters."""
+    params = sum(r.parameters for r in traced.layers)
     if params > limits.max_parameters:
         raise SpecError("model.layers", f"{params:,} parameters is over the limit of {limits.max_parameters:,}")
+    if traced.memory_bytes > limits.max_memory_bytes:
+        raise SpecError("training.batch_size", f"training needs about {traced.memory_bytes / 2**30:.1f} GiB "
+                        f"(parameters, gradients, optimizer state and activations for batches of "
+                        f"{batch_size}), over the limit of {limits.max_memory_bytes / 2**30:.1f} GiB; "
+                        "use a smaller batch_size or model")
+    return params
 
-    n_train, n_val = _rows(t, data)
-    bs = n_train if t.batch_size == "full" else min(t.batch_size, n_train)
-    steps_per_epoch = math.ceil(n_train / bs)
-    total = steps_per_epoch * t.epochs
-    if total > limits.max_steps:
-        raise SpecError("training.epochs", f"{t.epochs} epochs of {steps_per_epoch} steps is {total:,} steps, "
-                        f"over the limit of {limits.max_steps:,}")
-    norms = {l.type for l in walk(spec.model.layers)} & {"batchnorm1d", "batchnorm2d"}
-    if norms and (bs == 1 or n_train % bs == 1):
-        raise SpecError("training.batch_size", f"{sorted(norms)[0]} needs at least 2 rows per batch, but "
-                        f"batch_size {bs} over {n_train} training rows leaves a batch of 1; "
-                        "pick another batch_size")
-    flops, memory = estimate(spec.model, data.feature_shape, bs)
-    if memory > limits.max_memory_bytes:
-        raise SpecError("training.batch_size", f"training needs about {memory / 2**30:.1f} GiB "
-                        f"(parameters, gradients, optimizer state and activations for batches of {bs}), "
-                        f"over the limit of {limits.max_memory_bytes / 2**30:.1f} GiB; use a smaller "
-                        "batch_size or model")
 
-    warnings = check_training(spec, n_train=n_train, n_val=n_val, batch_size=bs)
+def _warnings(spec: S.JobSpec, n_train: int, n_val: int, batch_size: int) -> list[str]:
+    t = spec.training
+    warnings = check_training(spec, n_train=n_train, n_val=n_val, batch_size=batch_size)
     if t.batch_size != "full" and t.batch_size > n_train:
         warnings.append(f"training.batch_size {t.batch_size} exceeds the {n_train} training rows; "
                         f"each epoch is one full batch")
     if spec.loss.type == "cross_entropy" and spec.model.layers[-1].type == "softmax":
         warnings.append("model.layers[-1] is softmax, but cross_entropy applies log-softmax itself; "
                         "drop the softmax layer to train on logits")
-    return Plan(layers, params, out, n_train, n_val, bs, steps_per_epoch, total, warnings,
-                flops_per_step=flops, memory_bytes=memory)
+    return warnings
+
+
+def plan_job(spec: S.JobSpec, data: DatasetInfo, limits: Limits) -> Plan:
+    """Dry-runs the spec against the dataset's shapes and checks every limit."""
+    t = spec.training
+    _check_limits(spec, limits)
+    n_train, n_val = _rows(t, data)
+    bs = _batch_size(t, n_train)
+    _check_batch_norm(spec, bs, n_train)
+    traced = trace_network(spec.model, data.feature_shape, bs)  # the layers built once for both
+    out = traced.layers[-1].output_shape
+    check_targets(spec.loss, out, data)
+    params = _check_cost(spec, traced, limits, bs)
+    steps_per_epoch = math.ceil(n_train / bs)
+    total = steps_per_epoch * t.epochs
+    if total > limits.max_steps:
+        raise SpecError("training.epochs", f"{t.epochs} epochs of {steps_per_epoch} steps is {total:,} steps, "
+                        f"over the limit of {limits.max_steps:,}")
+    return Plan(list(traced.layers), params, out, n_train, n_val, bs, steps_per_epoch, total,
+                _warnings(spec, n_train, n_val, bs), flops_per_step=traced.flops_per_step,
+                memory_bytes=traced.memory_bytes)

@@ -5,11 +5,10 @@ Only the meta device is used: no CPU kernel runs, so no intra-op thread pool sta
 started pool does not survive a fork).
 """
 from app.ml import spec as S
-from app.ml.shapes import dry_run, estimate
+from app.ml.shapes import trace_network
 
 TINY = S.ModelSpec.model_validate({"layers": [{"type": "linear", "out_features": 2}, {"type": "relu"}]})
 
 
 def run_tiny_network() -> None:
-    dry_run(TINY, (2,))
-    estimate(TINY, (2,), 2)
+    trace_network(TINY, (2,), 2)

@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from app.ml import spec as S
+from app.ml.build import build_model
 from app.ml.layers.modules import Recurrent, Reshape, SelfAttention, TokenEmbedding
 from app.ml.layers.registry import build_layer
 from app.ml.layers.residual import Residual
@@ -83,7 +84,7 @@ def sample(shape, layer_type: str, batch: int = 5) -> torch.Tensor:
                          ids=[f"{c[0]['type']}-{i}" for i, c in enumerate(NEW_LAYER_CASES)])
 def test_new_layer_builds_and_dry_run_matches_a_real_forward(layer, in_shape, cls, attrs, out_shape):
     spec = model_spec(layer)
-    module = build_layer(spec.layers[0], in_shape)
+    (module,) = build_model(spec, in_shape)  # a residual block is built from its dry run's reports
     assert type(module) is cls
     for name, value in attrs.items():
         got = getattr(module, name)
@@ -163,8 +164,6 @@ def test_state_dict_keys_are_readable():
     spec = model_spec({"type": "lstm", "hidden_size": 4, "output": "sequence"},
                       {"type": "attention", "num_heads": 2},
                       {"type": "residual", "layers": [{"type": "linear", "out_features": 6}]})
-    from app.ml.build import build_model
-
     keys = list(build_model(spec, (5, 3)).state_dict())
     assert "0.rnn.weight_ih_l0" in keys and "1.attn.in_proj_weight" in keys
     assert "2.block.0.weight" in keys and "2.shortcut.weight" in keys

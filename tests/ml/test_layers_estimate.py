@@ -1,4 +1,4 @@
-"""Pre-flight estimates (app/ml/shapes.py estimate): FLOPs and memory of one training step."""
+"""Pre-flight estimates (app/ml/shapes.py trace_network): FLOPs and memory of one training step."""
 import pytest
 import torch
 from torch import nn
@@ -7,11 +7,16 @@ from torch.utils.flop_counter import FlopCounterMode
 from app.ml import spec as S
 from app.ml.build import build_model
 from app.ml.errors import SpecError
-from app.ml.shapes import BYTES_PER_PARAMETER, estimate
+from app.ml.shapes import BYTES_PER_PARAMETER, trace_network
 
 
 def model_spec(*layers) -> S.ModelSpec:
     return S.ModelSpec.model_validate({"layers": list(layers)})
+
+
+def estimate(spec: S.ModelSpec, shape, batch: int) -> tuple[int, int]:
+    traced = trace_network(spec, shape, batch)
+    return traced.flops_per_step, traced.memory_bytes
 
 
 def real_step(spec: S.ModelSpec, shape, batch: int) -> tuple[int, int]:

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from app.ml import spec as S
+from app.ml.build import build_model
 from app.ml.layers.init import apply_init
 from app.ml.layers.registry import build_layer, has_init
 
@@ -151,13 +152,13 @@ def test_residual_init_is_the_default_inside_it_and_its_projections():
     res = layer({"type": "residual", "init": {"type": "zeros"}, "layers": [
         {"type": "linear", "out_features": 5},
         {"type": "linear", "out_features": 6, "init": {"type": "normal", "mean": 1.0, "std": 0.1}}]})
-    module = build_layer(res, (4,))
+    (module,) = build_model(S.ModelSpec(layers=[res]), (4,))
     assert torch.count_nonzero(module.block[0].weight) == 0
     assert module.block[1].weight.mean() > 0.5
     assert torch.count_nonzero(module.shortcut.weight) == 0
     # without its own init, the model's default reaches inside the block
     inner = layer({"type": "residual", "layers": [{"type": "linear", "out_features": 6}]})
-    module = build_layer(inner, (4,), default_init=ZEROS)
+    (module,) = build_model(S.ModelSpec(layers=[inner], init=ZEROS), (4,))
     assert torch.count_nonzero(module.block[0].weight) == torch.count_nonzero(module.shortcut.weight) == 0
 
 
@@ -170,8 +171,6 @@ def test_apply_init_skips_one_dimensional_weights():
 @pytest.mark.skipif("init" not in S.ModelSpec.model_fields,
                     reason="ModelSpec.init is added in app/ml/spec.py (see docs/layers.md)")
 def test_model_init_reaches_every_weight_layer_through_build_model():
-    from app.ml.build import build_model
-
     spec = S.ModelSpec.model_validate({"init": {"type": "zeros"}, "layers": [
         {"type": "linear", "out_features": 4}, {"type": "batchnorm1d"},
         {"type": "residual", "layers": [{"type": "linear", "out_features": 3}]}]})

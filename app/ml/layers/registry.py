@@ -3,6 +3,9 @@
 A builder gets the layer's spec and the shape of one input sample (batch dim excluded)
 and returns the module PyTorch would build, on the current default device. Input sizes
 come from that shape: the last dim for features, the first for channels.
+
+The residual block is the one layer that holds layers, so it has no entry: whoever knows
+its layers' shapes builds them and wraps them (app/ml/layers/residual.py build_residual).
 """
 from collections.abc import Callable
 
@@ -10,10 +13,8 @@ from torch import nn
 
 from app.ml.layers.init import apply_init
 from app.ml.layers.modules import Recurrent, Reshape, SelfAttention, TokenEmbedding
-from app.ml.layers.residual import build_residual
+from app.ml.layers.sizes import Shape
 from app.ml.layers.specs import Layer
-
-Shape = tuple[int, ...]  # a sample's shape, without the batch dimension
 
 RECURRENT = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 POOLS = {"maxpool1d": nn.MaxPool1d, "maxpool2d": nn.MaxPool2d,
@@ -68,7 +69,6 @@ LAYER_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "layernorm": lambda l, shape: nn.LayerNorm(shape[-1], eps=l.eps,
                                                elementwise_affine=l.elementwise_affine, bias=l.bias),
     "dropout": lambda l, shape: nn.Dropout(l.p),
-    "residual": build_residual,
     "relu": lambda l, shape: nn.ReLU(),
     "leaky_relu": lambda l, shape: nn.LeakyReLU(l.negative_slope),
     "elu": lambda l, shape: nn.ELU(l.alpha),
@@ -87,14 +87,12 @@ def has_init(layer: Layer) -> bool:
 
 
 def build_layer(layer: Layer, in_shape: Shape, default_init=None) -> nn.Module:
-    """Builds one layer for inputs of ``in_shape`` and initializes it right away.
+    """Builds one layer (not a residual block) for inputs of ``in_shape`` and initializes it.
 
     ``default_init`` (the model's ``init``) applies to weight layers without their own.
     Initializing here, before the next layer is built, keeps the global generator's
     draws in spec order, as in a hand-written script.
     """
-    if layer.type == "residual":
-        return build_residual(layer, in_shape, default_init)  # its layers initialize themselves
     module = LAYER_BUILDERS[layer.type](layer, in_shape)
     scheme = getattr(layer, "init", None) or default_init
     if scheme is not None and has_init(layer):

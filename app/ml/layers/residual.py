@@ -6,6 +6,10 @@ the projection of He et al. 2016 (eq. 2, no bias: the block's own layers carry o
   channels-first (it contains a convolution or pooling layer);
 - else a linear layer on the last dim, when only the last dim changes: (batch, features)
   or (batch, seq, features).
+
+A block is wrapped around layers already built, at shapes already known: the dry run
+(app/ml/shapes.py) wraps the meta layers it traced, app/ml/build.py the real ones it built
+from the dry run's reports. So this module needs neither the registry nor the dry run.
 """
 from dataclasses import dataclass
 
@@ -13,9 +17,7 @@ from torch import nn
 
 from app.ml.layers.init import apply_init
 from app.ml.layers.rules import ShapeMismatch, fmt
-from app.ml.layers.sizes import shortcut_stride
-
-Shape = tuple[int, ...]
+from app.ml.layers.sizes import Shape, shortcut_stride
 CHANNELS_FIRST = ("conv1d", "conv2d", "maxpool1d", "maxpool2d", "avgpool1d", "avgpool2d",
                   "adaptive_avgpool", "batchnorm2d")
 
@@ -75,15 +77,14 @@ def plan_shortcut(spec, shape_in: Shape, shape_out: Shape) -> Shortcut:
     return Shortcut("linear", shape_in[-1], shape_out[-1])
 
 
-def build_residual(spec, shape: Shape, default_init=None) -> Residual:
-    """Builds the block's layers in spec order (each initialized as it is built), then the shortcut."""
-    from app.ml.layers.registry import build_layer
-    from app.ml.shapes import layer_shapes  # shapes drives the registry; import late
+def build_residual(spec, block: nn.Sequential, shape_in: Shape, shape_out: Shape,
+                   scheme=None) -> Residual:
+    """Wraps the block's built layers, mapping ``shape_in`` to ``shape_out``, with its shortcut.
 
-    scheme = spec.init or default_init
-    shapes = layer_shapes(spec.layers, shape)
-    block = nn.Sequential(*(build_layer(l, s_in, scheme) for l, (s_in, _) in zip(spec.layers, shapes)))
-    shortcut = plan_shortcut(spec, shape, shapes[-1][1]).build()
+    The shortcut is built (and initialized with ``scheme``) after the block's layers, so the
+    global generator's draws stay in spec order. Raises ShapeMismatch when no shortcut fits.
+    """
+    shortcut = plan_shortcut(spec, shape_in, shape_out).build()
     if scheme is not None:
         apply_init(shortcut, scheme)
     return Residual(block, shortcut)

@@ -8,9 +8,7 @@ the user's terms. Shapes exclude the batch dim; messages show it as "(batch, ...
 import math
 from collections.abc import Callable
 
-from app.ml.layers.sizes import as_tuple, window_output
-
-Shape = tuple[int, ...]
+from app.ml.layers.sizes import Shape, as_tuple, window_output
 
 
 class ShapeMismatch(ValueError):

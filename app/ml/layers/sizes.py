@@ -1,6 +1,7 @@
-"""Sizes PyTorch takes as an int or a tuple (kernel_size, stride, padding), and their arithmetic.
+"""A sample's Shape, and the sizes PyTorch takes as an int or a tuple (kernel_size, stride,
+padding), with their arithmetic.
 
-They are validated by hand rather than as ``int | tuple[int, int]`` so that a bad
+The sizes are validated by hand rather than as ``int | tuple[int, int]`` so that a bad
 value gives one message ("a positive integer or a list of 2 ...") instead of one per
 union branch, under the field's own path.
 """
@@ -9,6 +10,9 @@ from collections.abc import Sequence
 from typing import Annotated, Literal, Union
 
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
+
+# A sample's shape, without the batch dimension: (features,), (channels, h, w), (seq, features).
+Shape = tuple[int, ...]
 
 
 def _is_int(v) -> bool:
