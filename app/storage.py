@@ -48,7 +48,7 @@ def weights_key(job_id: str) -> str:
 
 
 def preprocessing_key(job_id: str) -> str:
-    """What the job's data options fitted (app.ml.data.fit_preprocessing), as JSON."""
+    """What the job's data options fitted (app.ml.preprocessing.fit_preprocessing), as JSON."""
     return f"jobs/{job_id}/preprocessing.json"
 
 

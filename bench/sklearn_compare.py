@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.ml import builtin  # noqa: E402
+from app.ml import builtin_datasets as builtin  # noqa: E402
 from tests.stack import Stack  # noqa: E402
 
 SPLIT = 0.25
@@ -60,7 +60,7 @@ def specs(epochs: int) -> dict[str, dict]:
 
 
 def split(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Trainyard's split (app.ml.data.split_indices): train rows, test rows."""
+    """Trainyard's split (app.ml.preprocessing.split_indices): train rows, test rows."""
     perm = torch.randperm(rows, generator=torch.Generator().manual_seed(seed)).numpy()
     n_test = int(rows * SPLIT)
     return perm[n_test:], perm[:n_test]

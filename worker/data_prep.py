@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from app.ml import spec as S
-from app.ml.data import apply_preprocessing, encode_targets, fit_preprocessing, split_indices
+from app.ml.preprocessing import apply_preprocessing, encode_targets, fit_preprocessing, split_indices
 from app.ml.errors import DataError
 
 

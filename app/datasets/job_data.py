@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from app.datasets import repository, service
 from app.ml.check import DatasetInfo, Limits, Plan, check_targets, plan_job
-from app.ml.data import ParsedDataset, one_hot_width
+from app.ml.dataset_files import ParsedDataset
+from app.ml.preprocessing import one_hot_width
 from app.ml.data_spec import BUILTIN_SPECS
 from app.ml.errors import SpecError
 from app.ml.spec import JobSpec

@@ -4,8 +4,8 @@ from sqlalchemy.orm import Session
 from app.datasets import repository
 from app.errors import ApiError
 from app.ml.check import DatasetInfo
-from app.ml import builtin
-from app.ml.data import ParsedDataset, parse_csv, parse_inline, parse_npz
+from app.ml import builtin_datasets as builtin
+from app.ml.dataset_files import ParsedDataset, parse_csv, parse_inline, parse_npz
 from app.ml.data_spec import BUILTIN_SPECS
 from app.ml.errors import DataError
 from app.models import Dataset

@@ -1,7 +1,7 @@
 """The input transform a job trained with, as a module the served model runs first.
 
 The worker saves what its data options fitted as jobs/{id}/preprocessing.json
-(app.ml.data.fit_preprocessing): with ``"standardize": {"mean": [...], "std": [...]}``
+(app.ml.preprocessing.fit_preprocessing): with ``"standardize": {"mean": [...], "std": [...]}``
 when the job standardized its features. Predictions, the ONNX export and the client's
 load_model all put Standardize in front of the network, so they see inputs as training did.
 """

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field, replace
 
 from app.ml import spec as S
 from app.ml.conflicts import check_training
-from app.ml.data import MAX_ONE_HOT_VALUES, one_hot_width
+from app.ml.preprocessing import MAX_ONE_HOT_VALUES, one_hot_width
 from app.ml.errors import SpecError
 from app.ml.layers.rules import fmt
 from app.ml.layers.sizes import Shape
@@ -138,8 +138,9 @@ def _check_cost(spec: S.JobSpec, traced: NetworkTrace, limits: Limits, batch_siz
     params = sum(r.parameters for r in traced.layers)
     if params > limits.max_parameters:
         raise SpecError("model.layers", f"{params:,} parameters is over the limit of {limits.max_parameters:,}")
+    gib = traced.memory_bytes / 2**30
     if traced.memory_bytes > limits.max_memory_bytes:
-        raise SpecError("training.batch_size", f"training needs about {traced.memory_bytes / 2**30:.1f} GiB "
+        raise SpecError("training.batch_size", f"training needs about {gib:.1f} GiB "
                         f"(parameters, gradients, optimizer state and activations for batches of "
                         f"{batch_size}), over the limit of {limits.max_memory_bytes / 2**30:.1f} GiB; "
                         "use a smaller batch_size or model")

@@ -2,7 +2,7 @@
 
 ``dataset`` is an uploaded dataset id ("ds_..."), a builtin's name ("moons"), or a builtin
 with parameters ({"name": "moons", "n_samples": 500}). The builtins' loaders are in
-app/ml/builtin.py; their parameters, defaults and limits are declared here, once.
+app/ml/builtin_datasets.py; their parameters, defaults and limits are declared here, once.
 """
 from typing import Annotated, Literal, Union, get_args
 

@@ -11,6 +11,11 @@ from pydantic import (Field, PlainValidator, PositiveInt, ValidationInfo, WithJs
 from app.ml.data_spec import DataOptions, DatasetRef
 from app.ml.layers.init import Init
 from app.ml.layers.specs import Layer
+from app.ml.losses import Loss, LossSpec, loss_spec  # noqa: F401  (re-exported: S.LossSpec, S.Adam, ...)
+from app.ml.optimizers import (SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, LBFGS,  # noqa: F401
+                               NAdam, Optimizer, RAdam, RMSprop)
+from app.ml.regularization import Regularization
+from app.ml.schedules import Schedule
 from app.ml.strict import StrictModel
 
 __all__ = ["JobSpec", "Layer", "ModelSpec"]
@@ -19,13 +24,6 @@ __all__ = ["JobSpec", "Layer", "ModelSpec"]
 class ModelSpec(StrictModel):
     layers: list[Layer] = Field(min_length=1)
     init: Init | None = None  # default for every layer with weights (docs/layers.md)
-
-
-from app.ml.losses import Loss, LossSpec, loss_spec  # noqa: E402,F401
-from app.ml.optimizers import (SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, LBFGS,  # noqa: E402,F401
-                               NAdam, Optimizer, RAdam, RMSprop)
-from app.ml.regularization import Regularization  # noqa: E402
-from app.ml.schedules import Schedule  # noqa: E402
 
 
 # ---- training -----------------------------------------------------------------

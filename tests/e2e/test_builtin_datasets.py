@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load
 
-from app.ml import builtin
+from app.ml import builtin_datasets as builtin
 from app.ml.build import build_model
-from app.ml.data import apply_preprocessing
+from app.ml.preprocessing import apply_preprocessing
 from app.ml.data_spec import BUILTIN_SPECS
 from app.ml.spec import JobSpec
 from tests.e2e.helpers import blobs, errors_for, upload_npz, wait_for

@@ -1,4 +1,4 @@
-"""Builtin datasets (app/ml/builtin.py loaders, app/ml/data_spec.py parameters)."""
+"""Builtin datasets (app/ml/builtin_datasets.py loaders, app/ml/data_spec.py parameters)."""
 from pathlib import Path
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.datasets.service import builtin_catalog
-from app.ml import builtin
+from app.ml import builtin_datasets as builtin
 from app.ml.data_spec import BUILTIN_SPECS, MAX_BUILTIN_VALUES
 from app.ml.spec import JobSpec
 

@@ -1,10 +1,10 @@
-"""Dataset parsing and the tensors a loss gets (app/ml/data.py)."""
+"""Dataset parsing (app/ml/dataset_files.py), the split and the loss targets (app/ml/preprocessing.py)."""
 import numpy as np
 import pytest
 import torch
 
-from app.ml.data import (ParsedDataset, parse_csv, parse_inline, parse_npz, split_indices,
-                         targets_for_loss)
+from app.ml.dataset_files import ParsedDataset, parse_csv, parse_inline, parse_npz
+from app.ml.preprocessing import split_indices, targets_for_loss
 from tests.ml.data_helpers import data_error, npz_bytes
 
 

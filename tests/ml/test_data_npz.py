@@ -1,11 +1,11 @@
-"""NPZ uploads (app/ml/data.py parse_npz): what is accepted, and what is refused unread."""
+"""NPZ uploads (app/ml/dataset_files.py parse_npz): what is accepted, and what is refused unread."""
 import io
 import zipfile
 
 import numpy as np
 import pytest
 
-from app.ml.data import parse_npz
+from app.ml.dataset_files import parse_npz
 from tests.ml.data_helpers import data_error, npz_bytes
 
 

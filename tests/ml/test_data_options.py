@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from app.datasets.job_data import JobData, plan
 from app.ml.check import DatasetInfo, check_targets
-from app.ml.data import apply_preprocessing, fit_preprocessing, one_hot
+from app.ml.preprocessing import apply_preprocessing, fit_preprocessing, one_hot
 from app.ml.errors import DataError, SpecError
 from app.ml.spec import JobSpec
 from app.models import Dataset
