@@ -11,8 +11,6 @@ from app.ml.layers.sizes import Shape
 from app.ml.losses import CLASS_LABEL_LOSSES
 from app.ml.shapes import LayerReport, NetworkTrace, layer_count, trace_network, walk
 
-CLASSIFICATION_LOSSES = ("cross_entropy", "bce_with_logits")
-
 
 @dataclass(frozen=True)
 class DatasetInfo:

@@ -74,7 +74,6 @@ def build_loss(loss: Loss) -> nn.Module:
 
 
 _ADAPTER = TypeAdapter(Loss)
-LOSS_TYPES = tuple(LOSS_BUILDERS)
 
 
 def loss_spec(type: str, **options) -> Loss:
