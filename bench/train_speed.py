@@ -7,7 +7,7 @@
 For each model (two MLPs on tabular data, a small CNN on 8x8 images, a GRU on
 sequences) it times training only, from the seed to the trained model, on the same
 data, seed and batch size:
-  engine      worker.trainer.train with its default metrics (a step point every 10 steps)
+  engine      worker.training.train with its default metrics (a step point every 10 steps)
   raw         a minimal loop computing the same thing (bench/_loops.py); the engine's
               losses and weights must equal its own exactly on the CPU, or the script fails
   idiomatic   DataLoader(TensorDataset(...), shuffle=True), loss.item() every step
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.ml.spec import JobSpec  # noqa: E402
 from bench._loops import idiomatic_loop, lightning_fit, quiet_lightning, raw_loop  # noqa: E402
-from worker.trainer import Hooks, train  # noqa: E402
+from worker.training import Hooks, train  # noqa: E402
 
 NEVER = 10**9  # log_every_steps past the run's last step: no step points
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from app.ml.spec import JobSpec
-from worker.trainer import Hooks, train
+from worker.training import Hooks, train
 
 CPU = torch.device("cpu")
 

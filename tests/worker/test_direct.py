@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from tests.devices import DEVICES
-from worker import direct
+from worker.training import direct
 
 CPU = torch.device("cpu")
 STEPS = 12

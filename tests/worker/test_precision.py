@@ -17,10 +17,10 @@ from app.ml.errors import SpecError
 from app.ml.spec import JobSpec
 from tests.devices import DEVICES
 from tests.embedded import add_dataset, add_job, embedded, get_job  # noqa: F401
-from worker import precision, state
-from worker.checkpoint import restore_bytes
+from worker.training import precision, state
+from worker.training.checkpoint import restore_bytes
 from worker.runner import run_job
-from worker.trainer import Hooks, Trainer, train
+from worker.training import Hooks, Trainer, train
 
 CPU = torch.device("cpu")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from app.ml.spec import JobSpec
-from worker import state
-from worker.steps import Diverged
-from worker.trainer import Hooks, Stopped, Trainer, train
+from worker.training import state
+from worker.training import Diverged
+from worker.training import Hooks, Stopped, Trainer, train
 
 CPU = torch.device("cpu")
 
@@ -107,7 +107,7 @@ def test_a_captured_state_resumes_to_the_same_weights_and_history():
 def test_checkpoints_resume_bit_for_bit_at_every_point():
     """Resume from each checkpoint a run wrote (epoch ends, and mid-epoch by time): the final
     weights and the history after the checkpoint equal the uninterrupted run's."""
-    from worker.checkpoint import restore_bytes
+    from worker.training.checkpoint import restore_bytes
 
     x, y = data()
     job = spec(0.01, validation_split=0.25, epochs=4, checkpoint_every=1)

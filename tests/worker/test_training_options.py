@@ -9,8 +9,8 @@ from torch import nn
 from app.ml.losses import loss_spec
 from app.ml.build import build_loss
 from app.ml.spec import JobSpec
-from worker.steps import Diverged
-from worker.trainer import Hooks, train
+from worker.training import Diverged
+from worker.training import Hooks, train
 
 CPU = torch.device("cpu")
 
@@ -148,7 +148,8 @@ def grads_after_one_step(reg: dict):
 
 @pytest.mark.parametrize("kind", ["l1", "l2"])
 def test_penalties_add_their_gradient_to_weights_only(kind):
-    from app.ml.regularization import Regularization, penalty, weights
+    from app.ml.regularization import Regularization
+    from worker.training.regularization import penalty, weights
 
     model, plain = grads_after_one_step({})
     model.zero_grad()
@@ -163,7 +164,8 @@ def test_penalties_add_their_gradient_to_weights_only(kind):
 
 
 def test_grad_clip_by_norm_and_value():
-    from app.ml.regularization import Regularization, clip_gradients
+    from app.ml.regularization import Regularization
+    from worker.training.regularization import clip_gradients
 
     model, _ = grads_after_one_step({})
     clip_gradients(Regularization.model_validate({"grad_clip": {"type": "norm", "max_norm": 0.01}}), model)
