@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     max_attempts: int = 3
     # Metrics are written in batches: at most one commit per this many seconds.
     metrics_flush_seconds: float = 1.0
+    # The training step's direct kernel calls (worker/training/direct.py): the same bits as
+    # the ordinary calls, without PyTorch's Python around them. Off: model(xb), loss.backward(),
+    # optimizer.step(), optimizer.zero_grad(set_to_none=True).
+    direct_kernels: bool = True
 
     # Job event streams (SSE). On SQLite a shared tail per watched job polls this often;
     # on PostgreSQL it wakes on NOTIFY and polls only as a safety net.

@@ -7,12 +7,14 @@
 For each model (two MLPs on tabular data, a small CNN on 8x8 images, a GRU on
 sequences) it times training only, from the seed to the trained model, on the same
 data, seed and batch size:
-  engine      worker.trainer.train with its default metrics (a step point every 10 steps)
+  engine      worker.training.train with its default metrics (a step point every 10 steps)
   raw         a minimal loop computing the same thing (bench/_loops.py); the engine's
               losses and weights must equal its own exactly on the CPU, or the script fails
   idiomatic   DataLoader(TensorDataset(...), shuffle=True), loss.item() every step
   lightning   PyTorch Lightning's Trainer.fit on the same nn.Module
   log-every   the engine with a step point every step, against none at all
+  ordinary    the engine with DIRECT_KERNELS off (worker/training/direct.py unused): what
+              the direct kernel calls gain; its losses and weights must equal raw's too
 Every variant runs once per round, the rounds after a warm-up one counted. A time is a
 variant's best round; a ratio is the median over rounds of the two variants' ratio in the
 same round, which cancels most of what other processes sharing the machine do.
@@ -31,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.ml.spec import JobSpec  # noqa: E402
 from bench._loops import idiomatic_loop, lightning_fit, quiet_lightning, raw_loop  # noqa: E402
-from worker.trainer import Hooks, train  # noqa: E402
+from worker.training import Hooks, train  # noqa: E402
 
 NEVER = 10**9  # log_every_steps past the run's last step: no step points
 
@@ -79,9 +81,9 @@ def job(body: dict, device: torch.device, **training) -> JobSpec:
         **body["training"], "device": device.type, **training}})
 
 
-def engine(spec: JobSpec, x, y, device: torch.device, points: list | None = None):
+def engine(spec: JobSpec, x, y, device: torch.device, points: list | None = None, direct: bool = True):
     hooks = Hooks(flush=lambda p, e, s: points.extend(p) if points is not None else None)
-    return train(spec, x, y, device, hooks)
+    return train(spec, x, y, device, hooks, direct=direct)
 
 
 def round_times(variants: dict, rounds: int, clock, sync) -> dict[str, list[float]]:
@@ -110,10 +112,10 @@ def ratio(times: dict[str, list[float]], a: str, b: str) -> float:
     return statistics.median(x / y for x, y in zip(times[a], times[b]))
 
 
-def identical(body, x, y, device) -> bool:
+def identical(body, x, y, device, direct: bool = True) -> bool:
     """The engine's every step loss and final weight equal the raw loop's."""
     points = []
-    result = engine(job(body, device, log_every_steps=1), x, y, device, points)
+    result = engine(job(body, device, log_every_steps=1), x, y, device, points, direct)
     model, losses = raw_loop(job(body, device), x, y, device)
     steps = [p["train_loss"] for p in points if p["kind"] == "step"]
     return steps == torch.stack(losses).tolist() and all(
@@ -153,34 +155,42 @@ def main() -> int:
             "lightning": lambda: lightning_fit(spec, x, y, device),
             "log-every": lambda: engine(job(body, device, log_every_steps=1), x, y, device),
             "log-never": lambda: engine(job(body, device, log_every_steps=NEVER), x, y, device),
+            "ordinary": lambda: engine(spec, x, y, device, direct=False),
         }
         if device.type == "cuda" and model == "cnn":
             variants["bf16"] = lambda: engine(job(body, device, log_every_steps=NEVER, precision="bf16"),
                                               x, y, device)
         times = round_times(variants, rounds, clock, sync)
         same = identical(body, x, y, device)
-        failed |= device.type == "cpu" and not same  # docs/equivalence.md: GPUs may differ in last bits
-        rows.append((model, times, same))
+        same_ordinary = identical(body, x, y, device, direct=False)
+        # docs/equivalence.md: GPUs may differ in last bits
+        failed |= device.type == "cpu" and not (same and same_ordinary)
+        rows.append((model, times, same, same_ordinary))
         if threads_changed():
             return 1
 
     print("\n1. engine vs a minimal raw loop (same spec, seed, batches)   target: engine/raw <= 1.05")
     print(f"{'model':10} {'raw s':>8} {'engine/raw':>11}  identical")
-    for model, t, same in rows:
+    for model, t, same, _ in rows:
         print(f"{model:10} {min(t['raw']):8.3f} {ratio(t, 'engine', 'raw'):10.3f}x  {same}")
     target = ">= 10x for tiny models" if device.type == "cuda" else ">= 2x on small tabular models"
     print(f"\n2. the loops users write vs the engine                      target: {target}")
     print(f"{'model':10} {'engine s':>8} {'idiomatic/engine':>17} {'lightning/engine':>17}")
-    for model, t, _ in rows:
+    for model, t, *_ in rows:
         print(f"{model:10} {min(t['engine']):8.3f} {ratio(t, 'idiomatic', 'engine'):16.2f}x "
               f"{ratio(t, 'lightning', 'engine'):16.2f}x")
     print("\n3. a step point every step vs none                           target: overhead <= 3%")
     print(f"{'model':10} {'none s':>8} {'every/none':>11}")
-    for model, t, _ in rows:
+    for model, t, *_ in rows:
         print(f"{model:10} {min(t['log-never']):8.3f} {ratio(t, 'log-every', 'log-never'):10.3f}x")
-    for model, t, _ in rows:
+    print("\n4. the ordinary calls vs the direct kernel calls (DIRECT_KERNELS off / on)   gain: ordinary/direct")
+    print(f"{'model':10} {'direct s':>8} {'ordinary s':>10} {'ordinary/direct':>16}  identical")
+    for model, t, _, same_ordinary in rows:
+        print(f"{model:10} {min(t['engine']):8.3f} {min(t['ordinary']):10.3f} "
+              f"{ratio(t, 'ordinary', 'engine'):15.3f}x  {same_ordinary}")
+    for model, t, *_ in rows:
         if "bf16" in t:
-            print("\n4. bf16 vs fp32 on the GPU, engine, no step points")
+            print("\n5. bf16 vs fp32 on the GPU, engine, no step points")
             print(f"{'model':10} {'fp32 s':>8} {'bf16 s':>8} {'fp32/bf16':>10}")
             print(f"{model:10} {min(t['log-never']):8.3f} {min(t['bf16']):8.3f} "
                   f"{ratio(t, 'log-never', 'bf16'):9.2f}x")

@@ -44,3 +44,9 @@ def test_train_speed_bench_runs_and_reports_every_table():
     assert [r[0] for r in logging] == MODELS
     for _, none_s, every in logging:
         assert float(none_s) > 0 and ratio(every)
+
+    direct = table(out.stdout, "4. the ordinary calls vs the direct kernel calls")
+    assert [r[0] for r in direct] == MODELS
+    for model, direct_s, ordinary_s, gain, same in direct:
+        assert float(direct_s) > 0 and float(ordinary_s) > 0 and ratio(gain)
+        assert same == "True", model  # with DIRECT_KERNELS off too, exactly the raw loop's

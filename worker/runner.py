@@ -18,10 +18,10 @@ from app.ml.errors import DataError, SpecError
 from app.ml.spec import JobSpec
 from app.models import Dataset, Job
 from app.storage import checkpoint_key, dataset_key, get_store, preprocessing_key, weights_key
-from worker.steps import Diverged
-from worker import checkpoint, drain, memory, precision, registry
-from worker.checkpoint import restore_bytes
-from worker.trainer import Hooks, Stopped, Trainer, job_preprocessing, resolve_device
+from worker import drain, memory, registry
+from worker.training import (Diverged, Hooks, Stopped, Trainer, checkpoint, job_preprocessing, precision,
+                             resolve_device)
+from worker.training.checkpoint import restore_bytes
 
 log = logging.getLogger(__name__)
 

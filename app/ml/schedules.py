@@ -1,11 +1,12 @@
-"""Learning-rate schedules, stepped as PyTorch's conventions say.
+"""The learning-rate schedule spec and its builder: the spec -> PyTorch's lr_scheduler objects.
 
 Per epoch: constant, step, multistep, exponential, cosine (and its warm restarts),
 reduce_on_plateau (after validation, on the monitored loss). Per batch: one_cycle.
 A linear ``warmup`` of N epochs can precede any per-epoch schedule: it is
 ``LinearLR(start_factor, total_iters=N)`` joined to the schedule with ``SequentialLR``.
+worker/training/schedule.py steps them as PyTorch's conventions say.
 """
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, NamedTuple, Union
 
 from pydantic import Field, PositiveInt, model_validator
 from torch.optim import Optimizer, lr_scheduler
@@ -94,6 +95,7 @@ PER_BATCH = ("one_cycle",)
 
 
 def plateau_monitor(schedule: ReduceOnPlateau, has_validation: bool) -> str:
+    """The loss reduce_on_plateau watches: auto is val_loss with a validation set, else train_loss."""
     if schedule.monitor == "auto":
         return "val_loss" if has_validation else "train_loss"
     return schedule.monitor
@@ -129,65 +131,25 @@ def _main(s, opt: Optimizer, epochs: int, steps_per_epoch: int):
     raise ValueError(f"unknown schedule {s.type}")
 
 
-class Scheduler:
-    """Steps a schedule at the points PyTorch's conventions give: per batch or per epoch."""
+class LRSchedulers(NamedTuple):
+    """A schedule's PyTorch objects: the main one, a warm-up stepped on its own, and all of them."""
 
-    def __init__(self, spec, opt: Optimizer, epochs: int, steps_per_epoch: int, has_validation: bool):
-        self.spec, self.optimizer = spec, opt
-        self.warmup_epochs = spec.warmup.epochs if spec and spec.warmup else 0
-        self.plateau = spec is not None and spec.type == "reduce_on_plateau"
-        self.per_batch = spec is not None and spec.type in PER_BATCH
-        self.monitor = plateau_monitor(spec, has_validation) if self.plateau else None
-        self.epochs_done = 0
-        main = _main(spec, opt, epochs, steps_per_epoch) if spec else None
-        self.warmup = None
-        if self.warmup_epochs:
-            # Built after the main schedule, as SequentialLR expects; it resets lr to warm-up's start.
-            self.warmup = lr_scheduler.LinearLR(opt, start_factor=spec.warmup.start_factor,
-                                                total_iters=self.warmup_epochs)
-            if main is not None and not self.plateau:
-                main = lr_scheduler.SequentialLR(opt, [self.warmup, main], milestones=[self.warmup_epochs])
-                self.warmup = None
-        self.main = main
+    main: object | None  # an LRScheduler, or ReduceLROnPlateau
+    warmup: lr_scheduler.LinearLR | None  # stepped alone first: before plateau, or with no main schedule
+    every: list  # each object built, a SequentialLR's parts too (a rollback scales their rates)
 
-    def after_batch(self) -> None:
-        if self.per_batch:
-            self.main.step()
 
-    def after_epoch(self, metrics: dict[str, float]) -> None:
-        self.epochs_done += 1
-        if self.warmup is not None and self.epochs_done <= self.warmup_epochs:
-            self.warmup.step()  # plateau (or constant) after warm-up: warm-up steps alone first
-        elif self.plateau:
-            self.main.step(metrics[self.monitor])
-        elif self.main is not None and not self.per_batch:
-            self.main.step()
-
-    def state_dict(self) -> dict:
-        return {"epochs_done": self.epochs_done,
-                "main": self.main.state_dict() if self.main else None,
-                "warmup": self.warmup.state_dict() if self.warmup else None}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epochs_done = state["epochs_done"]
-        # A restored optimizer has stepped before; tell PyTorch's check that warns otherwise.
-        self.optimizer._opt_called = True
-        if self.main is not None:
-            self.main.load_state_dict(state["main"])
-        if self.warmup is not None:
-            self.warmup.load_state_dict(state["warmup"])
-
-    def scale(self, factor: float) -> None:
-        """Scales the rate now and every rate the schedule will set later (a rollback's halving)."""
-        for group in self.optimizer.param_groups:
-            for key in ("lr", "initial_lr", "max_lr", "min_lr"):
-                if key in group:
-                    group[key] *= factor
-        stack = [s for s in (self.main, self.warmup) if s is not None]
-        while stack:
-            s = stack.pop()
-            stack.extend(getattr(s, "_schedulers", []))
-            if hasattr(s, "base_lrs"):
-                s.base_lrs = [lr * factor for lr in s.base_lrs]
-            if hasattr(s, "_last_lr"):
-                s._last_lr = [lr * factor for lr in s._last_lr]
+def build_schedule(s, opt: Optimizer, epochs: int, steps_per_epoch: int) -> LRSchedulers:
+    """Build a schedule spec (or None: a constant rate) for the optimizer."""
+    main = _main(s, opt, epochs, steps_per_epoch) if s else None
+    every = [main] if main is not None else []
+    warmup = None
+    if s is not None and s.warmup:
+        # Built after the main schedule, as SequentialLR expects; it resets lr to warm-up's start.
+        warmup = lr_scheduler.LinearLR(opt, start_factor=s.warmup.start_factor, total_iters=s.warmup.epochs)
+        every.append(warmup)
+        if main is not None and s.type != "reduce_on_plateau":
+            main = lr_scheduler.SequentialLR(opt, [warmup, main], milestones=[s.warmup.epochs])
+            every.append(main)
+            warmup = None
+    return LRSchedulers(main, warmup, every)

@@ -13,7 +13,7 @@ from app.ml.preprocessing import apply_preprocessing
 from app.ml.data_spec import BUILTIN_SPECS
 from app.ml.spec import JobSpec
 from tests.e2e.helpers import blobs, errors_for, upload_npz, wait_for
-from worker.trainer import Hooks, train
+from worker.training import Hooks, train
 
 
 def spec_for(dataset, outputs=3, loss="cross_entropy", data=None, flatten=False, **training) -> dict:

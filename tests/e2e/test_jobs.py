@@ -6,7 +6,7 @@ from safetensors.torch import load
 from app.ml.build import build_model
 from app.ml.spec import JobSpec
 from tests.e2e.helpers import blobs, errors_for, mlp_spec, upload_npz, wait_for
-from worker.trainer import Hooks, train
+from worker.training import Hooks, train
 
 
 def test_job_trains_and_serves_weights_matching_a_local_run(api):

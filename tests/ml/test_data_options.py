@@ -13,7 +13,7 @@ from app.ml.errors import DataError, SpecError
 from app.ml.spec import JobSpec
 from app.models import Dataset
 from tests.ml.test_shapes_check import BIG
-from worker.trainer import job_preprocessing, prepare_data
+from worker.training.data import job_preprocessing, prepare_data
 
 CPU = torch.device("cpu")
 

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from app.ml.spec import JobSpec
-from worker.trainer import Hooks, train
+from tests.direct_modes import DIRECT
+from worker.training import Hooks, train
 
 CPU = torch.device("cpu")
 
@@ -278,11 +279,11 @@ CASES = {
 }
 
 
-def run_trainer(spec_dict: dict, x, y, validation=None):
+def run_trainer(spec_dict: dict, x, y, validation=None, direct=True):
     spec = JobSpec.model_validate({"dataset": "ds_test", **spec_dict})
     points = []
     hooks = Hooks(flush=lambda pts, epoch, step: points.extend(pts), flush_seconds=0)
-    model = train(spec, x, y, CPU, hooks, validation).model
+    model = train(spec, x, y, CPU, hooks, validation, direct=direct).model
     return points, model
 
 
@@ -292,11 +293,12 @@ def history(points):
             for p in points]
 
 
+@pytest.mark.parametrize("direct", DIRECT)
 @pytest.mark.parametrize("case", list(CASES))
-def test_trainer_equals_plain_pytorch_loop(case):
+def test_trainer_equals_plain_pytorch_loop(case, direct):
     spec, x, y, plain = CASES[case]()
     t = spec["training"]
-    points, model = run_trainer(spec, x, y, plain.get("validation"))
+    points, model = run_trainer(spec, x, y, plain.get("validation"), direct)
     batch_losses, plain_epochs, plain_model = plain_loop(
         x, y, loss_type=spec["loss"]["type"], epochs=t["epochs"], batch_size=t["batch_size"],
         validation_split=t.get("validation_split", 0.0), shuffle=t["shuffle"], seed=t["seed"], **plain)

@@ -312,7 +312,7 @@ def test_warns_when_batch_size_exceeds_rows():
 
 @pytest.mark.parametrize("rows, batch_size, split", [(23, 5, 0.2), (10, "full", 0.0), (7, 3, 0.0)])
 def test_plan_steps_equal_the_trainers_steps(rows, batch_size, split):
-    from worker.trainer import Hooks, train
+    from worker.training import Hooks, train
 
     job = spec(epochs=2, batch_size=batch_size, validation_split=split, log_every_steps=1)
     rng = np.random.default_rng(0)

@@ -1,8 +1,9 @@
-"""worker/direct.py: the step's direct calls compute exactly what the ordinary calls do.
+"""worker/training/direct.py: the step's direct calls compute exactly what the ordinary calls do.
 
 Each test trains two copies of one model from one seed, side by side: one with
 ``loss_fn(model(x)).backward()`` and ``optimizer.step()``, the other with direct.forward,
 direct.backward and direct.update. Their weights must be equal (torch.equal) after every step.
+The last tests check the switch: the Trainer's ``direct`` argument and Settings.direct_kernels.
 """
 import copy
 
@@ -10,8 +11,11 @@ import pytest
 import torch
 from torch import nn
 
+from app import config
+from app.ml.spec import JobSpec
 from tests.devices import DEVICES
-from worker import direct
+from tests.direct_modes import DIRECT
+from worker.training import Trainer, direct
 
 CPU = torch.device("cpu")
 STEPS = 12
@@ -146,3 +150,49 @@ def test_a_parameter_without_a_gradient_takes_the_ordinary_step():
         update()
     assert len(calls) == 3
     assert all(torch.equal(a, b) for a, b in zip(before, unused.parameters()))
+
+
+# ---- the switch ---------------------------------------------------------------------
+
+def trainer_job() -> tuple[JobSpec, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(40, 6, generator=g).numpy(), torch.randint(0, 3, (40,), generator=g).numpy()
+    spec = JobSpec.model_validate({
+        "dataset": "ds_test", "loss": {"type": "cross_entropy"}, "optimizer": {"type": "adam", "lr": 0.01},
+        "model": {"layers": [{"type": "linear", "out_features": 8}, {"type": "relu"},
+                             {"type": "linear", "out_features": 3}]},
+        "training": {"epochs": 2, "batch_size": 8}})
+    return spec, x, y
+
+
+def ordinary_backwards(monkeypatch) -> list:
+    """Counts torch.autograd.backward calls: Tensor.backward makes one, direct.backward none."""
+    calls, inner = [], torch.autograd.backward
+    monkeypatch.setattr(torch.autograd, "backward", lambda *a, **k: (calls.append(1), inner(*a, **k))[1])
+    return calls
+
+
+@pytest.mark.parametrize("direct_on", DIRECT)
+def test_the_trainer_makes_the_calls_its_switch_says(direct_on, monkeypatch):
+    spec, x, y = trainer_job()
+    calls = ordinary_backwards(monkeypatch)
+    trainer = Trainer(spec, x, y, CPU, direct=direct_on)
+    trainer.run()
+    assert trainer.step == 10
+    assert len(calls) == (0 if direct_on else trainer.step)
+
+
+def test_the_setting_switches_the_direct_calls_off(monkeypatch):
+    spec, x, y = trainer_job()
+    calls = ordinary_backwards(monkeypatch)
+    monkeypatch.setenv("DIRECT_KERNELS", "false")
+    config.get_settings.cache_clear()
+    try:
+        off = Trainer(spec, x, y, CPU).run()
+    finally:
+        monkeypatch.delenv("DIRECT_KERNELS")
+        config.get_settings.cache_clear()
+    assert len(calls) == 10
+    on = Trainer(spec, x, y, CPU).run()  # the default: direct kernel calls
+    assert len(calls) == 10
+    assert_same(on.model, off.model)

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-import worker.trainer
+import worker.training.loop
 from tests.devices import needs_cuda
 from tests.embedded import add_dataset, add_job, embedded, get_job  # noqa: F401
 from worker import memory
 from worker.runner import run_job
-from worker.steps import make_step
+from worker.training.step import make_step
 
 TORCH_MESSAGE = ("CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total capacity of 79.19 GiB "
                  "of which 3.12 GiB is free. Of the allocated memory 70.01 GiB is allocated by PyTorch.\n"
@@ -48,18 +48,20 @@ def cpu_out_of_memory():
 
 
 def failing_step(fail, models: list):
-    """make_step, but the third step calls ``fail``; remembers each model, weakly."""
-    def build(model, *args):
+    """make_step, but the third step's update calls ``fail``; remembers each model, weakly."""
+    def build(model, *args, **kwargs):
         models.append(weakref.ref(model))
-        step, calls = make_step(model, *args), []
+        step, calls = make_step(model, *args, **kwargs), []
+        update = step.update
 
-        def run(xb, yb, diagnose):
+        def failing_update(gradients):
             calls.append(1)
             if len(calls) == 3:
                 activations = torch.empty(1 << 20)  # noqa: F841 held by the frame, as in a real step
                 fail()
-            return step(xb, yb, diagnose)
-        return run
+            return update(gradients)
+        step.update = failing_update
+        return step
     return build
 
 
@@ -68,10 +70,10 @@ def run_two_jobs(monkeypatch, fail) -> tuple:
     x, y = classes()
     dataset = add_dataset(x, y)
     models = []
-    monkeypatch.setattr(worker.trainer, "make_step", failing_step(fail, models))
+    monkeypatch.setattr(worker.training.loop, "make_step", failing_step(fail, models))
     first = add_job(SPEC, dataset)
     run_job(first)
-    monkeypatch.setattr(worker.trainer, "make_step", make_step)
+    monkeypatch.setattr(worker.training.loop, "make_step", make_step)
     second = add_job(SPEC, dataset)
     run_job(second)
     return get_job(first), get_job(second), models

@@ -16,11 +16,11 @@ from torch import nn
 from app.ml.errors import SpecError
 from app.ml.spec import JobSpec
 from tests.devices import DEVICES
+from tests.direct_modes import DIRECT
 from tests.embedded import add_dataset, add_job, embedded, get_job  # noqa: F401
-from worker import precision, state
-from worker.checkpoint import restore_bytes
 from worker.runner import run_job
-from worker.trainer import Hooks, Trainer, train
+from worker.training import Hooks, Trainer, precision, state, train
+from worker.training.checkpoint import restore_bytes
 
 CPU = torch.device("cpu")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -130,10 +130,10 @@ def job(spec: dict) -> JobSpec:
     return JobSpec.model_validate({"dataset": "ds_test", **spec})
 
 
-def run_trainer(spec: dict, x, y, device=CPU, **hooks):
+def run_trainer(spec: dict, x, y, device=CPU, direct=True, **hooks):
     points = []
     trainer = Trainer(job(spec), x, y, device, Hooks(flush=lambda p, e, s: points.extend(p), flush_seconds=0,
-                                                   **hooks))
+                                                   **hooks), direct=direct)
     return trainer, trainer.run(), points
 
 
@@ -141,12 +141,13 @@ def strip(points):
     return [{k: v for k, v in p.items() if k not in ("epoch_seconds", "samples_per_second")} for p in points]
 
 
+@pytest.mark.parametrize("direct", DIRECT)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", list(CASES))
-def test_mixed_precision_equals_the_plain_autocast_loop(case, device):
+def test_mixed_precision_equals_the_plain_autocast_loop(case, device, direct):
     spec, x, y, plain = CASES[case]()
     t = spec["training"]
-    trainer, result, points = run_trainer(spec, x, y, device)
+    trainer, result, points = run_trainer(spec, x, y, device, direct)
     losses, plain_points, plain_model, plain_scaler = plain_amp_loop(
         x, y, precision=t["precision"], epochs=t["epochs"], batch_size=t["batch_size"],
         validation_split=t["validation_split"], seed=t["seed"], device=device, **plain)
@@ -176,11 +177,12 @@ def test_mixed_precision_trains(case, device):
     assert all(math.isfinite(v) for v in losses) and losses[-1] < 0.7 * losses[0]
 
 
-def test_bf16_trains_with_lbfgs():
+@pytest.mark.parametrize("direct", DIRECT)
+def test_bf16_trains_with_lbfgs(direct):
     spec, x, y, _ = _bf16_classifier()
     spec = {**spec, "optimizer": {"type": "lbfgs"},
             "training": {**spec["training"], "batch_size": "full", "epochs": 4}}
-    _, result, points = run_trainer(spec, x, y)
+    _, result, points = run_trainer(spec, x, y, direct=direct)
     losses = [p["train_loss"] for p in points if p["kind"] == "epoch"]
     assert losses[-1] < 0.7 * losses[0]
     assert all(p.dtype == torch.float32 for p in result.model.parameters())
@@ -194,20 +196,22 @@ def test_fp16_with_lbfgs_is_refused_by_the_trainer_too():
     assert info.value.field == "training.precision" and "lbfgs" in info.value.message
 
 
-def test_fp16_checkpoints_resume_bit_for_bit_with_the_loss_scale():
+@pytest.mark.parametrize("direct", DIRECT)
+def test_fp16_checkpoints_resume_bit_for_bit_with_the_loss_scale(direct):
     """Resume from checkpoints of an fp16 run whose scale backed off: the final weights,
     the scale and the history after the checkpoint equal the uninterrupted run's."""
     spec, x, y, _ = _fp16_regression_that_overflows()
     points, saved = [], []
     full = Trainer(job(spec), x, y, CPU, Hooks(
         flush=lambda p, e, s: points.extend(p), flush_seconds=0, checkpoint_seconds=0,
-        checkpoint=lambda blob, step: saved.append((step, blob, len(points)))))
+        checkpoint=lambda blob, step: saved.append((step, blob, len(points)))), direct=direct)
     result = full.run()
     assert len(saved) > spec["training"]["epochs"]  # epoch ends and mid-epoch ones
     scales = set()
     for step, blob, flushed in saved[::3]:  # a third of them: mid-epoch ones and epoch ends
         rest = []
-        trainer = Trainer(job(spec), x, y, CPU, Hooks(flush=lambda p, e, s: rest.extend(p), flush_seconds=0))
+        trainer = Trainer(job(spec), x, y, CPU, Hooks(flush=lambda p, e, s: rest.extend(p), flush_seconds=0),
+                          direct=direct)
         assert restore_bytes(trainer, blob) == step
         scales.add(trainer.scaler.get_scale())
         resumed = trainer.run()
@@ -219,7 +223,7 @@ def test_fp16_checkpoints_resume_bit_for_bit_with_the_loss_scale():
 
 
 def test_a_captured_state_keeps_the_loss_scale():
-    """What a rollback restores (worker/state.py) includes fp16's scale and growth counter."""
+    """What a rollback restores (worker/training/state.py) includes fp16's scale and growth counter."""
     spec, x, y, _ = _fp16_regression_that_overflows()
     trainer = Trainer(job(spec), x, y, CPU, Hooks(flush_seconds=0))
     trainer.run()

@@ -4,9 +4,8 @@ import pytest
 import torch
 
 from app.ml.spec import JobSpec
-from worker import state
-from worker.steps import Diverged
-from worker.trainer import Hooks, Stopped, Trainer, train
+from tests.direct_modes import DIRECT
+from worker.training import Diverged, Hooks, Stopped, Trainer, state, train
 
 CPU = torch.device("cpu")
 
@@ -44,13 +43,14 @@ def collect(job, x, y):
     return hooks, points, rewinds
 
 
-def test_rollback_halves_the_rate_and_finishes():
+@pytest.mark.parametrize("direct", DIRECT)
+def test_rollback_halves_the_rate_and_finishes(direct):
     x, y = data(scale=3.0)
     job = spec(0.05, on_divergence="rollback", max_rollbacks=6)
     with pytest.raises(Diverged):
-        train(spec(0.05), x, y, CPU)  # the same job without rollback diverges
+        train(spec(0.05), x, y, CPU, direct=direct)  # the same job without rollback diverges
     hooks, points, rewinds = collect(job, x, y)
-    result = train(job, x, y, CPU, hooks)
+    result = train(job, x, y, CPU, hooks, direct=direct)
     assert result.epochs_run == 6 and rewinds
     # After each rewind the history goes on from the rewound step: one run whose steps go
     # 1, 2, 3, ... without gaps or repeats, and one point per epoch.
@@ -64,19 +64,22 @@ def test_rollback_halves_the_rate_and_finishes():
     assert all(torch.isfinite(p.detach()).all() for p in result.model.parameters())
 
 
-def test_rollback_gives_up_after_max_rollbacks():
+@pytest.mark.parametrize("direct", DIRECT)
+def test_rollback_gives_up_after_max_rollbacks(direct):
     x, y = data(scale=3.0)
     hooks, points, rewinds = collect(None, x, y)
     with pytest.raises(Diverged) as info:
-        train(spec(1e6, on_divergence="rollback", max_rollbacks=2), x, y, CPU, hooks)
+        train(spec(1e6, on_divergence="rollback", max_rollbacks=2), x, y, CPU, hooks, direct=direct)
     assert "2 rollbacks" in str(info.value) and len(rewinds) == 2
 
 
-def test_a_captured_state_resumes_to_the_same_weights_and_history():
+@pytest.mark.parametrize("direct", DIRECT)
+def test_a_captured_state_resumes_to_the_same_weights_and_history(direct):
     x, y = data()
     job = spec(0.01, validation_split=0.25)
     full_points = []
-    full = train(job, x, y, CPU, Hooks(flush=lambda p, e, s: full_points.extend(p), flush_seconds=0))
+    full = train(job, x, y, CPU, Hooks(flush=lambda p, e, s: full_points.extend(p), flush_seconds=0),
+                 direct=direct)
 
     # Stop mid-epoch (at the 11th flush: epoch 2 of 6 steps each), capture, resume in a fresh trainer.
     first_points, calls = [], []
@@ -86,13 +89,14 @@ def test_a_captured_state_resumes_to_the_same_weights_and_history():
         return len(calls) == 11
 
     trainer = Trainer(job, x, y, CPU, Hooks(flush=lambda p, e, s: first_points.extend(p),
-                                             should_stop=stop_after_11, flush_seconds=0))
+                                             should_stop=stop_after_11, flush_seconds=0), direct=direct)
     with pytest.raises(Stopped):
         trainer.run()
     saved = state.capture(trainer)
     assert 0 < saved["batch"] < trainer.steps_per_epoch and saved["epoch"] == 2  # mid-epoch
     rest_points = []
-    resumed = Trainer(job, x, y, CPU, Hooks(flush=lambda p, e, s: rest_points.extend(p), flush_seconds=0))
+    resumed = Trainer(job, x, y, CPU, Hooks(flush=lambda p, e, s: rest_points.extend(p), flush_seconds=0),
+                      direct=direct)
     state.restore(resumed, saved)
     result = resumed.run()
     for a, b in zip(result.model.state_dict().values(), full.model.state_dict().values()):
@@ -104,10 +108,11 @@ def test_a_captured_state_resumes_to_the_same_weights_and_history():
     assert strip == want
 
 
-def test_checkpoints_resume_bit_for_bit_at_every_point():
+@pytest.mark.parametrize("direct", DIRECT)
+def test_checkpoints_resume_bit_for_bit_at_every_point(direct):
     """Resume from each checkpoint a run wrote (epoch ends, and mid-epoch by time): the final
     weights and the history after the checkpoint equal the uninterrupted run's."""
-    from worker.checkpoint import restore_bytes
+    from worker.training.checkpoint import restore_bytes
 
     x, y = data()
     job = spec(0.01, validation_split=0.25, epochs=4, checkpoint_every=1)
@@ -115,13 +120,14 @@ def test_checkpoints_resume_bit_for_bit_at_every_point():
     hooks = Hooks(flush=lambda p, e, s: points.extend(p), flush_seconds=0,
                   checkpoint=lambda blob, step: saved.append((step, blob, len(points))),
                   checkpoint_seconds=0)
-    full = train(job, x, y, CPU, hooks)
+    full = train(job, x, y, CPU, hooks, direct=direct)
     assert len(saved) > 4  # epoch ends and mid-epoch ones
     strip = lambda ps: [{k: v for k, v in p.items() if k not in ("epoch_seconds", "samples_per_second")}
                         for p in ps]
     for step, blob, flushed in saved:
         rest = []
-        trainer = Trainer(job, x, y, CPU, Hooks(flush=lambda p, e, s: rest.extend(p), flush_seconds=0))
+        trainer = Trainer(job, x, y, CPU, Hooks(flush=lambda p, e, s: rest.extend(p), flush_seconds=0),
+                          direct=direct)
         assert restore_bytes(trainer, blob) == step
         result = trainer.run()
         for a, b in zip(result.model.state_dict().values(), full.model.state_dict().values()):

@@ -9,8 +9,8 @@ from torch import nn
 from app.ml.losses import loss_spec
 from app.ml.build import build_loss
 from app.ml.spec import JobSpec
-from worker.steps import Diverged
-from worker.trainer import Hooks, train
+from tests.direct_modes import DIRECT
+from worker.training import Diverged, Hooks, train
 
 CPU = torch.device("cpu")
 
@@ -37,9 +37,9 @@ def spec(layers=None, loss="mse", optimizer=None, **sections) -> JobSpec:
     return JobSpec.model_validate(body)
 
 
-def run(job: JobSpec, x, y):
+def run(job: JobSpec, x, y, direct=True):
     points = []
-    result = train(job, x, y, CPU, Hooks(flush=lambda p, e, s: points.extend(p), flush_seconds=0))
+    result = train(job, x, y, CPU, Hooks(flush=lambda p, e, s: points.extend(p), flush_seconds=0), direct=direct)
     return result, [p for p in points if p["kind"] == "epoch"], [p for p in points if p["kind"] == "step"]
 
 
@@ -71,10 +71,10 @@ def test_bce_pos_weight():
 
 # ---- schedules: the lr of each epoch equals PyTorch's own scheduler ---------------------
 
-def lrs_of(schedule: dict, epochs=8, optimizer=None, **extra):
+def lrs_of(schedule: dict, epochs=8, optimizer=None, direct=True, **extra):
     x, y = regression()
     _, epochs_points, _ = run(spec(schedule=schedule, optimizer=optimizer or {"type": "sgd", "lr": 0.1},
-                                   training={"epochs": epochs, **extra}), x, y)
+                                   training={"epochs": epochs, **extra}), x, y, direct)
     return [p["lr"] for p in epochs_points]
 
 
@@ -110,25 +110,28 @@ S = torch.optim.lr_scheduler
     ({"type": "constant", "warmup": {"epochs": 2}}, lambda o: S.LinearLR(o, 0.1, total_iters=2)),
 ], ids=["constant", "step", "multistep", "exponential", "cosine", "cosine_restarts", "warmup_step",
         "warmup_constant"])
-def test_epoch_schedules_equal_pytorch(schedule, make):
+@pytest.mark.parametrize("direct", DIRECT)
+def test_epoch_schedules_equal_pytorch(schedule, make, direct):
     # Schedulers built against a throwaway optimizer: a constant schedule is no scheduler at all.
     want = torch_lrs(make)
-    assert lrs_of(schedule) == pytest.approx(want, rel=1e-12)
+    assert lrs_of(schedule, direct=direct) == pytest.approx(want, rel=1e-12)
     assert len(set(want)) > 1 or schedule["type"] == "constant"
 
 
-def test_one_cycle_steps_per_batch():
+@pytest.mark.parametrize("direct", DIRECT)
+def test_one_cycle_steps_per_batch(direct):
     # 64 rows, batch 16: 4 steps per epoch.
-    got = lrs_of({"type": "one_cycle", "max_lr": 1.0}, epochs=5)
+    got = lrs_of({"type": "one_cycle", "max_lr": 1.0}, epochs=5, direct=direct)
     want = torch_lrs(lambda o: S.OneCycleLR(o, max_lr=1.0, epochs=5, steps_per_epoch=4), epochs=5,
                      per_batch_steps=4)
     assert got == pytest.approx(want, rel=1e-12)
 
 
-def test_reduce_on_plateau_cuts_the_rate_when_the_loss_stalls():
+@pytest.mark.parametrize("direct", DIRECT)
+def test_reduce_on_plateau_cuts_the_rate_when_the_loss_stalls(direct):
     # With a vanishing lr the loss cannot improve by the threshold, so each patience window cuts it.
     got = lrs_of({"type": "reduce_on_plateau", "patience": 1, "factor": 0.5, "threshold": 0.5},
-                 epochs=6, optimizer={"type": "sgd", "lr": 1e-6})
+                 epochs=6, optimizer={"type": "sgd", "lr": 1e-6}, direct=direct)
     assert got[0] == 1e-6 and got[-1] < got[0]
     assert all(b in (a, a * 0.5) for a, b in zip(got, got[1:]))
 
@@ -148,7 +151,8 @@ def grads_after_one_step(reg: dict):
 
 @pytest.mark.parametrize("kind", ["l1", "l2"])
 def test_penalties_add_their_gradient_to_weights_only(kind):
-    from app.ml.regularization import Regularization, penalty, weights
+    from app.ml.regularization import Regularization
+    from worker.training.regularization import penalty, weights
 
     model, plain = grads_after_one_step({})
     model.zero_grad()
@@ -163,7 +167,8 @@ def test_penalties_add_their_gradient_to_weights_only(kind):
 
 
 def test_grad_clip_by_norm_and_value():
-    from app.ml.regularization import Regularization, clip_gradients
+    from app.ml.regularization import Regularization
+    from worker.training.regularization import clip_gradients
 
     model, _ = grads_after_one_step({})
     clip_gradients(Regularization.model_validate({"grad_clip": {"type": "norm", "max_norm": 0.01}}), model)
@@ -174,38 +179,41 @@ def test_grad_clip_by_norm_and_value():
     assert max(p.grad.abs().max() for p in model.parameters()) <= 1e-3
 
 
-def test_weight_clip_max_norm_and_clamp_hold_after_every_step():
+@pytest.mark.parametrize("direct", DIRECT)
+def test_weight_clip_max_norm_and_clamp_hold_after_every_step(direct):
     x, y = regression()
     result, _, _ = run(spec(regularization={"weight_clip": {"type": "max_norm", "max_norm": 0.3}},
-                            optimizer={"type": "sgd", "lr": 0.5}), x, y)
+                            optimizer={"type": "sgd", "lr": 0.5}), x, y, direct)
     for p in result.model.parameters():
         if p.dim() >= 2:
             assert p.detach().norm(dim=1).max() <= 0.3 + 1e-6
     result, _, _ = run(spec(regularization={"weight_clip": {"type": "clamp", "min": -0.05, "max": 0.05}},
-                            optimizer={"type": "sgd", "lr": 0.5}), x, y)
+                            optimizer={"type": "sgd", "lr": 0.5}), x, y, direct)
     assert all(p.detach().abs().max() <= 0.05 for p in result.model.parameters())
 
 
-def test_early_stopping_stops_and_restores_the_best_epoch():
+@pytest.mark.parametrize("direct", DIRECT)
+def test_early_stopping_stops_and_restores_the_best_epoch(direct):
     x, y = regression()
     es = {"monitor": "train_loss", "patience": 2, "min_delta": 1e9, "restore_best": True}
-    result, epochs, _ = run(spec(regularization={"early_stopping": es}, training={"epochs": 20}), x, y)
+    result, epochs, _ = run(spec(regularization={"early_stopping": es}, training={"epochs": 20}), x, y, direct)
     # Nothing beats the first epoch by 1e9: epochs 2 and 3 use up the patience.
     assert [p["epoch"] for p in epochs] == [1, 2, 3]
     assert result.stopped_early and result.best_epoch == 1 and result.epochs_run == 3
-    one_epoch, _, _ = run(spec(training={"epochs": 1}), x, y)
+    one_epoch, _, _ = run(spec(training={"epochs": 1}), x, y, direct)
     for a, b in zip(result.model.state_dict().values(), one_epoch.model.state_dict().values()):
         assert torch.equal(a, b)
 
 
 # ---- L-BFGS -------------------------------------------------------------------------
 
-def test_lbfgs_full_batch_equals_a_plain_closure_loop():
+@pytest.mark.parametrize("direct", DIRECT)
+def test_lbfgs_full_batch_equals_a_plain_closure_loop(direct):
     x, y = regression()
     job = spec(layers=[{"type": "linear", "out_features": 1}],
                training={"epochs": 4, "batch_size": "full", "shuffle": False},
                optimizer={"type": "lbfgs", "lr": 1.0, "line_search_fn": "strong_wolfe"})
-    result, epochs, steps = run(job, x, y)
+    result, epochs, steps = run(job, x, y, direct)
     torch.manual_seed(job.training.seed)
     model = nn.Sequential(nn.Linear(3, 1))
     opt = torch.optim.LBFGS(model.parameters(), lr=1.0, line_search_fn="strong_wolfe")
@@ -227,12 +235,13 @@ def test_lbfgs_full_batch_equals_a_plain_closure_loop():
 
 # ---- divergence and diagnostics -----------------------------------------------------------
 
-def test_divergence_stops_with_the_epoch_and_step_and_keeps_earlier_points():
+@pytest.mark.parametrize("direct", DIRECT)
+def test_divergence_stops_with_the_epoch_and_step_and_keeps_earlier_points(direct):
     x, y = regression()
     points = []
     with pytest.raises(Diverged) as info:
         train(spec(optimizer={"type": "sgd", "lr": 50.0}, training={"epochs": 30}), x, y, CPU,
-              Hooks(flush=lambda p, e, s: points.extend(p), flush_seconds=0))
+              Hooks(flush=lambda p, e, s: points.extend(p), flush_seconds=0), direct=direct)
     msg = str(info.value)
     assert msg.startswith(f"diverged at epoch {info.value.epoch} step {info.value.step}: loss became ")
     assert msg.split()[-1] in ("nan", "inf")
@@ -240,10 +249,11 @@ def test_divergence_stops_with_the_epoch_and_step_and_keeps_earlier_points():
     assert max(p["step"] for p in points) < info.value.step
 
 
-def test_epoch_points_carry_gradient_and_parameter_norms_per_layer():
+@pytest.mark.parametrize("direct", DIRECT)
+def test_epoch_points_carry_gradient_and_parameter_norms_per_layer(direct):
     x, y = classes()
     _, epochs, _ = run(spec(layers=[{"type": "linear", "out_features": 8}, {"type": "relu"},
-                                    {"type": "linear", "out_features": 3}], loss="cross_entropy"), x, y)
+                                    {"type": "linear", "out_features": 3}], loss="cross_entropy"), x, y, direct)
     p = epochs[-1]
     assert set(p["grad_norms"]) == set(p["param_norms"]) == {"layers[0]", "layers[2]"}
     assert p["grad_norm"] == pytest.approx(math.hypot(*p["grad_norms"].values()), rel=1e-5)

@@ -18,7 +18,7 @@ assert gc.get_freeze_count() > 100_000, gc.get_freeze_count()  # torch and the r
 
 import numpy as np, torch
 from app.ml.spec import JobSpec
-from worker.trainer import train
+from worker.training import train
 spec = JobSpec.model_validate({
     "dataset": "iris", "model": {"layers": [{"type": "linear", "out_features": 3}]},
     "loss": {"type": "cross_entropy"}, "optimizer": {"type": "adam"},

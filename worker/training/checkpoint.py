@@ -4,12 +4,11 @@ Only tensors, numbers, strings and containers of them are written, so reading a
 checkpoint uses ``torch.load(weights_only=True)``: no arbitrary objects are unpickled.
 """
 import io
-import random
 
 import numpy as np
 import torch
 
-from worker import state
+from worker.training import state
 
 
 def _numpy_state(s) -> dict:
@@ -46,10 +45,3 @@ def restore_bytes(trainer, data: bytes) -> int:
     state.restore(trainer, snap)
     trainer.rollbacks = snap["rollbacks"]
     return snap["step"]
-
-
-def roundtrip_check() -> None:
-    """Raises if this platform's RNG states do not survive the conversions (a self-test)."""
-    before = (np.random.get_state(), random.getstate())
-    np.random.set_state(_from_numpy_state(_numpy_state(before[0])))
-    assert np.random.get_state()[1].tolist() == before[0][1].tolist()

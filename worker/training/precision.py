@@ -15,16 +15,12 @@ from app.ml.errors import SpecError
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def autocast(precision: str, device: torch.device) -> Callable[[], AbstractContextManager] | None:
-    """What the forward pass and the loss run under; None in fp32, where nothing wraps them."""
+def autocast(precision: str, device: torch.device) -> Callable[[], AbstractContextManager]:
+    """What the forward pass and the loss run under: a no-op context in fp32."""
     dtype = DTYPES.get(precision)
     if dtype is None:
-        return None
+        return contextlib.nullcontext
     return lambda: torch.autocast(device.type, dtype=dtype)
-
-
-def run_under(context: Callable[[], AbstractContextManager] | None) -> AbstractContextManager:
-    return contextlib.nullcontext() if context is None else context()
 
 
 def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:

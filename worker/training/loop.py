@@ -1,4 +1,5 @@
-"""The training loop. It computes exactly what docs/equivalence.md's plain loop does.
+"""The training loop: a Trainer, and run_epoch, which shows one epoch's every step in order.
+It computes exactly what docs/equivalence.md's plain loop does.
 
 Order of random draws, all from the job's seed:
 1. ``torch.manual_seed(seed)``, then the model is built on the CPU in spec order;
@@ -15,16 +16,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from app.config import get_settings
 from app.ml import spec as S
 from app.ml.build import build_loss, build_model, build_optimizer
-from app.ml.regularization import EarlyStopper
-from app.ml.schedules import Scheduler
-from worker import precision, state
-from worker.data_prep import Arrays, Split, job_preprocessing, prepare_data  # noqa: F401
-from worker.points import Pending
-from worker.steps import Diverged, check_finite, layer_norms, make_step
-
-EVAL_CHUNK = 8192
+from worker.training import checkpoint, precision, state
+from worker.training.data import Arrays, Split, prepare_data
+from worker.training.diagnostics import evaluate, layer_norms, norms
+from worker.training.divergence import Diverged, check_finite
+from worker.training.points import Pending
+from worker.training.regularization import EarlyStopper, Regularizer
+from worker.training.schedule import Scheduler
+from worker.training.step import make_step
 
 
 class Stopped(Exception):
@@ -43,7 +45,7 @@ class Hooks:
     # A rollback drops every point recorded after this step.
     rewind: Callable[[int], None] = _no_rewind
     flush_seconds: float = 1.0
-    # Called with the serialized training state (worker/checkpoint.py) after every
+    # Called with the serialized training state (worker/training/checkpoint.py) after every
     # checkpoint_every epochs and at least every checkpoint_seconds, points flushed first.
     checkpoint: Callable[[bytes, int], None] | None = None
     checkpoint_seconds: float = 300.0
@@ -53,32 +55,12 @@ class Hooks:
 
 
 def resolve_device(requested: str) -> torch.device:
+    """The device a job trains on: cuda when asked for (or on auto with a GPU), else the CPU."""
     if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise RuntimeError("the job asks for device cuda, but this worker has no GPU")
         return torch.device("cuda")
     return torch.device("cpu")
-
-
-def _evaluate(model, loss_fn, x, y, loss_type, autocast=None) -> dict:
-    model.eval()
-    total = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device)
-    with torch.no_grad():
-        for i in range(0, len(x), EVAL_CHUNK):
-            with precision.run_under(autocast):  # validation sees the model as training runs it
-                out, yb = model(x[i:i + EVAL_CHUNK]), y[i:i + EVAL_CHUNK]
-                chunk_loss = loss_fn(out, yb)
-            total += chunk_loss * len(yb)
-            if loss_type in ("cross_entropy", "nll"):
-                correct += (out.argmax(dim=1) == yb).sum()
-            elif loss_type == "bce_with_logits":
-                correct += ((out > 0) == (yb > 0.5)).float().mean(dim=1).sum()
-    model.train()
-    point = {"val_loss": total / len(x)}
-    if loss_type in ("cross_entropy", "nll", "bce_with_logits"):
-        point["val_accuracy"] = correct / len(x)
-    return point
 
 
 @dataclass
@@ -89,21 +71,15 @@ class TrainResult:
     best_epoch: int | None = None  # with early stopping: the epoch whose weights were kept
 
 
-def _diagnostics(model: nn.Module, grads: dict) -> dict:
-    params = layer_norms(model, of_grads=False)
-    return {"grad_norm": grads.pop("total", None), "grad_norms": grads,
-            "param_norm": params.pop("total", None), "param_norms": params}
-
-
-def _monitored(point: dict, name: str) -> float:
-    return float(point[name])  # one device sync, only when a schedule or early stopping needs it
-
-
 class Trainer:
-    """One job's training, one step at a time, with every piece of its state on ``self``."""
+    """One job's training, one step at a time, with every piece of its state on ``self``.
+
+    ``direct`` takes the step's fast path (worker/training/direct.py); None reads
+    Settings.direct_kernels.
+    """
 
     def __init__(self, spec: S.JobSpec, x: np.ndarray, y: np.ndarray, device: torch.device,
-                 hooks: Hooks | None = None, validation: Arrays | None = None):
+                 hooks: Hooks | None = None, validation: Arrays | None = None, *, direct: bool | None = None):
         self.spec, self.hooks, self.device = spec, hooks or Hooks(), device
         t = spec.training
         torch.manual_seed(t.seed)
@@ -118,12 +94,14 @@ class Trainer:
         has_val = self.data.x_val is not None
         self.scheduler = Scheduler(spec.schedule, self.optimizer, t.epochs, self.steps_per_epoch, has_val)
         reg = spec.regularization
+        self.regularizer = Regularizer(reg, self.model)
         self.stopper = EarlyStopper(reg.early_stopping, has_val) if reg.early_stopping else None
         # training.precision: autocast around the forward pass and the loss, and fp16's
         # gradient scaler, whose scale is training state (rollbacks and checkpoints keep it).
         self.autocast = precision.autocast(t.precision, device)
         self.scaler = precision.grad_scaler(t.precision, device)
-        self.step_fn = make_step(self.model, self.loss_fn, self.optimizer, reg, self.autocast, self.scaler)
+        direct = get_settings().direct_kernels if direct is None else direct
+        self.step_kind = make_step(self.model, self.loss_fn, self.optimizer, self.scaler, direct=direct)
         # Where the loop is: the next epoch and batch to run, steps done.
         self.epoch, self.batch, self.step = 1, 0, 0
         self.order: torch.Tensor | None = None
@@ -139,11 +117,12 @@ class Trainer:
     # ---- the loop --------------------------------------------------------------------
 
     def run(self) -> TrainResult:
+        """Train every remaining epoch (rolling back a divergence when the spec asks for it)."""
         epochs, stop = self.spec.training.epochs, False
         self.model.train()
         while self.epoch <= epochs and not stop:
             try:
-                stop = self._run_epoch()
+                stop = self.run_epoch()
             except Diverged as exc:
                 self._roll_back(exc)
         if self.stopper is not None:
@@ -152,41 +131,58 @@ class Trainer:
         return TrainResult(self.model.cpu(), last, stopped_early=last < epochs,
                            best_epoch=self.stopper.best_epoch if self.stopper else None)
 
-    def _run_epoch(self) -> bool:
-        """Runs the rest of the current epoch; True when early stopping ends training."""
+    def run_epoch(self) -> bool:
+        """Run the rest of the current epoch; True when early stopping ends training."""
         if self.batch == 0:
-            self._start_epoch()
+            self._start_epoch()  # the rollback point, then the epoch's permutation
+        step_kind, reg, model = self.step_kind, self.regularizer, self.model
+        last_batch, every = self.steps_per_epoch - 1, self.spec.training.log_every_steps
+        grads: dict | None = None
         started = time.perf_counter()
-        x, y, bs = self.data.x_train, self.data.y_train, self.bs
-        every = self.spec.training.log_every_steps
-        # Only a per-batch schedule (one_cycle) acts after a batch: no call per step otherwise.
-        after_batch = self.scheduler.after_batch if self.scheduler.per_batch else None
-        grads = None
-        while self.batch < self.steps_per_epoch:
-            b = self.batch
-            if self.order is None:
-                xb, yb = x[b * bs:(b + 1) * bs], y[b * bs:(b + 1) * bs]
-            else:
-                idx = self.order[b * bs:(b + 1) * bs]
-                xb, yb = x[idx], y[idx]  # (batch, *features), (batch, ...)
-            loss, grads = self.step_fn(xb, yb, b == self.steps_per_epoch - 1)
-            if after_batch is not None:
-                after_batch()
-            self.batch, self.step = b + 1, self.step + 1
-            self.window.append((self.epoch, self.step, loss))
+        while self.batch <= last_batch:
+            xb, yb = self._batch(self.batch)  # (batch, *features), (batch, ...)
+            diagnose = self.batch == last_batch  # the epoch point's gradient norms
+
+            def gradients() -> tuple[torch.Tensor, torch.Tensor]:
+                """The loss and its gradients at the current weights (L-BFGS: many times a step)."""
+                nonlocal grads
+                step_kind.zero_grad()
+                with self.autocast():  # training.precision: the forward pass and the loss only
+                    loss = step_kind.forward(xb, yb)
+                total = reg.add_penalty(loss)  # l1/l2, in fp32
+                step_kind.backward(total)  # fp16: of the scaled loss
+                step_kind.unscale()  # fp16: the true gradients from here on
+                if diagnose:
+                    grads = layer_norms(model, of_grads=True)  # before clipping
+                reg.clip_gradients()
+                return loss, total
+
+            loss = step_kind.update(gradients)  # the optimizer step (fp16: skipped on overflow)
+            self.scheduler.after_batch()  # per-batch schedules (one_cycle) only
+            reg.clip_weights()
+            self.batch, self.step = self.batch + 1, self.step + 1
+            self.window.append((self.epoch, self.step, loss))  # checked for NaN/Inf at the flush
             self.epoch_loss += loss * xb.shape[0]
             if self.step % every == 0:
                 self.pending.add_step(self.epoch, self.step, loss)
             if time.monotonic() - self.last_flush >= self.hooks.flush_seconds:
                 self.epoch_seconds += time.perf_counter() - started
                 started = time.perf_counter()
-                self._flush()
+                self._flush()  # divergence check, points out, then the cancel check
                 # After the last batch the epoch's end comes first: it checkpoints when due.
-                if self.batch < self.steps_per_epoch and \
+                if self.batch <= last_batch and \
                         time.monotonic() - self.last_checkpoint >= self.hooks.checkpoint_seconds:
                     self._checkpoint()
         self.epoch_seconds += time.perf_counter() - started
         return self._end_epoch(grads)
+
+    def _batch(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch b of the epoch, in the epoch's permutation when shuffling."""
+        lo, hi, x, y = b * self.bs, (b + 1) * self.bs, self.data.x_train, self.data.y_train
+        if self.order is None:
+            return x[lo:hi], y[lo:hi]
+        idx = self.order[lo:hi]
+        return x[idx], y[idx]
 
     def _start_epoch(self) -> None:
         if self.spec.training.on_divergence == "rollback" and not self._tries_this_epoch:
@@ -197,13 +193,14 @@ class Trainer:
         self.epoch_seconds = 0.0
 
     def _end_epoch(self, grads: dict | None) -> bool:
+        """The epoch's point, validation, the per-epoch schedule, early stopping, flush and checkpoint."""
         epochs = self.spec.training.epochs
         point = {"kind": "epoch", "epoch": self.epoch, "step": self.step,
                  "train_loss": self.epoch_loss / self.n, "lr": self.optimizer.param_groups[0]["lr"]}
         if self.data.x_val is not None:
-            point.update(_evaluate(self.model, self.loss_fn, self.data.x_val, self.data.y_val,
-                                   self.spec.loss.type, self.autocast))
-        point.update(_diagnostics(self.model, grads or {}))
+            point.update(evaluate(self.model, self.loss_fn, self.data.x_val, self.data.y_val,
+                                  self.spec.loss.type, self.autocast))
+        point.update(norms(self.model, grads or {}))
         seconds = self.epoch_seconds
         point.update(epoch_seconds=seconds, samples_per_second=self.n / seconds if seconds > 0 else None)
         if self.rollbacks:
@@ -230,17 +227,15 @@ class Trainer:
         return stop
 
     def _checkpoint(self) -> None:
-        """Hands the state to the checkpoint hook; every point up to now is already flushed."""
+        """Hand the state to the checkpoint hook; every point up to now is already flushed."""
         if self.hooks.checkpoint is not None and not self.pending.points:
-            from worker.checkpoint import to_bytes
-
-            self.hooks.checkpoint(to_bytes(self), self.step)
+            self.hooks.checkpoint(checkpoint.to_bytes(self), self.step)
         self.last_checkpoint = time.monotonic()
 
     # ---- metrics, divergence and rollback -------------------------------------------------
 
     def _guard(self) -> None:
-        """Stops at a non-finite loss, keeping (and writing) every point before it."""
+        """Stop at a non-finite loss, keeping (and writing) every point before it."""
         try:
             check_finite(self.window)
         except Diverged as exc:
@@ -258,7 +253,7 @@ class Trainer:
             raise Stopped()
 
     def _roll_back(self, exc: Diverged) -> None:
-        """Back to the start of the diverged epoch with half the learning rate, or re-raise."""
+        """Go back to the start of the diverged epoch with half the learning rate, or re-raise."""
         t = self.spec.training
         if t.on_divergence == "fail" or self.rollbacks >= t.max_rollbacks or not self._starts:
             if t.on_divergence == "rollback":
@@ -278,6 +273,7 @@ class Trainer:
 
 
 def train(spec: S.JobSpec, x: np.ndarray, y: np.ndarray, device: torch.device,
-          hooks: Hooks | None = None, validation: Arrays | None = None) -> TrainResult:
-    """Trains the spec's model on (x, y)."""
-    return Trainer(spec, x, y, device, hooks, validation).run()
+          hooks: Hooks | None = None, validation: Arrays | None = None, *, direct: bool | None = None
+          ) -> TrainResult:
+    """Train the spec's model on (x, y)."""
+    return Trainer(spec, x, y, device, hooks, validation, direct=direct).run()

@@ -1,0 +1,59 @@
+"""The schedule driver: steps a job's learning-rate schedule per batch or per epoch, as
+PyTorch's conventions say, and keeps its state for rollbacks and checkpoints."""
+from torch.optim import Optimizer
+
+from app.ml.schedules import PER_BATCH, build_schedule, plateau_monitor
+
+
+class Scheduler:
+    """Steps a schedule at the points PyTorch's conventions give: per batch or per epoch."""
+
+    def __init__(self, spec, opt: Optimizer, epochs: int, steps_per_epoch: int, has_validation: bool):
+        self.spec, self.optimizer = spec, opt
+        self.warmup_epochs = spec.warmup.epochs if spec and spec.warmup else 0
+        self.plateau = spec is not None and spec.type == "reduce_on_plateau"
+        self.per_batch = spec is not None and spec.type in PER_BATCH
+        self.monitor = plateau_monitor(spec, has_validation) if self.plateau else None
+        self.epochs_done = 0
+        self.main, self.warmup, self.every = build_schedule(spec, opt, epochs, steps_per_epoch)
+
+    def after_batch(self) -> None:
+        """Step a per-batch schedule (one_cycle); nothing for the others."""
+        if self.per_batch:
+            self.main.step()
+
+    def after_epoch(self, metrics: dict[str, float]) -> None:
+        """Step a per-epoch schedule; reduce_on_plateau with its monitored loss."""
+        self.epochs_done += 1
+        if self.warmup is not None and self.epochs_done <= self.warmup_epochs:
+            self.warmup.step()  # plateau (or constant) after warm-up: warm-up steps alone first
+        elif self.plateau:
+            self.main.step(metrics[self.monitor])
+        elif self.main is not None and not self.per_batch:
+            self.main.step()
+
+    def state_dict(self) -> dict:
+        return {"epochs_done": self.epochs_done,
+                "main": self.main.state_dict() if self.main else None,
+                "warmup": self.warmup.state_dict() if self.warmup else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epochs_done = state["epochs_done"]
+        if self.main is not None:
+            self.main.load_state_dict(state["main"])
+        if self.warmup is not None:
+            self.warmup.load_state_dict(state["warmup"])
+
+    def scale(self, factor: float) -> None:
+        """Scale the rate now and every rate the schedule will set later (a rollback's halving).
+
+        The loop reads the rate from the optimizer's groups; a scheduler's get_last_lr()
+        catches up at its next step.
+        """
+        for group in self.optimizer.param_groups:
+            for key in ("lr", "initial_lr", "max_lr", "min_lr"):
+                if key in group:
+                    group[key] *= factor
+        for s in self.every:
+            if hasattr(s, "base_lrs"):
+                s.base_lrs = [lr * factor for lr in s.base_lrs]

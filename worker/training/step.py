@@ -1,0 +1,110 @@
+"""The step kinds: how a step turns the gradients the epoch function computes into an update.
+
+The epoch function (worker/training/loop.py) writes one gradient evaluation out in full
+(zero grad, forward, penalty, backward, unscale, diagnostics, clipping) and hands it to
+``step_kind.update(gradients)``. The kinds differ only in the lines that must differ:
+
+- GradientStep: first-order optimizers (SGD, Adam, ...): evaluate once, then step.
+- ScaledStep: the same under fp16's gradient scaler: a scaled backward, an unscale, and the
+  scaler's step (skipped on overflow) and scale update.
+- ClosureStep: closure-driven optimizers (L-BFGS): the optimizer evaluates as often as it
+  needs. Newton, Levenberg-Marquardt and conjugate gradient plug in here: add their class
+  to CLOSURE_DRIVEN (or subclass ClosureStep where their step needs more than a closure).
+
+With ``direct`` the forward, backward, update and zero-grad calls come from
+worker/training/direct.py; without it they are the ordinary PyTorch calls.
+"""
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from app.ml.conflicts import FP16_LBFGS
+from app.ml.errors import SpecError
+from worker.training import direct as fast
+
+# The gradient evaluation the epoch function builds: (data loss, loss with penalty).
+Gradients = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+
+CLOSURE_DRIVEN: tuple[type[torch.optim.Optimizer], ...] = (torch.optim.LBFGS,)
+
+
+class GradientStep:
+    """A first-order step: the gradients once, then the optimizer's update."""
+
+    def __init__(self, model: nn.Sequential, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+                 *, direct: bool):
+        self.optimizer = optimizer
+        if direct:
+            self.forward = fast.forward(model, loss_fn)
+            self.backward = fast.backward
+            self.zero_grad = fast.zero_grad(optimizer)
+            self.optimizer_step = fast.update(optimizer)
+        else:
+            self.forward = lambda xb, yb: loss_fn(model(xb), yb)
+            self.backward = torch.Tensor.backward
+            self.zero_grad = lambda: optimizer.zero_grad(set_to_none=True)
+            self.optimizer_step = optimizer.step
+
+    def unscale(self) -> None:
+        """Nothing to undo: the gradients are the true ones."""
+
+    def update(self, gradients: Gradients) -> torch.Tensor:
+        """Evaluate the gradients, step the optimizer; return the data loss, detached."""
+        loss, _ = gradients()
+        self.optimizer_step()
+        return loss.detach()
+
+
+class ScaledStep(GradientStep):
+    """fp16: torch.amp's documented order: scale, backward, unscale_, (clip), step, update.
+
+    A step whose gradients overflowed is skipped and the scale halved.
+    """
+
+    def __init__(self, model: nn.Sequential, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+                 scaler: torch.amp.GradScaler, *, direct: bool):
+        super().__init__(model, loss_fn, optimizer, direct=direct)
+        self.scaler = scaler
+        self.backward = lambda total: scaler.scale(total).backward()
+
+    def unscale(self) -> None:
+        """Unscale the gradients, so that clipping and the diagnostics see the true ones."""
+        self.scaler.unscale_(self.optimizer)
+
+    def update(self, gradients: Gradients) -> torch.Tensor:
+        """Evaluate the gradients, step through the scaler, update the scale."""
+        loss, _ = gradients()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach()
+
+
+class ClosureStep(GradientStep):
+    """A closure-driven step (L-BFGS): the optimizer evaluates the gradients as often as it needs."""
+
+    def update(self, gradients: Gradients) -> torch.Tensor:
+        """Step with the evaluation as the closure; return the loss at the start of the step,
+        as ``loss = optimizer.step(closure)`` gives."""
+        first: list[torch.Tensor] = []
+
+        def closure() -> torch.Tensor:
+            loss, total = gradients()
+            if not first:
+                first.append(loss.detach())
+            return total
+
+        self.optimizer.step(closure)
+        return first[0]
+
+
+def make_step(model: nn.Sequential, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+              scaler: torch.amp.GradScaler | None, *, direct: bool) -> GradientStep:
+    """Return the step kind the optimizer and training.precision need."""
+    if isinstance(optimizer, CLOSURE_DRIVEN):
+        if scaler is not None:
+            raise SpecError("training.precision", FP16_LBFGS)  # a Trainer built without the pre-flight
+        return ClosureStep(model, loss_fn, optimizer, direct=direct)
+    if scaler is not None:
+        return ScaledStep(model, loss_fn, optimizer, scaler, direct=direct)
+    return GradientStep(model, loss_fn, optimizer, direct=direct)
