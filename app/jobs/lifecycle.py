@@ -48,7 +48,9 @@ class Transition:
     actor: Actor
     sources: frozenset[JobStatus]  # empty: a new job
     targets: frozenset[JobStatus]
-    when: str = ""  # the condition besides the status, or what the move does instead of a new status
+    # The condition besides the status, or what the move does instead of a new status. Attempts
+    # left: fewer than MAX_ATTEMPTS so far.
+    when: str = ""
     records_event: bool = True  # a status event of the new status
 
 
@@ -65,8 +67,8 @@ TRANSITIONS: tuple[Transition, ...] = (
     _move("hand_back", Actor.WORKER, {S.RUNNING}, {S.RETRYING}, "its worker, shutting down"),
     _move("cancel", Actor.API, WAITING, {S.CANCELLED}),
     _move("cancel", Actor.API, {S.RUNNING}, {S.RUNNING}, "sets cancel_requested", records_event=False),
-    _move("requeue_lost", Actor.REAPER, {S.RUNNING}, {S.RETRYING}, "lease expired, attempts < MAX_ATTEMPTS"),
-    _move("give_up_lost", Actor.REAPER, {S.RUNNING}, {S.FAILED}, "lease expired, attempts >= MAX_ATTEMPTS"),
+    _move("requeue_lost", Actor.REAPER, {S.RUNNING}, {S.RETRYING}, "lease expired, attempts left"),
+    _move("give_up_lost", Actor.REAPER, {S.RUNNING}, {S.FAILED}, "lease expired, no attempts left"),
 )
 del S
 
