@@ -1,4 +1,4 @@
-"""One attempt at one job, as the worker loads it once when the attempt starts: spec, data, limits, resume point."""
+"""One attempt at a job as the worker loads it, once, when it starts: spec, data, limits, resume point."""
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +35,9 @@ class Attempt:
     def checkpoint(self) -> bytes | None:
         """The checkpoint at resume_step. Read when restored, not loaded with the rest: it holds
         a model and optimizer state, not worth keeping in memory beside the live ones."""
-        return None if self.resume_step is None else get_store().path(checkpoint_key(self.job_id)).read_bytes()
+        if self.resume_step is None:
+            return None
+        return get_store().path(checkpoint_key(self.job_id)).read_bytes()
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,8 @@ def load(*, job_id: str, number: int, owner: str) -> Attempt:
     settings = get_settings()
     limit = min(row.spec.training.max_seconds or settings.max_job_seconds, settings.max_job_seconds)
     stored = row.checkpoint_step is not None and get_store().path(checkpoint_key(job_id)).exists()
-    return Attempt(job_id=job_id, number=number, owner=owner, spec=row.spec, train=_arrays(row.train_sha),
+    return Attempt(job_id=job_id, number=number, owner=owner, spec=row.spec,
+                   train=_arrays(row.train_sha),
                    validation=_arrays(row.validation_sha) if row.validation_sha else None,
                    time_limit=limit, queue=row.queue, resume_step=row.checkpoint_step if stored else None)
 

@@ -1,4 +1,4 @@
-"""Finds jobs whose worker died and hands them back to the queue (or gives them up); sends the worker's messages."""
+"""Finds jobs whose worker died and queues them again (or gives them up); publishes the worker's messages."""
 import logging
 import threading
 from datetime import datetime, timedelta
@@ -34,7 +34,8 @@ def sweep(*, queued_before: datetime | None = None) -> list[str]:
     return job_ids
 
 
-def _collect(*, db_session: Session, max_attempts: int, before: datetime) -> tuple[int, list[tuple[str, str]]]:
+def _collect(*, db_session: Session, max_attempts: int,
+             before: datetime) -> tuple[int, list[tuple[str, str]]]:
     """Gives up and requeues the lost jobs; returns how many were given up, and the (job, queue) to send."""
     given_up = lifecycle.give_up_lost(db_session=db_session, max_attempts=max_attempts)
     job_ids = lifecycle.requeue_lost(db_session=db_session, max_attempts=max_attempts)

@@ -79,8 +79,8 @@ class Heartbeat(threading.Thread):
         while not self.stopped.wait(settings.heartbeat_seconds):
             try:
                 # Once, not retried: this loop renews again in HEARTBEAT_SECONDS.
-                renewed = unit_of_work.run_once(progress.renew_lease, job_id=self.job_id, worker_id=self.owner,
-                                                lease_seconds=settings.lease_seconds)
+                renewed = unit_of_work.run_once(progress.renew_lease, job_id=self.job_id,
+                                                worker_id=self.owner, lease_seconds=settings.lease_seconds)
                 if not renewed:
                     self.lost.set()
                     return
@@ -164,7 +164,8 @@ def _stopped(run: JobRun) -> None:
                       "(training.max_seconds, or the server's MAX_JOB_SECONDS)")
 
 
-def _finish(run: JobRun, status: JobStatus, *, error: str | None = None, weights_path: str | None = None) -> None:
+def _finish(run: JobRun, status: JobStatus, *, error: str | None = None,
+            weights_path: str | None = None) -> None:
     if not unit_of_work.run(lifecycle.finish, job_id=run.job_id, worker_id=run.owner, status=status,
                             error=error, weights_path=weights_path):
         log.warning("job %s was no longer ours to finish", run.job_id)

@@ -1,4 +1,4 @@
-"""A job's life cycle, its one owner: the statuses, who may move a job from which to which, one function per move.
+"""A job's life cycle, its one owner: the statuses, who may move a job from which to which, and how.
 
 Each move is one conditional UPDATE (``WHERE status IN`` the move's sources) and its status
 event, in the caller's transaction: two moves racing on one job (a cancel and a claim, two
@@ -173,7 +173,8 @@ def hand_back(*, db_session: Session, job_id: str, worker_id: str) -> bool:
                 error=reason, enqueued_at=utcnow())
         .execution_options(synchronize_session=False))
     if result.rowcount:
-        events.append(db_session=db_session, job_id=job_id, events=[events.status_event(status, reason=reason)])
+        events.append(db_session=db_session, job_id=job_id,
+                      events=[events.status_event(status, reason=reason)])
     return bool(result.rowcount)
 
 
@@ -224,7 +225,8 @@ def requeue_lost(*, db_session: Session, max_attempts: int) -> list[str]:
     """
     now = utcnow()
     status = target(_REQUEUE_LOST)
-    lost = db_session.scalars(select(Job).where(_lost(_REQUEUE_LOST, now), Job.attempts < max_attempts)).all()
+    lost = db_session.scalars(
+        select(Job).where(_lost(_REQUEUE_LOST, now), Job.attempts < max_attempts)).all()
     requeued = []
     for job in lost:
         reason = f"worker {job.worker_id} was lost during attempt {job.attempts}; retrying"
@@ -243,7 +245,8 @@ def give_up_lost(*, db_session: Session, max_attempts: int) -> int:
     """Fails running jobs whose lease expired after their last allowed attempt; returns how many."""
     now = utcnow()
     status = target(_GIVE_UP_LOST)
-    lost = db_session.scalars(select(Job).where(_lost(_GIVE_UP_LOST, now), Job.attempts >= max_attempts)).all()
+    lost = db_session.scalars(
+        select(Job).where(_lost(_GIVE_UP_LOST, now), Job.attempts >= max_attempts)).all()
     for job in lost:
         error = (f"worker lost {job.attempts} times; last on {job.worker_id}. "
                  "The job may need more memory than a worker has; try a smaller "
@@ -253,5 +256,6 @@ def give_up_lost(*, db_session: Session, max_attempts: int) -> int:
             .values(status=status, finished_at=now, lease_expires_at=None, error=error)
             .execution_options(synchronize_session=False))
         if result.rowcount == 1:
-            events.append(db_session=db_session, job_id=job.id, events=[events.status_event(status, error=error)])
+            events.append(db_session=db_session, job_id=job.id,
+                          events=[events.status_event(status, error=error)])
     return len(lost)

@@ -35,7 +35,7 @@ def publish(sends: list[tuple[str, str]]) -> list[str]:
 
 
 def send(sends: list[tuple[str, str]]) -> list[str]:
-    """publish, then mark the jobs not published unsent (the API's path; the worker's is worker/reaper.send)."""
+    """Publishes, then marks the jobs not published unsent (the API's path; the worker's: reaper.send)."""
     unsent = publish(sends)
     if unsent:
         _mark_unsent(unsent)

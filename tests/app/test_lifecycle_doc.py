@@ -1,4 +1,4 @@
-"""docs/architecture-lifecycle.md draws app/jobs/lifecycle.py's table: its state diagram and its who-may-do-what table.
+"""docs/architecture-lifecycle.md draws app/jobs/lifecycle.py's table: the state diagram, who may do what.
 
 On a mismatch the failure prints what the page should hold, ready to paste.
 """
@@ -38,5 +38,6 @@ def who_may_do_what() -> str:
 def test_the_page_draws_the_transition_table():
     text = DOC.read_text()
     blocks = re.findall(r"```mermaid\n(.*?)\n```", text, re.S)
-    assert blocks == [state_diagram()], f"the page's mermaid block should be:\n```mermaid\n{state_diagram()}\n```"
+    assert blocks == [state_diagram()], \
+        f"the page's mermaid block should be:\n```mermaid\n{state_diagram()}\n```"
     assert who_may_do_what() in text, f"the page's table should be:\n{who_may_do_what()}"
