@@ -1,13 +1,15 @@
-"""Finds jobs whose worker died and hands them back to the queue (or gives them up)."""
+"""Finds jobs whose worker died and queues them again (or gives them up); publishes the worker's messages."""
 import logging
 import threading
 from datetime import datetime, timedelta
 
+from sqlalchemy.orm import Session
+
 from app.config import get_settings
-from app.db import get_session_factory
-from app.jobs import repository, sending
+from app.jobs import lifecycle, sending
 from app.models.base import utcnow
 from app.workers import routing
+from worker import unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -17,25 +19,41 @@ def sweep(*, queued_before: datetime | None = None) -> list[str]:
     waiting jobs whose message was sent before ``queued_before`` (default: RESEND_AFTER_SECONDS
     ago; at a worker's start, a few seconds ago).
 
-    A duplicate message is harmless: only one delivery wins the atomic claim.
+    A duplicate message is harmless: only one delivery wins the atomic claim. The sweep's
+    writes are not retried while the database is down: the next sweep tries again.
     """
     settings = get_settings()
     before = queued_before or utcnow() - timedelta(seconds=settings.resend_after_seconds)
-    with get_session_factory()() as session:
-        given_up = repository.give_up_lost(db_session=session, max_attempts=settings.max_attempts)
-        job_ids = repository.requeue_lost(db_session=session, max_attempts=settings.max_attempts)
-        job_ids += repository.resend_due(db_session=session, before=before)
-        sends = routing.queues_for_resend(db_session=session, job_ids=list(dict.fromkeys(job_ids)))
-        session.commit()
-    unsent = sending.send(sends)
+    given_up, sends = unit_of_work.run_once(_collect, max_attempts=settings.max_attempts, before=before)
+    unsent = send(sends)
     job_ids = [job_id for job_id, _ in sends if job_id not in unsent]
     if job_ids:
-        with get_session_factory()() as session:
-            repository.mark_sent(db_session=session, job_ids=job_ids)
-            session.commit()
+        unit_of_work.run_once(sending.mark_sent, job_ids=job_ids)
     if given_up or job_ids:
         log.info("reaper: gave up %d job(s), re-enqueued %d", given_up, len(job_ids))
     return job_ids
+
+
+def _collect(*, db_session: Session, max_attempts: int,
+             before: datetime) -> tuple[int, list[tuple[str, str]]]:
+    """Gives up and requeues the lost jobs; returns how many were given up, and the (job, queue) to send."""
+    given_up = lifecycle.give_up_lost(db_session=db_session, max_attempts=max_attempts)
+    job_ids = lifecycle.requeue_lost(db_session=db_session, max_attempts=max_attempts)
+    job_ids += sending.resend_due(db_session=db_session, before=before)
+    return given_up, routing.queues_for_resend(db_session=db_session, job_ids=list(dict.fromkeys(job_ids)))
+
+
+def send(sends: list[tuple[str, str]]) -> list[str]:
+    """Publishes each (job id, queue) from the worker; returns the ids not published, marked unsent."""
+    unsent = sending.publish(sends)
+    if unsent:
+        try:
+            unit_of_work.run_once(sending.mark_unsent, job_ids=unsent)
+        except Exception:
+            # The database is down too: the jobs are still sent again, RESEND_AFTER_SECONDS
+            # after their last message.
+            log.exception("could not mark jobs %s unsent", unsent)
+    return unsent
 
 
 class Reaper(threading.Thread):

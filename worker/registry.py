@@ -1,12 +1,15 @@
-"""Keeps this worker's row in the registry (GET /v1/workers) fresh from its main process."""
+"""Keeps this worker's row in the registry (GET /v1/workers) fresh from its main process.
+
+Its writes run once each (worker/unit_of_work.run_once), not retried while the database is
+down: the heartbeat tries again in HEARTBEAT_SECONDS, and a shutdown must not wait on it.
+"""
 import logging
 import threading
 
 from app.config import get_settings
-from app.db import get_session_factory
 from app.models import Worker
 from app.workers import repository
-from worker import drain
+from worker import drain, unit_of_work
 from worker.identity import Identity, current
 
 log = logging.getLogger(__name__)
@@ -19,17 +22,13 @@ def _row(me: Identity) -> Worker:
 
 
 def register(me: Identity) -> None:
-    with get_session_factory()() as s:
-        repository.register(db_session=s, worker=_row(me))
-        s.commit()
+    unit_of_work.run_once(repository.register, worker=_row(me))
 
 
 def set_current_job(job_id: str | None) -> None:
     """Called by the training process; a failure here must never stop a job."""
     try:
-        with get_session_factory()() as s:
-            repository.set_current_job(db_session=s, name=current().name, job_id=job_id)
-            s.commit()
+        unit_of_work.run_once(repository.set_current_job, name=current().name, job_id=job_id)
     except Exception:
         log.warning("could not record the current job in the worker registry", exc_info=True)
 
@@ -64,11 +63,8 @@ class Registrar(threading.Thread):
                 self.register()
 
     def beat(self) -> bool:
-        with get_session_factory()() as s:
-            status = "draining" if drain.is_draining() else "online"
-            found = repository.heartbeat(db_session=s, name=self.me.name, status=status)
-            s.commit()
-        return found
+        status = "draining" if drain.is_draining() else "online"
+        return unit_of_work.run_once(repository.heartbeat, name=self.me.name, status=status)
 
     def beat_now(self) -> None:
         """Has the thread beat at once (the worker began to drain). Safe in a signal handler:
@@ -86,8 +82,6 @@ class Registrar(threading.Thread):
         if self.is_alive():
             self.join(timeout=10)  # a beat under way would overwrite "stopped"
         try:
-            with get_session_factory()() as s:
-                repository.stopped(db_session=s, name=self.me.name)
-                s.commit()
+            unit_of_work.run_once(repository.stopped, name=self.me.name)
         except Exception:
             log.warning("could not mark worker %s stopped", self.me.name, exc_info=True)

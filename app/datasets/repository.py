@@ -3,7 +3,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from app.models import Dataset, Job
-from app.models.job import ACTIVE_STATUSES
+from app.jobs.lifecycle import ACTIVE
 
 
 def get(*, db_session: Session, tenant_id: str, dataset_id: str) -> Dataset | None:
@@ -37,7 +37,7 @@ def active_job_count(*, db_session: Session, dataset_id: str) -> int:
     return db_session.scalar(
         select(func.count()).select_from(Job)
         .where(or_(Job.dataset_id == dataset_id, validates_on == dataset_id),
-               Job.status.in_(ACTIVE_STATUSES))
+               Job.status.in_(ACTIVE))
     ) or 0
 
 

@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from app.errors import ApiError
+from app.jobs.lifecycle import JobStatus
 from app.jobs.preprocessing import module as preprocessing_module
 from app.jobs.preprocessing import read as read_preprocessing
 from app.ml.build import build_model
@@ -57,7 +58,7 @@ class ModelCache:
 
 
 def require_trained(job: Job) -> None:
-    if job.status != "succeeded" or not job.weights_path:
+    if job.status != JobStatus.SUCCEEDED or not job.weights_path:
         raise ApiError(409, f"job is {job.status}; the model is available once it has succeeded")
 
 

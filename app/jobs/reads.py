@@ -33,7 +33,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.jobs import repository, service
-from app.models.job import CLAIMABLE_STATUSES
+from app.jobs.lifecycle import WAITING
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (tenant id, job id)
@@ -108,7 +108,7 @@ class JobReader:
             log.warning("reading %d jobs together failed (%s); reading them one by one", len(keys), exc)
             return {}
         return {key: service.from_rows(rows).model_dump_json()
-                for key, rows in found.items() if rows[0].status not in CLAIMABLE_STATUSES}
+                for key, rows in found.items() if rows[0].status not in WAITING}
 
 
 def _settle(futures: list[asyncio.Future], *, result=None, exception: BaseException | None = None,

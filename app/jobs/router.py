@@ -11,13 +11,13 @@ from app.config import get_settings
 from app.db import get_read_engine, get_session_factory
 from app.deps import CurrentTenant, RequestTenant, SessionDep, current_tenant
 from app.errors import ApiError
-from app.jobs import control, export, predict, repository, sending, service, stream
+from app.jobs import export, lifecycle, predict, repository, sending, service, stream
+from app.jobs.lifecycle import JobStatus
 from app.jobs.reads import read_limiter
 from app.jobs.preprocessing import read as read_preprocessing
-from app.jobs.schemas import (EpochPoint, JobCreated, JobPage, JobRead, JobStatus, MetricsRead,
+from app.jobs.schemas import (EpochPoint, JobCreated, JobPage, JobRead, MetricsRead,
                               PlanRead, PredictRead, PredictRequest, SpecRead, StepPoint)
 from app.ml.spec import JobSpec
-from app.models.job import CLAIMABLE_STATUSES
 from app.storage import get_store
 from app.workers import routing
 
@@ -94,10 +94,10 @@ def _read_job(tenant: str, job_id: str) -> str:
                         409: {"description": "the job has already ended"}})
 def cancel_job(job_id: str, db: SessionDep, tenant: CurrentTenant):
     """Cancels a job: a waiting one at once (200), a running one at its next step (202)."""
-    job = control.cancel(db_session=db, job=get_or_404(db, tenant, job_id))
+    job = lifecycle.cancel(db_session=db, job=get_or_404(db, tenant, job_id))
     db.commit()
     body = service.to_read(job).model_dump(mode="json")
-    return JSONResponse(body, status_code=200 if job.status == "cancelled" else 202)
+    return JSONResponse(body, status_code=200 if job.status == JobStatus.CANCELLED else 202)
 
 
 @router.get("/{job_id}/metrics", response_model=MetricsRead)
@@ -189,7 +189,7 @@ WEIGHTS_DOC = {200: {"content": {"application/octet-stream": {}}, "description":
 def get_weights(job_id: str, db: SessionDep, tenant: CurrentTenant,
                 format: Literal["safetensors", "onnx"] = "safetensors"):
     job = get_or_404(db, tenant, job_id)
-    if job.status != "succeeded" or not job.weights_path:
+    if job.status != JobStatus.SUCCEEDED or not job.weights_path:
         raise ApiError(409, f"job is {job.status}; weights are available once it has succeeded")
     if format == "onnx":
         # A model of its own: tracing must not share a module with concurrent predictions.

@@ -1,9 +1,10 @@
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-JobStatus = Literal["queued", "retrying", "running", "succeeded", "failed", "cancelled"]
+from app.jobs.lifecycle import JobStatus
+
 
 
 class Progress(BaseModel):

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.datasets import job_data
 from app.errors import ApiError
-from app.jobs import events, repository
+from app.jobs import lifecycle, repository
+from app.jobs.lifecycle import JobStatus
 from app.jobs.schemas import AttemptRead, JobCreated, JobRead, Progress
 from app.ml.check import Limits, Plan
 from app.ml.spec import JobSpec
@@ -52,18 +53,18 @@ def create(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Sett
     # A builtin's rows are stored only once a job that uses them has passed its check.
     dataset = job_data.materialize(db_session=db_session, store=get_store(), data=data)
     job = Job(
-        id=new_id("job"), tenant_id=tenant_id, dataset_id=dataset.id, status="queued",
+        id=new_id("job"), tenant_id=tenant_id, dataset_id=dataset.id,
         spec=spec.model_dump(mode="json"), input_shape=list(dataset.feature_shape),
         parameter_count=job_plan.parameter_count, idempotency_key=idempotency_key,
         request_hash=digest, total_steps=job_plan.total_steps, classes=dataset.classes,
         queue=routing.route(db_session=db_session, spec=spec),
     )
     if not idempotency_key:  # nothing unique to collide on: no savepoint (two round trips)
-        db_session.add(job)
+        lifecycle.create(db_session=db_session, job=job)
     else:
         try:
             with db_session.begin_nested():
-                db_session.add(job)
+                lifecycle.create(db_session=db_session, job=job)
         except IntegrityError:
             # A concurrent retry with the same key won the insert; answer with its job.
             existing = repository.get_by_idempotency_key(db_session=db_session, tenant_id=tenant_id,
@@ -72,7 +73,6 @@ def create(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Sett
                 raise
             _check_replay(existing, digest)
             return existing, None, False
-    events.first(db_session=db_session, job=job, event=events.status_event("queued"))
     return job, job_plan, True
 
 
@@ -134,10 +134,10 @@ def attempt_history(status_events: list[tuple[dict, datetime]]) -> list[AttemptR
     """Each attempt's worker, times and outcome, from the job's status events (data, time) in order."""
     history: list[AttemptRead] = []
     for data, at in status_events:
-        if data.get("status") == "running":
+        if data.get("status") == JobStatus.RUNNING:
             history.append(AttemptRead(attempt=data.get("attempt", len(history) + 1),
                                        worker=data.get("worker"), started_at=at))
-        elif history and history[-1].outcome is None and data.get("status") != "queued":
+        elif history and history[-1].outcome is None and data.get("status") != JobStatus.QUEUED:
             history[-1].ended_at = at
             history[-1].outcome = data["status"]
             history[-1].reason = data.get("reason") or data.get("error")

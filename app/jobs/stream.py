@@ -25,8 +25,8 @@ from sse_starlette import ServerSentEvent
 from app.config import get_settings
 from app.db import get_session_factory
 from app.jobs import events
+from app.jobs.lifecycle import TERMINAL
 from app.models import Job, JobEvent
-from app.models.job import TERMINAL_STATUSES
 
 log = logging.getLogger(__name__)
 PAGE = 1000
@@ -77,7 +77,7 @@ def last_seq(job_id: str) -> int:
 
 
 def finished(job: tuple[str, str | None] | None) -> bool:
-    return job is None or job[0] in TERMINAL_STATUSES
+    return job is None or job[0] in TERMINAL
 
 
 class Watcher:

@@ -1,3 +1,4 @@
+"""The jobs table: one row per submitted job, with its spec, progress, lease and end."""
 from datetime import datetime, timezone
 from typing import Any
 
@@ -6,10 +7,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime, utcnow
 
-# retrying: queued again after its worker was lost; the next claim resumes it.
-ACTIVE_STATUSES = ("queued", "retrying", "running")
-CLAIMABLE_STATUSES = ("queued", "retrying")
-TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 # enqueued_at of a waiting job whose message the broker did not take: older than any resend
 # cutoff, so the next reaper sweep sends it, not one RESEND_AFTER_SECONDS later.
 UNSENT = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -25,7 +22,8 @@ class Job(Base):
     dataset_id: Mapped[str | None] = mapped_column(
         ForeignKey("datasets.id", ondelete="SET NULL"), index=True
     )
-    status: Mapped[str] = mapped_column(String(12), index=True, default="queued")
+    # A JobStatus, written only by app/jobs/lifecycle.py (which also sets a new job's).
+    status: Mapped[str] = mapped_column(String(12), index=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     # Feature shape the model was built against: with the spec, enough to rebuild it.
     input_shape: Mapped[list[int]] = mapped_column(JSON)

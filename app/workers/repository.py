@@ -4,6 +4,7 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from app.jobs.lifecycle import WAITING
 from app.models import Job, Worker
 from app.models.base import utcnow
 
@@ -58,5 +59,5 @@ def listing(*, db_session: Session, offline_seconds: float, include_offline: boo
 def waiting_ahead(*, db_session: Session, job: Job) -> int:
     """Jobs of the same queue, waiting since before this one."""
     return db_session.scalar(select(func.count()).select_from(Job).where(
-        Job.queue == job.queue, Job.status.in_(("queued", "retrying")),
+        Job.queue == job.queue, Job.status.in_(WAITING),
         Job.created_at < job.created_at)) or 0

@@ -5,6 +5,7 @@ from sqlalchemy import select
 
 from app.config import get_settings
 from app.deps import CurrentTenant, SessionDep
+from app.jobs.lifecycle import JobStatus
 from app.models import Job
 from app.models.base import utcnow
 from app.workers import repository
@@ -22,7 +23,7 @@ def list_workers(db: SessionDep, tenant: CurrentTenant, include_offline: bool = 
     job_ids = [w.current_job_id for w in rows if w.current_job_id]
     # A current job counts only while it runs: a killed training process cannot clear it.
     running = dict(db.execute(select(Job.id, Job.tenant_id).where(
-        Job.id.in_(job_ids), Job.status == "running")).all()) if job_ids else {}
+        Job.id.in_(job_ids), Job.status == JobStatus.RUNNING)).all()) if job_ids else {}
     cutoff = utcnow() - timedelta(seconds=offline_seconds)
     items = []
     for w in rows:
