@@ -1,7 +1,7 @@
 """Publishing jobs' messages, and what happens when the broker does not take one."""
 import logging
 
-from app.db import get_session_factory
+from app.db import session_scope
 from app.jobs import repository
 from app.queue import enqueue_training
 
@@ -30,9 +30,8 @@ def send(sends: list[tuple[str, str]]) -> list[str]:
 
 def _mark_unsent(job_ids: list[str]) -> None:
     try:
-        with get_session_factory()() as session:
+        with session_scope() as session:
             repository.mark_unsent(db_session=session, job_ids=job_ids)
-            session.commit()
     except Exception:
         # The database is down too: the jobs are still sent again, RESEND_AFTER_SECONDS
         # after their last message.
