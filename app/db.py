@@ -1,8 +1,8 @@
-"""Engine and session factory, shared by the API and the worker."""
-from collections.abc import Iterator
+"""Engine, session factory and the unit of work (session_scope), shared by the API and the worker."""
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
-from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -10,34 +10,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import get_settings
 
 
-# A request holds its session's connection from its dependencies' thread to its route's,
-# so the pool must outgrow the API's thread pool (40): with fewer connections than
-# threads, a burst leaves every thread waiting for a connection held by a waiting request.
+# A request takes a pooled connection in its route's thread and gives it back in its
+# session scope's exit, one more thread trip later (FastAPI runs a dependency's exit
+# outside the thread pool's limit, so a request never waits for a thread while holding a
+# connection). The pool still outgrows the API's thread pool (40), so a burst never leaves
+# a thread waiting for a connection.
 POOL_SIZE, POOL_OVERFLOW = 10, 50
-# The connection the API's event loop uses itself (PostgreSQL only): the reads clients
-# poll run there, without a trip to the thread pool, many jobs to a query, one query at
-# a time (app/jobs/reads.py). The API's CPU, not the database, limits the reads: a second
-# query at once only made the batches smaller (4 300 reads/s of 32 jobs against 5 100).
-READ_POOL_SIZE = 1
-# A read waits this long for a connection, then falls back to the thread pool's path.
-READ_POOL_TIMEOUT = 2.0
+# Session.info key of a unit of work's steps that must follow its commit.
+AFTER_COMMIT = "trainyard.after_commit"
 
 
 def libpq_url(url: str) -> str:
     """The SQLAlchemy URL (postgresql+psycopg://...) as psycopg takes it."""
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def open_read_pool() -> AsyncConnectionPool | None:
-    """An autocommit psycopg pool on the event loop, or None on SQLite (which has no async driver here)."""
-    url = get_settings().resolved_database_url
-    if not url.startswith("postgresql"):
-        return None
-    pool = AsyncConnectionPool(libpq_url(url), min_size=1, max_size=READ_POOL_SIZE, open=False,
-                               kwargs={"autocommit": True}, name="reads",
-                               timeout=READ_POOL_TIMEOUT)
-    await pool.open(wait=False)  # the API starts even while the database is down
-    return pool
 
 
 def make_engine(url: str) -> Engine:
@@ -68,25 +53,37 @@ def get_engine() -> Engine:
 
 
 @lru_cache
-def get_read_engine() -> Engine:
-    """The same pool in autocommit: a read of one statement sends no BEGIN and no ROLLBACK."""
-    return get_engine().execution_options(isolation_level="AUTOCOMMIT")
-
-
-@lru_cache
 def get_session_factory() -> sessionmaker[Session]:
     return sessionmaker(bind=get_engine(), expire_on_commit=False)
 
 
-def get_db() -> Iterator[Session]:
-    """Yields a session for one request; the route commits what it changed."""
-    # Commits are explicit in the routes, before the response and before any
-    # task is enqueued, so a worker never looks for a row that is not there yet.
+def after_commit(session: Session, step: Callable[[], object]) -> None:
+    """Runs ``step`` once the session's unit of work has committed; never after a rollback."""
+    session.info.setdefault(AFTER_COMMIT, []).append(step)
+
+
+def complete(session: Session) -> None:
+    """Commits the unit of work, then runs the steps that wait for the commit, in order."""
+    session.commit()
+    for step in session.info.pop(AFTER_COMMIT, []):
+        step()
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """One unit of work: commits on success (then its after-commit steps), rolls back on error."""
     session = get_session_factory()()
     try:
         yield session
+        complete(session)
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
+
+
+def get_db() -> Iterator[Session]:
+    """The request's unit of work (SessionDep): routes and services flush, this commits."""
+    with session_scope() as session:
+        yield session

@@ -1,4 +1,4 @@
-"""Annotated dependencies the routes share."""
+"""Annotated dependencies every route takes: the request's session and its tenant."""
 from typing import Annotated
 
 from fastapi import Depends, Header
@@ -6,10 +6,13 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.auth.service import remembered_tenant, tenant_for_key
-from app.db import get_db, get_session_factory
+from app.db import get_db, session_scope
 from app.errors import ApiError
 
-SessionDep = Annotated[Session, Depends(get_db)]
+# scope="function": the unit of work commits when the route returns, before the response
+# is sent, so a commit that fails answers 503 and a client never reads a 2xx for a change
+# that was rolled back (the default scope, "request", would commit after sending).
+SessionDep = Annotated[Session, Depends(get_db, scope="function")]
 
 
 class Unauthorized(ApiError):
@@ -27,20 +30,10 @@ def bearer_key(authorization: str | None) -> str:
     return key.strip()
 
 
-def current_tenant(db: SessionDep, authorization: Annotated[str | None, Header()] = None) -> str:
-    """Returns the tenant id of the request's Bearer key."""
-    tenant = tenant_for_key(db_session=db, key=bearer_key(authorization))
-    if tenant is None:
-        raise Unauthorized("unknown or revoked API key")
-    return tenant
-
-
-CurrentTenant = Annotated[str, Depends(current_tenant)]
-
-
-async def request_tenant(authorization: Annotated[str | None, Header()] = None) -> str:
-    """current_tenant for async routes: from this process's memory on the event loop,
-    else one short lookup in the thread pool (no session held for the route)."""
+async def current_tenant(authorization: Annotated[str | None, Header()] = None) -> str:
+    """The tenant id of the request's Bearer key: from this process's memory on the event
+    loop, else one short lookup in a thread, with a session of its own that holds no
+    connection while the route waits for its thread."""
     key = bearer_key(authorization)
     tenant = remembered_tenant(key) or await run_in_threadpool(_look_up, key)
     if tenant is None:
@@ -49,8 +42,8 @@ async def request_tenant(authorization: Annotated[str | None, Header()] = None) 
 
 
 def _look_up(key: str) -> str | None:
-    with get_session_factory()() as db:
+    with session_scope() as db:
         return tenant_for_key(db_session=db, key=key)
 
 
-RequestTenant = Annotated[str, Depends(request_tenant)]
+CurrentTenant = Annotated[str, Depends(current_tenant)]

@@ -18,11 +18,10 @@ def keys_create(name: str = typer.Argument(..., help="A name for the key, e.g. '
                 tenant: str = typer.Option(None, help="Tenant to add the key to (default: NAME)")):
     """Creates an API key and prints it once; only its SHA-256 digest is stored."""
     from app.auth.service import create_key
-    from app.db import get_session_factory
+    from app.db import session_scope
 
-    with get_session_factory()() as session:
+    with session_scope() as session:
         created = create_key(db_session=session, name=name, tenant_name=tenant or name)
-        session.commit()
     if sys.stdout.isatty():
         console.print(f"API key for tenant [bold]{created.tenant_name}[/] (shown once, keep it):")
     print(created.key)
@@ -102,11 +101,10 @@ def run(host: str = "127.0.0.1", port: int = 8000):
     """Migrates, prints a fresh API key, and runs the API plus one worker until Ctrl-C."""
     migrate()
     from app.auth.service import create_key
-    from app.db import get_session_factory
+    from app.db import session_scope
 
-    with get_session_factory()() as session:
+    with session_scope() as session:
         created = create_key(db_session=session, name=f"run-{int(time.time())}", tenant_name="default")
-        session.commit()
     console.print(f"\nAPI key for tenant [bold]default[/] (shown once):\n[bold green]{created.key}[/]")
     console.print(f"export TRAINYARD_API_KEY={created.key}\n"
                   f"API: http://{host}:{port}  (docs: http://{host}:{port}/docs)\n")

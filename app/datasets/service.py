@@ -2,6 +2,8 @@
 from sqlalchemy.orm import Session
 
 from app.datasets import repository
+from app.datasets.upload import Upload
+from app.db import after_commit
 from app.errors import ApiError
 from app.ml.check import DatasetInfo
 from app.ml import builtin_datasets as builtin
@@ -29,6 +31,17 @@ def parse_json(*, x: list, y: list, max_rows: int) -> ParsedDataset:
     if len(x) > max_rows:
         raise ApiError(413, f"inline datasets are limited to {max_rows} rows; upload a file instead", "x")
     return parse_inline(x, y)
+
+
+def upload(*, db_session: Session, store: ArtifactStore, tenant_id: str, upload: Upload,
+           max_inline_rows: int) -> Dataset:
+    """Parses an upload (a file or inline arrays), stores it and records the dataset."""
+    if upload.inline is not None:
+        parsed, fmt = parse_json(x=upload.inline.x, y=upload.inline.y, max_rows=max_inline_rows), "json"
+    else:
+        parsed, fmt = parse_upload(filename=upload.filename, data=upload.data, targets=upload.targets)
+    return create(db_session=db_session, store=store, tenant_id=tenant_id, name=upload.name,
+                  source_format=fmt, parsed=parsed)
 
 
 def create(*, db_session: Session, store: ArtifactStore, tenant_id: str, name: str,
@@ -93,18 +106,27 @@ def _remember_digest(name: str, digest: str) -> str:
     return digest
 
 
-def delete(*, db_session: Session, dataset: Dataset) -> str | None:
-    """Deletes a dataset no queued or running job uses.
+def get_or_404(*, db_session: Session, tenant_id: str, dataset_id: str) -> Dataset:
+    """The tenant's dataset; a 404 when the tenant has none by that id."""
+    row = repository.get(db_session=db_session, tenant_id=tenant_id, dataset_id=dataset_id)
+    if row is None:
+        raise ApiError(404, f"no dataset {dataset_id!r}")
+    return row
 
-    Returns the artifact key to remove once the deletion is committed (None while
-    another dataset row still shares the file)."""
+
+def delete(*, db_session: Session, store: ArtifactStore, dataset: Dataset) -> None:
+    """Deletes a dataset no queued or running job uses, and its file once no other row shares it.
+
+    The file goes only after the commit: a rolled-back deletion must still find its data."""
     if repository.active_job_count(db_session=db_session, dataset_id=dataset.id):
         raise ApiError(409, "a queued or running job uses this dataset; wait for it or cancel it")
     still_used = repository.other_rows_with_blob(db_session=db_session, sha256=dataset.sha256,
                                                  exclude_id=dataset.id)
     db_session.delete(dataset)
     db_session.flush()
-    return None if still_used else dataset_key(dataset.sha256)
+    if not still_used:
+        key = dataset_key(dataset.sha256)
+        after_commit(db_session, lambda: store.delete(key))
 
 
 def info(dataset: Dataset) -> DatasetInfo:

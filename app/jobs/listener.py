@@ -1,7 +1,11 @@
-"""PostgreSQL LISTEN for the stream hub: a commit that appends job events wakes that job's tail."""
+"""PostgreSQL LISTEN for the stream hub: a commit that appends job events wakes that job's tail.
+
+It knows nothing of the hub (app/jobs/stream.py): it calls back with a job id per note, and
+once per (re)connection for anything committed while it was not listening.
+"""
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import psycopg
 
@@ -9,13 +13,10 @@ from app.config import get_settings
 from app.db import libpq_url
 from app.jobs.events import CHANNEL
 
-if TYPE_CHECKING:
-    from app.jobs.stream import Hub
-
 log = logging.getLogger(__name__)
 
 
-async def listen(hub: "Hub") -> None:
+async def listen(*, wake: Callable[[str], None], wake_all: Callable[[], None]) -> None:
     """Runs for the life of the process, reconnecting after a lost connection."""
     url = libpq_url(get_settings().resolved_database_url)
     while True:
@@ -23,9 +24,9 @@ async def listen(hub: "Hub") -> None:
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                 await conn.execute(f"LISTEN {CHANNEL}")
                 # Anything committed while we were not listening: read it now.
-                hub.wake_all()
+                wake_all()
                 async for note in conn.notifies():
-                    hub.wake(note.payload)
+                    wake(note.payload)
         except asyncio.CancelledError:
             raise
         except Exception:

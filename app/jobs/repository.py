@@ -2,10 +2,7 @@
 progress: app/jobs/progress.py; message bookkeeping: app/jobs/sending.py)."""
 from datetime import datetime
 
-from psycopg.rows import namedtuple_row
-from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import ARRAY, Connection, Row, String, bindparam, func, literal_column, select
-from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
+from sqlalchemy import Row, bindparam, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from app.jobs.lifecycle import WAITING, JobStatus
@@ -32,62 +29,12 @@ _READ = (
     .where(Job.id == bindparam("job_id"), Job.tenant_id == bindparam("tenant_id"))
     .order_by(JobEvent.seq)
 )
-# The same read for many (tenant, job) pairs at once, on PostgreSQL: the pairs come as two
-# arrays unnested side by side, so the statement's text (and its prepared plan) is the same
-# whatever their number. Each row says whose job it is.
-_KEYS = select(func.unnest(bindparam("tenant_ids", type_=ARRAY(String))).label("tenant_id"),
-               func.unnest(bindparam("job_ids", type_=ARRAY(String))).label("job_id")).subquery("keys")
-_READ_MANY = (
-    select(Job.tenant_id, *_COLUMNS)
-    .select_from(_KEYS.join(Job, (Job.id == _KEYS.c.job_id) & (Job.tenant_id == _KEYS.c.tenant_id))
-                 .outerjoin(JobEvent, _STATUS_EVENTS))
-    .order_by(Job.id, JobEvent.seq)
-)
-# Elsewhere (SQLite) by job id alone, whose primary key finds the rows; the tenant is checked
-# on each row.
-_READ_BY_IDS = (
-    select(Job.tenant_id, *_COLUMNS)
-    .outerjoin(JobEvent, _STATUS_EVENTS)
-    .where(Job.id.in_(bindparam("job_ids", expanding=True)))
-    .order_by(Job.id, JobEvent.seq)
-)
-# _READ_MANY as psycopg runs it on the event loop; its constants (the JSON keys) are plain strings,
-# so no SQLAlchemy bind processing is skipped.
-_READ_MANY_PG = _READ_MANY.compile(dialect=psycopg_dialect())
-_READ_MANY_SQL, _READ_MANY_PARAMS = str(_READ_MANY_PG), _READ_MANY_PG.params
 
 
-def read_with_status_events(*, conn: Connection, tenant_id: str, job_id: str) -> list[Row]:
+def read_with_status_events(*, db_session: Session, tenant_id: str, job_id: str) -> list[Row]:
     """The job as GET /v1/jobs/{id} shows it, one row per status event (one row with
     ``event`` None when it has none); empty when the tenant has no such job."""
-    return list(conn.execute(_READ, {"job_id": job_id, "tenant_id": tenant_id}))
-
-
-def read_many(*, conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], list[Row]]:
-    """read_with_status_events for many (tenant id, job id) pairs in one query: each found
-    job's rows (with ``tenant_id`` first), by pair."""
-    return _by_pair(conn.execute(_READ_BY_IDS, {"job_ids": [j for _, j in keys]}), keys)
-
-
-async def read_many_async(*, pool: AsyncConnectionPool,
-                          keys: list[tuple[str, str]]) -> dict[tuple[str, str], list[tuple]]:
-    """read_with_status_events for many (tenant id, job id) pairs in one query, on PostgreSQL
-    from the event loop: each found job's rows (named tuples, with ``tenant_id`` first), by pair."""
-    params = {**_READ_MANY_PARAMS, "tenant_ids": [t for t, _ in keys], "job_ids": [j for _, j in keys]}
-    async with pool.connection() as conn:
-        cursor = conn.cursor(row_factory=namedtuple_row)
-        await cursor.execute(_READ_MANY_SQL, params)
-        return _by_pair(await cursor.fetchall(), keys)
-
-
-def _by_pair(rows, keys: list[tuple[str, str]]) -> dict[tuple[str, str], list]:
-    """The rows of each job asked for, by (tenant id, job id); rows of other pairs are dropped."""
-    wanted = set(keys)
-    found: dict[tuple[str, str], list] = {}
-    for row in rows:
-        if (row.tenant_id, row.id) in wanted:
-            found.setdefault((row.tenant_id, row.id), []).append(row)
-    return found
+    return list(db_session.execute(_READ, {"job_id": job_id, "tenant_id": tenant_id}))
 
 
 def get_by_idempotency_key(*, db_session: Session, tenant_id: str, key: str) -> Job | None:

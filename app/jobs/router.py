@@ -1,54 +1,36 @@
+"""/v1/jobs: submit, list, read, cancel, metrics, spec, live events, predict, weights."""
 from functools import lru_cache
 from typing import Annotated, Literal
 
-import anyio
-from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.responses import FileResponse
 from sse_starlette import EventSourceResponse
-from starlette.concurrency import run_in_threadpool
 
 from app.config import get_settings
-from app.db import get_read_engine, get_session_factory
-from app.deps import CurrentTenant, RequestTenant, SessionDep, current_tenant
+from app.deps import CurrentTenant, SessionDep
 from app.errors import ApiError
-from app.jobs import export, lifecycle, predict, repository, sending, service, stream
+from app.jobs import export, lifecycle, predict, repository, service, stream
 from app.jobs.lifecycle import JobStatus
-from app.jobs.reads import read_limiter
-from app.jobs.preprocessing import read as read_preprocessing
-from app.jobs.schemas import (EpochPoint, JobCreated, JobPage, JobRead, MetricsRead,
-                              PlanRead, PredictRead, PredictRequest, SpecRead, StepPoint)
+from app.jobs.schemas import (JobCreated, JobPage, JobRead, MetricsRead, PlanRead, PredictRead,
+                              PredictRequest, SpecRead)
 from app.ml.spec import JobSpec
 from app.storage import get_store
-from app.workers import routing
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
 @router.post("", status_code=202, response_model=JobCreated | PlanRead,
              responses={200: {"model": PlanRead, "description": "dry run: the plan, nothing queued"}})
-async def submit_job(spec: JobSpec, tenant: RequestTenant, dry_run: bool = False,
-                     idempotency_key: Annotated[str | None, Header(max_length=200)] = None):
+def submit_job(spec: JobSpec, db: SessionDep, tenant: CurrentTenant, response: Response,
+               dry_run: bool = False,
+               idempotency_key: Annotated[str | None, Header(max_length=200)] = None):
     """Checks a job spec against its dataset and queues it (or, with dry_run, only checks it)."""
-    # The key is checked on the event loop (its tenant is usually in memory), then one
-    # trip to the thread pool does the rest: each trip is a wait for a thread, and the
-    # time to a running job counts every one of them.
-    return await run_in_threadpool(_submit, spec, tenant, dry_run, idempotency_key)
-
-
-def _submit(spec: JobSpec, tenant: str, dry_run: bool, idempotency_key: str | None):
-    settings = get_settings()
-    with get_session_factory()() as db:
-        if dry_run:
-            job_plan, _ = service.plan(db_session=db, tenant_id=tenant, spec=spec, settings=settings)
-            return JSONResponse(PlanRead.model_validate(job_plan).model_dump(mode="json"), status_code=200)
-        job, job_plan, created = service.create(db_session=db, tenant_id=tenant, spec=spec,
-                                                settings=settings, idempotency_key=idempotency_key)
-        db.commit()
-        if created and sending.send([(job.id, job.queue)]):
-            # Not published: stored all the same, and a worker's reaper sends it once the broker is back.
-            return service.created_read(job, job_plan, waiting_reason=routing.UNSENT_REASON)
-        return service.created_read(job, job_plan,
-                                    waiting_reason=routing.waiting_reason(db_session=db, job=job))
+    if dry_run:
+        job_plan, _ = service.plan(db_session=db, tenant_id=tenant, spec=spec, settings=get_settings())
+        response.status_code = 200
+        return PlanRead.model_validate(job_plan)
+    return service.submit(db_session=db, tenant_id=tenant, spec=spec, settings=get_settings(),
+                          idempotency_key=idempotency_key)
 
 
 @router.get("", response_model=JobPage)
@@ -60,44 +42,20 @@ def list_jobs(db: SessionDep, tenant: CurrentTenant, status: JobStatus | None = 
     return JobPage(items=[service.to_read(j) for j in rows], total=total, limit=limit, offset=offset)
 
 
-def get_or_404(db, tenant: str, job_id: str):
-    job = repository.get(db_session=db, tenant_id=tenant, job_id=job_id)
-    if job is None:
-        raise ApiError(404, f"no job {job_id!r}")
-    return job
-
-
 @router.get("/{job_id}", response_model=JobRead)
-async def get_job(request: Request, job_id: str, tenant: RequestTenant):
-    # The route clients poll, kept cheap. The job is read together with the jobs other
-    # requests are reading, in one query (app/jobs/reads.py: on PostgreSQL by the event
-    # loop, on SQLite in one thread). A waiting job, a 404 or a database error takes one
-    # trip to the thread pool with one pooled connection in autocommit (SessionDep +
-    # CurrentTenant would cost three more trips). The body is serialized once: returning
-    # the model would have FastAPI validate it again.
-    body = await request.app.state.job_reader.read(tenant, job_id)
-    if body is None:  # waiting (its reason takes more queries), not found, or a database error
-        body = await anyio.to_thread.run_sync(_read_job, tenant, job_id, limiter=read_limiter())
-    return Response(body, media_type="application/json")
-
-
-def _read_job(tenant: str, job_id: str) -> str:
-    with get_read_engine().connect() as conn:
-        job = service.read(conn=conn, tenant_id=tenant, job_id=job_id)
-    if job is None:
-        raise ApiError(404, f"no job {job_id!r}")
-    return job.model_dump_json()
+def get_job(job_id: str, db: SessionDep, tenant: CurrentTenant):
+    """The job, its progress and attempt history, and while it waits, why."""
+    return service.read(db_session=db, tenant_id=tenant, job_id=job_id)
 
 
 @router.post("/{job_id}/cancel", response_model=JobRead,
              responses={202: {"model": JobRead, "description": "running: it stops at its next step"},
                         409: {"description": "the job has already ended"}})
-def cancel_job(job_id: str, db: SessionDep, tenant: CurrentTenant):
+def cancel_job(job_id: str, db: SessionDep, tenant: CurrentTenant, response: Response):
     """Cancels a job: a waiting one at once (200), a running one at its next step (202)."""
-    job = lifecycle.cancel(db_session=db, job=get_or_404(db, tenant, job_id))
-    db.commit()
-    body = service.to_read(job).model_dump(mode="json")
-    return JSONResponse(body, status_code=200 if job.status == JobStatus.CANCELLED else 202)
+    job = lifecycle.cancel(db_session=db, job=service.get_or_404(db_session=db, tenant_id=tenant, job_id=job_id))
+    response.status_code = 200 if job.status == JobStatus.CANCELLED else 202
+    return service.to_read(job)
 
 
 @router.get("/{job_id}/metrics", response_model=MetricsRead)
@@ -105,23 +63,13 @@ def get_metrics(job_id: str, db: SessionDep, tenant: CurrentTenant,
                 after_step: Annotated[int, Query(ge=-1)] = -1,
                 limit: Annotated[int, Query(ge=2, le=100_000)] = 10_000):
     """The loss history after ``after_step``: epoch points and logged steps, in step order."""
-    get_or_404(db, tenant, job_id)
-    rows = repository.metrics_after(db_session=db, job_id=job_id, after_step=after_step, limit=limit)
-    if len(rows) == limit and rows[0].step != rows[-1].step:
-        # Never end a page inside a step (a step and its epoch point share one number),
-        # or the next page's after_step would skip the rest of it.
-        rows = [m for m in rows if m.step != rows[-1].step]
-    epochs = [EpochPoint(epoch=m.epoch, step=m.step, **m.values) for m in rows if m.kind == "epoch"]
-    steps = [StepPoint(epoch=m.epoch, step=m.step, **m.values) for m in rows if m.kind == "step"]
-    last = rows[-1].step if rows else after_step
-    return MetricsRead(job_id=job_id, epochs=epochs, steps=steps, last_step=last)
+    service.get_or_404(db_session=db, tenant_id=tenant, job_id=job_id)
+    return service.metrics_page(db_session=db, job_id=job_id, after_step=after_step, limit=limit)
 
 
 @router.get("/{job_id}/spec", response_model=SpecRead)
 def get_spec(job_id: str, db: SessionDep, tenant: CurrentTenant):
-    job = get_or_404(db, tenant, job_id)
-    return SpecRead(job_id=job.id, spec=job.spec, input_shape=job.input_shape,
-                    preprocessing=read_preprocessing(job.id))
+    return service.spec_of(service.get_or_404(db_session=db, tenant_id=tenant, job_id=job_id))
 
 
 EVENTS_DOC = {200: {"content": {"text/event-stream": {}}, "description": (
@@ -131,36 +79,27 @@ EVENTS_DOC = {200: {"content": {"text/event-stream": {}}, "description": (
     "`Last-Event-ID` (or `?after=`) to get exactly the events missed.")}}
 
 
-@router.get("/{job_id}/events", response_class=EventSourceResponse, responses=EVENTS_DOC)
-async def job_events(job_id: str, authorization: Annotated[str | None, Header()] = None,
-                     last_event_id: Annotated[str | None, Header()] = None,
-                     after: Annotated[int | None, Query(ge=0, description="as Last-Event-ID")] = None):
-    """Streams the job's status changes and metric points live (SSE), from the start or a resume point."""
-    start = after if after is not None else _event_id(last_event_id)
-    await run_in_threadpool(_check_access, authorization, job_id)
-    return EventSourceResponse(stream.watch(job_id, start),
-                               ping=get_settings().stream_ping_seconds)
-
-
-def _check_access(authorization: str | None, job_id: str) -> None:
-    """Authenticates and finds the job in one thread with one short-lived session.
-
-    Not SessionDep + CurrentTenant: those hold a pooled connection from the dependency's
-    thread to the route's thread, and a burst of watchers (100 reconnecting at once) can
-    fill the thread pool with requests waiting for connections held by requests waiting
-    for threads, a 30 s stall. The stream itself holds no connection.
-    """
-    with get_session_factory()() as db:
-        get_or_404(db, current_tenant(db, authorization), job_id)
-
-
-def _event_id(header: str | None) -> int:
-    if header is None or not header.strip():
+async def event_start(last_event_id: Annotated[str | None, Header()] = None,
+                      after: Annotated[int | None, Query(ge=0, description="as Last-Event-ID")] = None) -> int:
+    """The id of the last event the client has: ``?after=``, else its Last-Event-ID header, else 0."""
+    if after is not None:
+        return after
+    if last_event_id is None or not last_event_id.strip():
         return 0
-    if not header.strip().isdigit():
+    if not last_event_id.strip().isdigit():
         raise ApiError(422, f"Last-Event-ID must be an event id (a non-negative integer), "
-                            f"got {header!r}", "Last-Event-ID")
-    return int(header)
+                            f"got {last_event_id!r}", "Last-Event-ID")
+    return int(last_event_id)
+
+
+@router.get("/{job_id}/events", response_class=EventSourceResponse, responses=EVENTS_DOC)
+def job_events(job_id: str, db: SessionDep, tenant: CurrentTenant,
+               start: Annotated[int, Depends(event_start)]):
+    """Streams the job's status changes and metric points live (SSE), from the start or a resume point."""
+    service.get_or_404(db_session=db, tenant_id=tenant, job_id=job_id)
+    # The stream holds no session: the request's closes as this returns, the stream's own
+    # reads (app/jobs/stream.py) take a connection each for a moment.
+    return EventSourceResponse(stream.watch(job_id, start), ping=get_settings().stream_ping_seconds)
 
 
 @lru_cache
@@ -171,7 +110,7 @@ def _models() -> predict.ModelCache:
 @router.post("/{job_id}/predict", response_model=PredictRead)
 def predict_job(job_id: str, body: PredictRequest, db: SessionDep, tenant: CurrentTenant):
     """Runs the trained model on ``inputs``; classification jobs also get probabilities and labels."""
-    job = get_or_404(db, tenant, job_id)
+    job = service.get_or_404(db_session=db, tenant_id=tenant, job_id=job_id)
     predict.require_trained(job)
     x = predict.as_batch(body.inputs, job.input_shape, get_settings().max_predict_rows)
     classes = service.classes_of(db_session=db, job=job)
@@ -188,7 +127,7 @@ WEIGHTS_DOC = {200: {"content": {"application/octet-stream": {}}, "description":
 @router.get("/{job_id}/weights", response_class=FileResponse, responses=WEIGHTS_DOC)
 def get_weights(job_id: str, db: SessionDep, tenant: CurrentTenant,
                 format: Literal["safetensors", "onnx"] = "safetensors"):
-    job = get_or_404(db, tenant, job_id)
+    job = service.get_or_404(db_session=db, tenant_id=tenant, job_id=job_id)
     if job.status != JobStatus.SUCCEEDED or not job.weights_path:
         raise ApiError(409, f"job is {job.status}; weights are available once it has succeeded")
     if format == "onnx":

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import func, update
 from sqlalchemy.orm import Session
 
-from app.db import get_session_factory
+from app.db import session_scope
 from app.jobs import repository
 from app.jobs.lifecycle import WAITING
 from app.models import Job
@@ -44,9 +44,8 @@ def send(sends: list[tuple[str, str]]) -> list[str]:
 
 def _mark_unsent(job_ids: list[str]) -> None:
     try:
-        with get_session_factory()() as session:
+        with session_scope() as session:
             mark_unsent(db_session=session, job_ids=job_ids)
-            session.commit()
     except Exception:
         # The database is down too: the jobs are still sent again, RESEND_AFTER_SECONDS
         # after their last message.

@@ -1,19 +1,22 @@
-"""Job submission and reads. Services flush; the route commits."""
+"""Job submission and reads. Services flush; the request's unit of work (app/db.py) commits."""
 import hashlib
 import json
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import Connection, Row
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.datasets import job_data
+from app.db import after_commit, complete
 from app.errors import ApiError
-from app.jobs import lifecycle, repository
+from app.jobs import lifecycle, repository, sending
 from app.jobs.lifecycle import JobStatus
-from app.jobs.schemas import AttemptRead, JobCreated, JobRead, Progress
+from app.jobs.preprocessing import read as read_preprocessing
+from app.jobs.schemas import (AttemptRead, EpochPoint, JobCreated, JobRead, MetricsRead, Progress, SpecRead,
+                              StepPoint)
 from app.ml.check import Limits, Plan
 from app.ml.spec import JobSpec
 from app.models import Dataset, Job
@@ -76,6 +79,22 @@ def create(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Sett
     return job, job_plan, True
 
 
+def submit(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Settings,
+           idempotency_key: str | None) -> JobCreated:
+    """Records a job (or finds the one this key made) and publishes its message after the commit."""
+    job, job_plan, created = create(db_session=db_session, tenant_id=tenant_id, spec=spec,
+                                    settings=settings, idempotency_key=idempotency_key)
+    unsent: list[str] = []
+    if created:
+        after_commit(db_session, lambda: unsent.extend(sending.send([(job.id, job.queue)])))
+    # The unit of work completes here rather than when the route returns: the message goes
+    # out after the commit (a worker must find the row it names), and the answer says when
+    # the broker did not take it (stored all the same: a worker's reaper sends it later).
+    complete(db_session)
+    reason = routing.UNSENT_REASON if unsent else routing.waiting_reason(db_session=db_session, job=job)
+    return created_read(job, job_plan, waiting_reason=reason)
+
+
 def _check_replay(job: Job, digest: str) -> None:
     if job.request_hash != digest:
         raise ApiError(409, "this Idempotency-Key was used for a different job spec; "
@@ -115,12 +134,38 @@ def sample_rows(*, db_session: Session, job: Job, rows: int = 16):
         return npz["x"][:rows]
 
 
-def read(*, conn: Connection, tenant_id: str, job_id: str) -> JobRead | None:
-    """Gets a job with its attempt history and, while it waits, why; None if the tenant has no such job."""
-    rows = repository.read_with_status_events(conn=conn, tenant_id=tenant_id, job_id=job_id)
+def get_or_404(*, db_session: Session, tenant_id: str, job_id: str) -> Job:
+    """The tenant's job; a 404 when the tenant has none by that id."""
+    job = repository.get(db_session=db_session, tenant_id=tenant_id, job_id=job_id)
+    if job is None:
+        raise ApiError(404, f"no job {job_id!r}")
+    return job
+
+
+def read(*, db_session: Session, tenant_id: str, job_id: str) -> JobRead:
+    """Gets a job with its attempt history and, while it waits, why; a 404 if the tenant has no such job."""
+    rows = repository.read_with_status_events(db_session=db_session, tenant_id=tenant_id, job_id=job_id)
     if not rows:
-        return None
-    return from_rows(rows, waiting_reason=routing.waiting_reason(db_session=conn, job=rows[0]))
+        raise ApiError(404, f"no job {job_id!r}")
+    return from_rows(rows, waiting_reason=routing.waiting_reason(db_session=db_session, job=rows[0]))
+
+
+def metrics_page(*, db_session: Session, job_id: str, after_step: int, limit: int) -> MetricsRead:
+    """The loss history after ``after_step``: epoch points and logged steps, in step order."""
+    rows = repository.metrics_after(db_session=db_session, job_id=job_id, after_step=after_step, limit=limit)
+    if len(rows) == limit and rows[0].step != rows[-1].step:
+        # Never end a page inside a step (a step and its epoch point share one number),
+        # or the next page's after_step would skip the rest of it.
+        rows = [m for m in rows if m.step != rows[-1].step]
+    epochs = [EpochPoint(epoch=m.epoch, step=m.step, **m.values) for m in rows if m.kind == "epoch"]
+    steps = [StepPoint(epoch=m.epoch, step=m.step, **m.values) for m in rows if m.kind == "step"]
+    last = rows[-1].step if rows else after_step
+    return MetricsRead(job_id=job_id, epochs=epochs, steps=steps, last_step=last)
+
+
+def spec_of(job: Job) -> SpecRead:
+    return SpecRead(job_id=job.id, spec=job.spec, input_shape=job.input_shape,
+                    preprocessing=read_preprocessing(job.id))
 
 
 def from_rows(rows, *, waiting_reason: str | None = None) -> JobRead:

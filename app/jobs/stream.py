@@ -23,9 +23,10 @@ from sqlalchemy import select
 from sse_starlette import ServerSentEvent
 
 from app.config import get_settings
-from app.db import get_session_factory
+from app.db import session_scope
 from app.jobs import events
 from app.jobs.lifecycle import TERMINAL
+from app.jobs.listener import listen
 from app.models import Job, JobEvent
 
 log = logging.getLogger(__name__)
@@ -65,14 +66,14 @@ def read_after(job_id: str, seq: int) -> tuple[tuple[str, str | None] | None, li
     Status before events: a terminal status is committed with its event, so if the
     status read says terminal, the event read that follows sees every event there is.
     """
-    with get_session_factory()() as s:
+    with session_scope() as s:
         job = s.execute(select(Job.status, Job.error).where(Job.id == job_id)).one_or_none()
         rows = events.after(db_session=s, job_id=job_id, seq=seq, limit=PAGE)
         return (tuple(job) if job else None), [encode(r) for r in rows]
 
 
 def last_seq(job_id: str) -> int:
-    with get_session_factory()() as s:
+    with session_scope() as s:
         return events.last_seq(db_session=s, job_id=job_id)
 
 
@@ -170,9 +171,8 @@ class Hub:
 
     def join(self, job_id: str) -> Watcher:
         if self.listening and self.listener is None:
-            from app.jobs.listener import listen
-
-            self.listener = asyncio.get_running_loop().create_task(listen(self))
+            self.listener = asyncio.get_running_loop().create_task(
+                listen(wake=self.wake, wake_all=self.wake_all))
         tail = self.tails.get(job_id)
         if tail is None:
             tail = self.tails[job_id] = Tail(self, job_id)

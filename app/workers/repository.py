@@ -4,7 +4,7 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from app.jobs.lifecycle import WAITING
+from app.jobs.lifecycle import WAITING, JobStatus
 from app.models import Job, Worker
 from app.models.base import utcnow
 
@@ -61,3 +61,11 @@ def waiting_ahead(*, db_session: Session, job: Job) -> int:
     return db_session.scalar(select(func.count()).select_from(Job).where(
         Job.queue == job.queue, Job.status.in_(WAITING),
         Job.created_at < job.created_at)) or 0
+
+
+def running_job_tenants(*, db_session: Session, job_ids: list[str]) -> dict[str, str]:
+    """Job id -> tenant id, for those of ``job_ids`` that are running now."""
+    if not job_ids:
+        return {}
+    return dict(db_session.execute(select(Job.id, Job.tenant_id).where(
+        Job.id.in_(job_ids), Job.status == JobStatus.RUNNING)).all())
