@@ -10,36 +10,22 @@ try again on their own schedule (heartbeats, sweeps) and must not hold up a shut
 """
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.db import get_session_factory
+from app.db import session_scope
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 FIRST_DELAY_SECONDS, MAX_DELAY_SECONDS = 0.2, 5.0
 
 
-@contextmanager
-def unit_of_work() -> Iterator[Session]:
-    """A session whose transaction commits when the block ends and rolls back when it raises."""
-    with get_session_factory()() as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-
-
 def run_once(work: Callable[..., T], /, **kwargs) -> T:
-    """Runs ``work(db_session=..., **kwargs)`` in one unit of work; returns what it returns."""
-    with unit_of_work() as session:
+    """Runs ``work(db_session=..., **kwargs)`` in one unit of work (the API's session_scope); returns its result."""
+    with session_scope() as session:
         return work(db_session=session, **kwargs)
 
 
