@@ -193,7 +193,8 @@ def _train_on(run: JobRun, attempt: Attempt, device: torch.device) -> str:
     unit_of_work.run(progress.set_device, job_id=attempt.job_id, worker_id=attempt.owner, device=name)
     precision.require_gpu(attempt.spec.training.precision, device)
     memory.start(device)
-    trainer = Trainer(attempt.spec, *attempt.train, device, run.hooks(), attempt.validation)
+    trainer = Trainer(attempt.spec, *attempt.train, device, run.hooks(), attempt.validation,
+                      direct=get_settings().direct_kernels)
     if attempt.resumes:
         _resume(trainer, attempt)
     try:
