@@ -1,4 +1,4 @@
-"""Bad job specs get a 422 naming the field, and create nothing."""
+"""Bad job specs get a 422 naming the field, and create nothing (nor does a dry run)."""
 import copy
 
 import numpy as np
@@ -37,9 +37,14 @@ CASES = [
     ("training.epochs", 100000, "training.epochs", "limit of 500"),
     ("model.layers.2.out_features", 2, "model.layers", "at least 3 outputs"),
     ("dataset", "ds_missing", "dataset", "no dataset"),
+    ("model.layers.0.kernel", 3, "model.layers[0].kernel", "Extra inputs"),
+    ("training.epoch", 3, "training.epoch", "Extra inputs"),
+    ("colour", "red", "colour", "Extra inputs"),
+    ("training.device", "tpu", "training.device", "tpu"),
 ]
 
 
+@pytest.mark.services
 @pytest.mark.parametrize("path,value,field,words", CASES, ids=[c[0] + "=" + str(c[1]) for c in CASES])
 def test_bad_spec_names_the_field(api, dataset, path, value, field, words):
     before = api.get("/v1/jobs").json()["total"]
@@ -51,6 +56,9 @@ def test_bad_spec_names_the_field(api, dataset, path, value, field, words):
     errors = errors_for(r)
     assert field in errors, r.json()
     assert words in errors[field] or words in r.json()["detail"]
+    assert api.get("/v1/jobs").json()["total"] == before
+    dry = api.post("/v1/jobs", json=spec, params={"dry_run": "true"})
+    assert dry.status_code == 422 and errors_for(dry) == errors
     assert api.get("/v1/jobs").json()["total"] == before
 
 
