@@ -46,6 +46,16 @@ def mlp_spec(dataset: str, **training) -> dict:
     }
 
 
+def spec_for(dataset, outputs=3, loss="cross_entropy", data=None, flatten=False, **training) -> dict:
+    """A small MLP on ``dataset`` (an id, a builtin's name or its parameters), Adam."""
+    layers = [{"type": "flatten"}] if flatten else []
+    layers += [{"type": "linear", "out_features": 16}, {"type": "relu"},
+               {"type": "linear", "out_features": outputs}]
+    return {"dataset": dataset, "model": {"layers": layers}, "loss": {"type": loss},
+            "optimizer": {"type": "adam", "lr": 0.01}, "data": data or {},
+            "training": {"epochs": 5, "batch_size": 16, "seed": 1, **training}}
+
+
 def wait_for(api: httpx.Client, job_id: str, statuses=TERMINAL, timeout: float = 90) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

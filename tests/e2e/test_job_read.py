@@ -37,13 +37,6 @@ def test_a_new_key_and_a_remembered_key_read_the_same_body(stack, api):
     assert [(a["attempt"], a["outcome"]) for a in body["attempt_history"]] == [(1, "succeeded")]
 
 
-def test_another_tenants_job_is_404_with_a_remembered_key(api, other_api):
-    job = _finished_job(api)
-    assert other_api.get("/v1/jobs/job_nope").status_code == 404  # bob's key is now remembered
-    r = other_api.get(f"/v1/jobs/{job['id']}")
-    assert r.status_code == 404 and job["id"] in r.json()["detail"]
-
-
 def test_a_job_without_status_events_reads_with_an_empty_history(stack, api):
     """The outer join: a job row with no status event is still one row, history []."""
     job = _finished_job(api)
