@@ -1,5 +1,7 @@
-"""Fixtures of the in-process layer: one deployment per database for the whole session
+"""Fixtures of the in-process layer: one deployment per database for this package's tests
 (SQLite always; PostgreSQL too for tests marked ``services``), a new tenant for each test.
+Package-scoped, so the environment and caches are put back before any other directory's
+tests run.
 
 A tenant of its own per test keeps tests apart on a shared database: whatever one test
 stores, another's lists and counts never see.
@@ -16,15 +18,15 @@ def pytest_generate_tests(metafunc):
         names = ["sqlite"]
         if metafunc.definition.get_closest_marker("services"):
             names.append("postgresql")
-        metafunc.parametrize("database", names, indirect=True, scope="session")
+        metafunc.parametrize("database", names, indirect=True, scope="package")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def database(request) -> str:
     return request.param
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def deployment(database, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(f"api-{database}")
     if database == "sqlite":

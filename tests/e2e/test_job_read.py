@@ -17,15 +17,20 @@ from app.models import Job
 from tests.e2e.helpers import blobs, mlp_spec, upload_npz, wait_for
 
 
-def _finished_job(api, **training) -> dict:
-    x, y = blobs(60)
-    ds = upload_npz(api, x, y)
-    job = api.post("/v1/jobs", json=mlp_spec(ds["id"], epochs=3, **training)).json()
-    return wait_for(api, job["id"])
+@pytest.fixture(scope="module")
+def finished_jobs(stack, tenant_keys) -> list[dict]:
+    """Two jobs trained to success, shared by this module's tests on each deployment: they
+    only read them (two, for the reads of distinct jobs that share one query)."""
+    with stack.client(tenant_keys["alice"]) as api:
+        x, y = blobs(60)
+        ds = upload_npz(api, x, y)
+        specs = [mlp_spec(ds["id"], epochs=3, log_every_steps=1, seed=seed) for seed in (3, 4)]
+        ids = [api.post("/v1/jobs", json=spec).json()["id"] for spec in specs]
+        return [wait_for(api, job_id) for job_id in ids]
 
 
-def test_a_new_key_and_a_remembered_key_read_the_same_body(stack, api):
-    job = _finished_job(api)
+def test_a_new_key_and_a_remembered_key_read_the_same_body(stack, finished_jobs):
+    job = finished_jobs[0]
     fresh = stack.new_key(f"alice-{stack.name}")  # same tenant, not yet in the API's memory
     with stack.client(fresh) as reader:
         first = reader.get(f"/v1/jobs/{job['id']}")  # looks the key up in the database
@@ -37,9 +42,9 @@ def test_a_new_key_and_a_remembered_key_read_the_same_body(stack, api):
     assert [(a["attempt"], a["outcome"]) for a in body["attempt_history"]] == [(1, "succeeded")]
 
 
-def test_a_job_without_status_events_reads_with_an_empty_history(stack, api):
+def test_a_job_without_status_events_reads_with_an_empty_history(stack, finished_jobs):
     """The outer join: a job row with no status event is still one row, history []."""
-    job = _finished_job(api)
+    job = finished_jobs[0]
     engine = make_engine(stack.env.get("DATABASE_URL") or f"sqlite:///{stack.tmp / 'data' / 'trainyard.db'}")
     with engine.connect() as conn:
         tenant = conn.scalar(select(Job.tenant_id).where(Job.id == job["id"]))
@@ -51,11 +56,11 @@ def test_a_job_without_status_events_reads_with_an_empty_history(stack, api):
     assert read.attempt_history == [] and read.id == job["id"]
 
 
-def test_event_loop_and_thread_reads_agree_on_postgresql(stack, api):
+def test_event_loop_and_thread_reads_agree_on_postgresql(stack, api, finished_jobs):
     """The psycopg statement run on the event loop is SQLAlchemy's, compiled once: same rows, same body."""
     if stack.name != "production":
         return  # SQLite has only the thread path
-    job = _finished_job(api, log_every_steps=1)
+    job = finished_jobs[0]
     url = stack.env["DATABASE_URL"]
     engine = make_engine(url)
     with engine.connect() as conn:
@@ -136,12 +141,12 @@ def _count_queries(monkeypatch, on_start=None) -> list:
 
 
 @pytest.mark.parametrize("where", ["loop", "thread"])
-def test_concurrent_reads_share_a_query_and_keep_tenants_apart(stack, api, monkeypatch, where):
+def test_concurrent_reads_share_a_query_and_keep_tenants_apart(stack, api, finished_jobs, monkeypatch, where):
     """app/jobs/reads.py: reads that wait together go in one query, each (tenant, job) once;
     another tenant's job, or none, is None (the route's thread path answers 404)."""
     if where == "loop" and stack.name != "production":
         return  # SQLite reads in a thread
-    first, second = _finished_job(api), _finished_job(api)
+    first, second = finished_jobs
     url = _db_url(stack)
     tenant = _tenant_of(url, first["id"])
     queries = _count_queries(monkeypatch)
@@ -161,18 +166,18 @@ def test_concurrent_reads_share_a_query_and_keep_tenants_apart(stack, api, monke
     assert stranger is None and missing is None
 
 
-def _read_one(stack, api) -> tuple[dict, str, str]:
+def _read_one(stack, finished_jobs) -> tuple[dict, str, str]:
     """A finished job, the database's URL and the job's tenant."""
-    job = _finished_job(api)
+    job = finished_jobs[1]
     url = _db_url(stack)
     return job, url, _tenant_of(url, job["id"])
 
 
-def test_a_read_never_takes_a_query_already_under_way(stack, api, monkeypatch):
+def test_a_read_never_takes_a_query_already_under_way(stack, finished_jobs, monkeypatch):
     """That query may predate the request: a read arriving during it waits for the next."""
     if stack.name != "production":
         return
-    job, url, tenant = _read_one(stack, api)
+    job, url, tenant = _read_one(stack, finished_jobs)
 
     async def run():
         under_way = asyncio.Event()
@@ -194,10 +199,10 @@ def test_a_read_never_takes_a_query_already_under_way(stack, api, monkeypatch):
     assert len(queries) == 2
 
 
-def test_a_database_error_leaves_the_read_to_the_thread_path(stack, api):
+def test_a_database_error_leaves_the_read_to_the_thread_path(stack, finished_jobs):
     if stack.name != "production":
         return
-    job, url, tenant = _read_one(stack, api)
+    job, url, tenant = _read_one(stack, finished_jobs)
 
     async def run():
         pool = AsyncConnectionPool(libpq_url(url), min_size=1, max_size=1, kwargs={"autocommit": True},
