@@ -89,6 +89,11 @@ class Stack:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
+    def worker_log_count(self, text: str) -> int:
+        """How many times the workers' logs (so far) contain ``text``."""
+        return sum(p.read_text(errors="replace").count(text) for p in self._logs
+                   if p.name.startswith("worker") and p.exists())
+
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}"
                          for p in self._logs if p.exists())

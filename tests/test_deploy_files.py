@@ -1,57 +1,117 @@
-"""docker-compose.yml and the Dockerfile cannot run here, so their content is checked."""
+"""docker-compose.yml and the Dockerfile cannot run here, so what they mean is checked: the
+services and their roles, commands the CLI accepts, start order, healthchecks, and one
+database, broker and artifact volume shared by the API and every worker."""
+import json
 import re
 from pathlib import Path
 
+import click
 import yaml
+from sqlalchemy.engine import make_url
 from typer.main import get_command
 
 from app.cli import app as cli_app
+from app.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+TRAINYARD = ("migrate", "api", "worker", "worker-gpu")  # the services built from the image
+SERVERS = ("api", "worker", "worker-gpu")  # started once migrate has succeeded
 
 
-def _cli_commands() -> set[str]:
-    return set(get_command(cli_app).commands)
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())  # resolves the << merges
 
 
-def test_compose_runs_api_worker_redis_and_postgres():
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    services = compose["services"]
-    assert {"api", "worker", "worker-gpu", "redis", "postgres", "migrate"} <= set(services)
-    for name in ("api", "worker", "worker-gpu", "migrate"):
-        svc = services[name]
-        assert svc["build"] == ".", name
-        cmd = svc["command"]
-        assert cmd[0] == "trainyard" and cmd[1] in _cli_commands(), (name, cmd)
-        env = svc["environment"]
-        assert env["DATABASE_URL"].startswith("postgresql+psycopg://"), name
-        assert env["BROKER_URL"].startswith("redis://redis:"), name
-        # The API serves the weights the worker writes: both must see one artifact folder.
-        assert f"artifacts:{env['ARTIFACT_DIR']}" in svc["volumes"], name
-    assert "noeviction" in services["redis"]["command"]
-    assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    assert "8000:8000" in services["api"]["ports"]
+def parse_command(command: list[str]) -> click.Context:
+    """The CLI's parse of a `trainyard ...` command: fails on an unknown command or option."""
+    assert command[0] == "trainyard", command
+    cli = get_command(cli_app)
+    assert command[1] in cli.commands, command
+    return cli.commands[command[1]].make_context(command[1], list(command[2:]))
 
 
-def test_compose_has_a_gpu_worker_beside_a_cpu_one():
-    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    assert services["worker"]["command"] == ["trainyard", "worker", "--cpu", "1"]
-    gpu = services["worker-gpu"]
-    assert gpu["command"] == ["trainyard", "worker"]  # one worker per GPU it is given
-    [device] = gpu["deploy"]["resources"]["reservations"]["devices"]
-    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"] and device["count"] == "all"
+def test_compose_has_the_production_set():
+    services = compose()["services"]
+    assert set(services) == {"postgres", "redis", *TRAINYARD}
+    assert services["postgres"]["image"].startswith("postgres:")
+    assert services["redis"]["image"].startswith("redis:")
+    for name in TRAINYARD:
+        assert services[name]["build"] == ".", name
     # Started on request: a host without the NVIDIA toolkit still runs the rest.
-    assert gpu["profiles"] == ["gpu"]
+    assert services["worker-gpu"]["profiles"] == ["gpu"]
+    assert all("profiles" not in services[name] for name in services if name != "worker-gpu")
 
 
-def test_dockerfile_copies_what_exists_and_installs_the_project():
+def test_each_service_runs_a_command_the_cli_accepts():
+    services = compose()["services"]
+    assert parse_command(services["migrate"]["command"]).info_name == "migrate"
+    api = parse_command(services["api"]["command"]).params
+    assert api["host"] == "0.0.0.0"  # reachable from outside its container
+    assert f"{api['port']}:{api['port']}" in services["api"]["ports"]
+    assert parse_command(services["worker"]["command"]).params["cpu"] == 1
+    gpu = parse_command(services["worker-gpu"]["command"]).params
+    assert not gpu.get("cpu")  # one worker per GPU it is given
+    [device] = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"] and device["count"] == "all"
+
+
+def test_services_start_in_order_and_wait_for_health():
+    services = compose()["services"]
+    assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    for name in SERVERS:
+        assert services[name]["depends_on"] == {"migrate": {"condition": "service_completed_successfully"},
+                                                "redis": {"condition": "service_healthy"}}, name
+    waited_on = {dep for svc in services.values() for dep, how in svc.get("depends_on", {}).items()
+                 if how["condition"] == "service_healthy"}
+    assert waited_on == {"postgres", "redis"}
+    for name in waited_on:  # a condition on health needs a healthcheck, or compose never starts
+        check = services[name]["healthcheck"]
+        assert check["test"][0] == "CMD" and check["retries"] >= 1, name
+    assert services["postgres"]["healthcheck"]["test"][1] == "pg_isready"
+    assert services["redis"]["healthcheck"]["test"][1:] == ["redis-cli", "ping"]
+
+
+def test_the_api_and_every_worker_share_one_database_broker_and_artifact_volume():
+    spec = compose()
+    services = spec["services"]
+    settings = {name: Settings(_env_file=None, **{k.lower(): v for k, v in services[name]["environment"].items()})
+                for name in TRAINYARD}
+    urls = {(s.resolved_database_url, s.resolved_broker_url, s.resolved_artifact_dir, s.queue_name)
+            for s in settings.values()}
+    assert len(urls) == 1, urls
+    [(database, broker, artifacts, _)] = urls
+    db = make_url(database)
+    pg = services["postgres"]["environment"]
+    assert db.drivername == "postgresql+psycopg" and db.host == "postgres"
+    assert (db.username, db.password, db.database) == (pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"],
+                                                       pg["POSTGRES_DB"])
+    assert re.fullmatch(r"redis://redis:6379/\d+", broker)
+    # The API serves the weights the workers write: one named volume at the artifact folder.
+    for name in TRAINYARD:
+        mounts = dict(v.rsplit(":", 1)[::-1] for v in services[name]["volumes"])
+        assert mounts[str(artifacts)] in spec["volumes"], name
+    assert len({dict(v.rsplit(":", 1)[::-1] for v in services[n]["volumes"])[str(artifacts)]
+                for n in TRAINYARD}) == 1
+    # A full Redis must refuse new messages, never drop queued jobs.
+    command = services["redis"]["command"]
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+
+
+def test_dockerfile_installs_the_project_and_runs_the_apis_command():
     text = (ROOT / "Dockerfile").read_text()
     for line in re.findall(r"^COPY (.+)$", text, re.M):
         for src in line.split()[:-1]:
             assert (ROOT / src).exists(), src
-    assert "pip install" in text
-    cmd = re.search(r'^CMD \["trainyard", "(\w+)"', text, re.M)
-    assert cmd and cmd.group(1) in _cli_commands()
+    runs = re.findall(r"^RUN (.+)$", text, re.M)
+    # The project itself, so its dependencies as pyproject.toml pins them (torch included)...
+    assert any(re.search(r"pip install .*(\s\.$|\s\.\s)", run) for run in runs), runs
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r'"torch==\d+\.\d+\.\d+"', pyproject)
+    # ...and no other torch beside it.
+    assert not any("torch" in run for run in runs), runs
+    cmd = json.loads(re.search(r"^CMD (\[.+\])$", text, re.M).group(1))
+    assert cmd == compose()["services"]["api"]["command"]
+    parse_command(cmd)
 
 
 def test_ci_runs_the_readme_test_command():

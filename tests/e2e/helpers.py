@@ -5,6 +5,8 @@ import time
 import httpx
 import numpy as np
 
+from app.client import parse_sse
+
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -46,6 +48,16 @@ def mlp_spec(dataset: str, **training) -> dict:
     }
 
 
+def spec_for(dataset, outputs=3, loss="cross_entropy", data=None, flatten=False, **training) -> dict:
+    """A small MLP on ``dataset`` (an id, a builtin's name or its parameters), Adam."""
+    layers = [{"type": "flatten"}] if flatten else []
+    layers += [{"type": "linear", "out_features": 16}, {"type": "relu"},
+               {"type": "linear", "out_features": outputs}]
+    return {"dataset": dataset, "model": {"layers": layers}, "loss": {"type": loss},
+            "optimizer": {"type": "adam", "lr": 0.01}, "data": data or {},
+            "training": {"epochs": 5, "batch_size": 16, "seed": 1, **training}}
+
+
 def wait_for(api: httpx.Client, job_id: str, statuses=TERMINAL, timeout: float = 90) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -54,6 +66,27 @@ def wait_for(api: httpx.Client, job_id: str, statuses=TERMINAL, timeout: float =
             return job
         time.sleep(0.1)
     raise AssertionError(f"job {job_id} did not reach {statuses}: {job}")
+
+
+def wait_for_worker_log(stack, *texts: str, count: int = 1, timeout: float = 60) -> None:
+    """Until the stack's worker logs hold ``texts`` ``count`` times in all."""
+    deadline = time.monotonic() + timeout
+    while sum(stack.worker_log_count(text) for text in texts) < count:
+        assert time.monotonic() < deadline, f"the workers never logged {texts} {count} times:\n{stack.logs()}"
+        time.sleep(0.1)
+
+
+def not_claimable(job_id: str) -> str:
+    """What a worker logs when a delivery finds the job already taken or ended (worker/runner.py)."""
+    return f"job {job_id} is not claimable"
+
+
+def running_events(api: httpx.Client, job_id: str) -> list[dict]:
+    """The `running` status events of an ended job, replayed from its event log."""
+    r = api.get(f"/v1/jobs/{job_id}/events")
+    assert r.status_code == 200, r.text
+    return [e.data for e in parse_sse(iter(r.text.splitlines()))
+            if e.event == "status" and e.data["status"] == "running"]
 
 
 def errors_for(response: httpx.Response) -> dict[str, str]:

@@ -10,7 +10,7 @@ import pytest
 
 from app.client import Event, parse_sse
 from tests.conftest import TEST_LIMITS
-from tests.e2e.helpers import blobs, diverging_spec, errors_for, mlp_spec, upload_npz, wait_for
+from tests.e2e.helpers import blobs, diverging_spec, mlp_spec, upload_npz, wait_for
 from tests.stack import Stack
 
 
@@ -101,15 +101,6 @@ def test_many_watchers_of_one_job_get_the_same_events(api):
     for t in threads:
         t.join(90)
     assert all(r == results[0] for r in results) and results[0][-1].event == "end"
-
-
-def test_bad_resume_point_and_other_tenants(api, other_api):
-    x, y = blobs(32)
-    job = api.post("/v1/jobs", json=mlp_spec(upload_npz(api, x, y)["id"], epochs=1)).json()
-    bad = api.get(f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": "seven"})
-    assert bad.status_code == 422 and "Last-Event-ID" in errors_for(bad)
-    assert other_api.get(f"/v1/jobs/{job['id']}/events").status_code == 404
-    wait_for(api, job["id"])
 
 
 # ---- a worker lost mid-job: the reaper's status changes reach the stream -------------

@@ -1,16 +1,8 @@
-"""Schedules, regularization and L-BFGS through the HTTP API, and the spec's JSON Schema."""
+"""Schedules, regularization and L-BFGS trained through the HTTP API (their refusals and the
+spec's JSON Schema: tests/api/test_bad_specs.py)."""
 import numpy as np
 
-from tests.e2e.helpers import diverging_spec, errors_for, upload_npz, wait_for
-
-
-def test_spec_schema_is_served(api):
-    schema = api.get("/v1/schema/spec").json()
-    assert schema["title"] == "JobSpec"
-    assert {"model", "loss", "optimizer", "schedule", "regularization", "training"} <= set(schema["properties"])
-    text = str(schema)
-    for word in ("lbfgs", "one_cycle", "early_stopping", "huber", "warmup"):
-        assert word in text
+from tests.e2e.helpers import diverging_spec, upload_npz, wait_for
 
 
 def test_lbfgs_full_batch_with_schedule_and_regularization(api):
@@ -53,23 +45,6 @@ def test_divergence_fails_the_job_with_the_reason(api):
     assert job["error"].startswith("diverged at epoch ") and "loss became" in job["error"]
     steps = api.get(f"/v1/jobs/{job['id']}/metrics").json()["steps"]
     assert steps and all(s["train_loss"] is not None for s in steps)
-
-
-def test_training_conflicts_are_422_naming_the_field(api):
-    rng = np.random.default_rng(5)
-    x = rng.normal(size=(40, 2)).astype(np.float32)
-    ds = upload_npz(api, x, (x[:, 0] > 0).astype(np.int64))
-    base = {"dataset": ds["id"], "model": {"layers": [{"type": "linear", "out_features": 2}]},
-            "loss": {"type": "cross_entropy"}, "optimizer": {"type": "lbfgs"},
-            "training": {"batch_size": 1}}
-    r = api.post("/v1/jobs", json=base)
-    assert r.status_code == 422 and "lbfgs" in errors_for(r)["training.batch_size"]
-    r = api.post("/v1/jobs", json={**base, "optimizer": {"type": "adam"},
-                                   "regularization": {"l1": -1}})
-    assert r.status_code == 422 and "regularization.l1" in errors_for(r)
-    r = api.post("/v1/jobs", json={**base, "optimizer": {"type": "adam"},
-                                   "schedule": {"type": "reduce_on_plateau", "monitor": "val_loss"}})
-    assert r.status_code == 422 and "schedule.monitor" in errors_for(r)
 
 
 def test_rollback_recovers_from_divergence_and_keeps_one_history(api):

@@ -1,4 +1,4 @@
-"""Bad job specs get a 422 naming the field, and create nothing."""
+"""Bad job specs get a 422 naming the field, and create nothing (nor does a dry run)."""
 import copy
 
 import numpy as np
@@ -37,9 +37,14 @@ CASES = [
     ("training.epochs", 100000, "training.epochs", "limit of 500"),
     ("model.layers.2.out_features", 2, "model.layers", "at least 3 outputs"),
     ("dataset", "ds_missing", "dataset", "no dataset"),
+    ("model.layers.0.kernel", 3, "model.layers[0].kernel", "Extra inputs"),
+    ("training.epoch", 3, "training.epoch", "Extra inputs"),
+    ("colour", "red", "colour", "Extra inputs"),
+    ("training.device", "tpu", "training.device", "tpu"),
 ]
 
 
+@pytest.mark.services
 @pytest.mark.parametrize("path,value,field,words", CASES, ids=[c[0] + "=" + str(c[1]) for c in CASES])
 def test_bad_spec_names_the_field(api, dataset, path, value, field, words):
     before = api.get("/v1/jobs").json()["total"]
@@ -51,6 +56,9 @@ def test_bad_spec_names_the_field(api, dataset, path, value, field, words):
     errors = errors_for(r)
     assert field in errors, r.json()
     assert words in errors[field] or words in r.json()["detail"]
+    assert api.get("/v1/jobs").json()["total"] == before
+    dry = api.post("/v1/jobs", json=spec, params={"dry_run": "true"})
+    assert dry.status_code == 422 and errors_for(dry) == errors
     assert api.get("/v1/jobs").json()["total"] == before
 
 
@@ -81,3 +89,47 @@ def test_malformed_json_is_a_clear_422(api):
     r = api.post("/v1/jobs", content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 422
     assert r.json()["errors"][0]["field"].startswith("body")
+
+
+def test_training_conflicts_are_422_naming_the_field(api):
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(40, 2)).astype(np.float32)
+    ds = upload_npz(api, x, (x[:, 0] > 0).astype(np.int64))
+    base = {"dataset": ds["id"], "model": {"layers": [{"type": "linear", "out_features": 2}]},
+            "loss": {"type": "cross_entropy"}, "optimizer": {"type": "lbfgs"},
+            "training": {"batch_size": 1}}
+    r = api.post("/v1/jobs", json=base)
+    assert r.status_code == 422 and "lbfgs" in errors_for(r)["training.batch_size"]
+    r = api.post("/v1/jobs", json={**base, "optimizer": {"type": "adam"},
+                                   "regularization": {"l1": -1}})
+    assert r.status_code == 422 and "regularization.l1" in errors_for(r)
+    r = api.post("/v1/jobs", json={**base, "optimizer": {"type": "adam"},
+                                   "schedule": {"type": "reduce_on_plateau", "monitor": "val_loss"}})
+    assert r.status_code == 422 and "schedule.monitor" in errors_for(r)
+    assert api.get("/v1/jobs").json()["total"] == 0
+
+
+def test_shape_errors_name_the_nested_layer(api, dataset):
+    spec = mlp_spec(dataset["id"], epochs=1)
+    spec["model"]["layers"] = [
+        {"type": "linear", "out_features": 8},
+        {"type": "residual", "layers": [{"type": "relu"}, {"type": "conv2d", "out_channels": 2,
+                                                           "kernel_size": 3}]}]
+    r = api.post("/v1/jobs", json=spec)
+    assert r.status_code == 422, r.text
+    assert "conv2d expects 4-D input (batch, channels, h, w), got (batch, 8)" in \
+        errors_for(r)["model.layers[1].layers[1]"]
+    spec["model"]["layers"] = [{"type": "residual", "layers": [{"type": "linear", "out_features": 0}]}]
+    r = api.post("/v1/jobs", json=spec)
+    assert r.status_code == 422 and "model.layers[0].layers[0].out_features" in errors_for(r)
+    assert api.get("/v1/jobs").json()["total"] == 0
+
+
+def test_spec_schema_is_served_to_key_holders_only(api, anon):
+    schema = api.get("/v1/schema/spec").json()
+    assert schema["title"] == "JobSpec"
+    assert {"model", "loss", "optimizer", "schedule", "regularization", "training"} <= set(schema["properties"])
+    text = str(schema)
+    for word in ("lbfgs", "one_cycle", "early_stopping", "huber", "warmup"):
+        assert word in text
+    assert anon.get("/v1/schema/spec").status_code == 401

@@ -1,8 +1,10 @@
-"""Dataset uploads: CSV, NPZ, inline JSON; bad files refused with the field named."""
+"""Dataset uploads: CSV, NPZ, inline JSON; bad files refused with the field named and
+nothing stored; reads, pages and deletes."""
 import numpy as np
 import pytest
 
-from tests.e2e.helpers import blobs, csv_bytes, errors_for, mlp_spec, npz_bytes, upload_npz, wait_for
+from tests.api.routes import queued_job
+from tests.e2e.helpers import blobs, csv_bytes, errors_for, npz_bytes, upload_npz
 
 
 def test_csv_upload_with_text_labels(api):
@@ -19,6 +21,7 @@ def test_csv_upload_with_text_labels(api):
     assert api.get(f"/v1/datasets/{ds['id']}").json() == ds
 
 
+@pytest.mark.services
 def test_same_content_has_the_same_address_whatever_the_format(api):
     x, y = blobs(20)
     a = upload_npz(api, x, y)
@@ -51,6 +54,7 @@ BAD_UPLOADS = [
 ]
 
 
+@pytest.mark.services
 @pytest.mark.parametrize("name,content,data,field,words", BAD_UPLOADS,
                          ids=[f"{c[0]}-{c[3]}-{c[4]}" for c in BAD_UPLOADS])
 def test_bad_upload_names_the_problem(api, name, content, data, field, words):
@@ -84,15 +88,48 @@ def test_inline_json_errors(api):
     assert r.status_code == 415
 
 
+@pytest.mark.services
 def test_delete_is_refused_while_a_job_uses_the_dataset(api):
-    x, y = blobs(400)
+    x, y = blobs(40)
     ds = upload_npz(api, x, y)
-    job = api.post("/v1/jobs", json=mlp_spec(ds["id"], epochs=300, batch_size=4)).json()
+    job = queued_job(api, ds["id"])
     r = api.delete(f"/v1/datasets/{ds['id']}")
     assert r.status_code == 409, r.text
-    assert api.get(f"/v1/datasets/{ds['id']}").status_code == 200
-    done = wait_for(api, job["id"], timeout=180)
+    assert "a queued or running job uses this dataset" in r.json()["detail"]
+    assert api.get(f"/v1/datasets/{ds['id']}").json() == ds
+    # Once the job has ended (here cancelled while queued) the dataset may go; the job stays.
+    done = api.post(f"/v1/jobs/{job['id']}/cancel").json()
     assert api.delete(f"/v1/datasets/{ds['id']}").status_code == 204
     assert api.get(f"/v1/datasets/{ds['id']}").status_code == 404
     after = api.get(f"/v1/jobs/{job['id']}").json()
-    assert after["status"] == done["status"] and after["dataset_id"] is None
+    assert after["status"] == done["status"] == "cancelled" and after["dataset_id"] is None
+    r = api.delete(f"/v1/datasets/{ds['id']}")
+    assert r.status_code == 404 and ds["id"] in r.json()["detail"]
+
+
+def test_an_unknown_dataset_is_404(api):
+    r = api.get("/v1/datasets/ds_nope")
+    assert r.status_code == 404 and r.json() == {"detail": "no dataset 'ds_nope'", "errors": []}
+
+
+def test_a_multipart_upload_without_a_file_is_422(api):
+    r = api.post("/v1/datasets", files={"data": ("x.csv", b"a,label\n1,0\n")}, data={"target": "label"})
+    assert r.status_code == 422 and "'file'" in errors_for(r)["file"]
+    assert api.get("/v1/datasets").json()["total"] == 0
+
+
+@pytest.mark.services
+def test_pages_of_datasets(api):
+    ids = [upload_npz(api, *blobs(10, seed=i))["id"] for i in range(3)]
+    page = api.get("/v1/datasets", params={"limit": 2}).json()
+    assert (page["total"], page["limit"], page["offset"], len(page["items"])) == (3, 2, 0, 2)
+    rest = api.get("/v1/datasets", params={"limit": 2, "offset": 2}).json()
+    assert {d["id"] for d in page["items"] + rest["items"]} == set(ids)
+    assert page["items"][0]["created_at"] >= page["items"][1]["created_at"] >= rest["items"][0]["created_at"]
+
+
+@pytest.mark.parametrize("params,field", [({"limit": 0}, "limit"), ({"limit": 501}, "limit"),
+                                          ({"offset": -1}, "offset"), ({"limit": "ten"}, "limit")])
+def test_page_limits_are_422_naming_the_parameter(api, params, field):
+    r = api.get("/v1/datasets", params=params)
+    assert r.status_code == 422 and field in errors_for(r), r.text

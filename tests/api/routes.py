@@ -1,0 +1,39 @@
+"""The /v1 route table the in-process tests walk, and the jobs they can make without a worker."""
+from tests.e2e.helpers import mlp_spec
+
+# (method, path, a body the route would accept): tests/api/test_auth.py checks the table
+# is the app's own, so a new route is refused, 404'd and counted like these.
+V1_ROUTES = [
+    ("POST", "/v1/datasets", {"x": [[1.0, 2.0]], "y": [0]}),
+    ("GET", "/v1/datasets", None),
+    ("GET", "/v1/datasets/builtin", None),
+    ("GET", "/v1/datasets/{dataset_id}", None),
+    ("DELETE", "/v1/datasets/{dataset_id}", None),
+    ("POST", "/v1/jobs", {}),
+    ("GET", "/v1/jobs", None),
+    ("GET", "/v1/jobs/{job_id}", None),
+    ("POST", "/v1/jobs/{job_id}/cancel", None),
+    ("GET", "/v1/jobs/{job_id}/metrics", None),
+    ("GET", "/v1/jobs/{job_id}/spec", None),
+    ("GET", "/v1/jobs/{job_id}/events", None),
+    ("POST", "/v1/jobs/{job_id}/predict", {"inputs": [[1.0, 2.0, 3.0, 4.0]]}),
+    ("GET", "/v1/jobs/{job_id}/weights", None),
+    ("GET", "/v1/workers", None),
+    ("GET", "/v1/schema/spec", None),
+]
+
+
+def queued_job(api, dataset_id: str, **training) -> dict:
+    """A job submitted and left queued: nothing consumes the in-process broker's queue."""
+    r = api.post("/v1/jobs", json=mlp_spec(dataset_id, **training))
+    assert r.status_code == 202, r.text
+    assert r.json()["status"] == "queued"
+    return r.json()
+
+
+def ended_job(api, dataset_id: str, **training) -> dict:
+    """A job that has ended without a worker: cancelled while queued."""
+    job = queued_job(api, dataset_id, **training)
+    r = api.post(f"/v1/jobs/{job['id']}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+    return r.json()
