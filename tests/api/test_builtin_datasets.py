@@ -3,7 +3,7 @@ builtin becomes, and bad choices refused naming the field with nothing stored.""
 import numpy as np
 import pytest
 
-from app.ml import builtin
+from app.ml import builtin_datasets as builtin
 from app.ml.data_spec import BUILTIN_SPECS
 from tests.e2e.helpers import blobs, errors_for, spec_for, upload_npz
 

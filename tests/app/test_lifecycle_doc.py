@@ -1,4 +1,4 @@
-"""docs/architecture-lifecycle.md draws app/jobs/lifecycle.py's table: the state diagram, who may do what.
+"""docs/architecture.md draws app/jobs/lifecycle.py's table: the state diagram, who may do what.
 
 On a mismatch the failure prints what the page should hold, ready to paste.
 """
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from app.jobs.lifecycle import TERMINAL, TRANSITIONS, JobStatus
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "architecture-lifecycle.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
 
 
 def _order(statuses) -> list[JobStatus]:
