@@ -23,18 +23,25 @@ _COLUMNS = (Job.id, Job.status, Job.dataset_id, Job.parameter_count, Job.epoch,
             Job.checkpoint_step, Job.queue, Job.enqueued_at, Job.created_at, Job.started_at, Job.finished_at,
             JobEvent.data.label("event"), JobEvent.created_at.label("event_at"))
 _STATUS_EVENTS = (JobEvent.job_id == Job.id) & (JobEvent.kind == literal_column("'status'"))
+# By job id, whose primary key finds the rows, for one job or many at once (the polls that
+# arrive together share a query: app/jobs/reads.py); each row says whose job it is.
 _READ = (
-    select(*_COLUMNS)
+    select(Job.tenant_id, *_COLUMNS)
     .outerjoin(JobEvent, _STATUS_EVENTS)
-    .where(Job.id == bindparam("job_id"), Job.tenant_id == bindparam("tenant_id"))
-    .order_by(JobEvent.seq)
+    .where(Job.id.in_(bindparam("job_ids", expanding=True)))
+    .order_by(Job.id, JobEvent.seq)
 )
 
 
-def read_with_status_events(*, db_session: Session, tenant_id: str, job_id: str) -> list[Row]:
-    """The job as GET /v1/jobs/{id} shows it, one row per status event (one row with
-    ``event`` None when it has none); empty when the tenant has no such job."""
-    return list(db_session.execute(_READ, {"job_id": job_id, "tenant_id": tenant_id}))
+def read_with_status_events(*, db_session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], list[Row]]:
+    """The jobs as GET /v1/jobs/{id} shows them, by (tenant id, job id): each found job's rows,
+    one per status event (one row with ``event`` None when it has none). Another tenant's job
+    is not found."""
+    wanted, found = set(keys), {}
+    for row in db_session.execute(_READ, {"job_ids": [job_id for _, job_id in keys]}):
+        if (row.tenant_id, row.id) in wanted:
+            found.setdefault((row.tenant_id, row.id), []).append(row)
+    return found
 
 
 def get_by_idempotency_key(*, db_session: Session, tenant_id: str, key: str) -> Job | None:

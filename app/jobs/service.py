@@ -142,12 +142,12 @@ def get_or_404(*, db_session: Session, tenant_id: str, job_id: str) -> Job:
     return job
 
 
-def read(*, db_session: Session, tenant_id: str, job_id: str) -> JobRead:
-    """Gets a job with its attempt history and, while it waits, why; a 404 if the tenant has no such job."""
-    rows = repository.read_with_status_events(db_session=db_session, tenant_id=tenant_id, job_id=job_id)
-    if not rows:
-        raise ApiError(404, f"no job {job_id!r}")
-    return from_rows(rows, waiting_reason=routing.waiting_reason(db_session=db_session, job=rows[0]))
+def read_many(*, db_session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], JobRead]:
+    """Gets jobs by (tenant id, job id) with their attempt history and, while they wait, why;
+    a pair whose tenant has no such job is left out."""
+    found = repository.read_with_status_events(db_session=db_session, keys=keys)
+    return {key: from_rows(rows, waiting_reason=routing.waiting_reason(db_session=db_session, job=rows[0]))
+            for key, rows in found.items()}
 
 
 def metrics_page(*, db_session: Session, job_id: str, after_step: int, limit: int) -> MetricsRead:

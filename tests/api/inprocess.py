@@ -8,6 +8,7 @@ Nothing consumes the broker's queue: a submitted job stays queued until it is ca
 """
 import sys
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from uuid import uuid4
@@ -66,6 +67,19 @@ class Client:
 
     def close(self) -> None:
         self._portal.call(self._client.aclose)
+
+    @property
+    def async_client(self) -> httpx.AsyncClient:
+        """The client itself, for requests sent together on the app's loop (portal_call)."""
+        return self._client
+
+    def portal_call(self, fn):
+        """Runs the coroutine function ``fn`` on the app's loop; its result."""
+        return self._portal.call(fn)
+
+    def portal_start(self, coroutine) -> Future:
+        """Starts ``coroutine`` on the app's loop now; a future of its result."""
+        return self._portal.start_task_soon(lambda: coroutine)
 
 
 class Deployment:

@@ -45,10 +45,10 @@ def test_a_job_without_status_events_reads_with_an_empty_history(stack, finished
     engine = make_engine(_db_url(stack))
     with sessionmaker(bind=engine)() as session:
         tenant = session.scalar(select(Job.tenant_id).where(Job.id == job["id"]))
-        rows = repository.read_with_status_events(db_session=session, tenant_id=tenant, job_id=job["id"])
+        found = repository.read_with_status_events(db_session=session, keys=[(tenant, job["id"])])
+        rows = found[(tenant, job["id"])]
         assert [r.event["status"] for r in rows] == ["queued", "running", "succeeded"]
-        assert repository.read_with_status_events(db_session=session, tenant_id="tn_other",
-                                                  job_id=job["id"]) == []
+        assert repository.read_with_status_events(db_session=session, keys=[("tn_other", job["id"])]) == {}
     engine.dispose()
     read = service.from_rows([SimpleNamespace(**{**rows[0]._asdict(), "event": None, "event_at": None})])
     assert read.attempt_history == [] and read.id == job["id"]
@@ -60,7 +60,7 @@ def test_the_route_answers_what_the_repository_read_gives(stack, api, finished_j
     engine = make_engine(_db_url(stack))
     with sessionmaker(bind=engine)() as session:
         tenant = session.scalar(select(Job.tenant_id).where(Job.id == job["id"]))
-        rows = repository.read_with_status_events(db_session=session, tenant_id=tenant, job_id=job["id"])
+        rows = repository.read_with_status_events(db_session=session, keys=[(tenant, job["id"])])[(tenant, job["id"])]
     engine.dispose()
     assert len(rows) == 3
     assert api.get(f"/v1/jobs/{job['id']}").json() == service.from_rows(rows).model_dump(mode="json")

@@ -132,8 +132,7 @@ def test_sigterm_hands_the_job_back_and_another_worker_finishes_it(reaper_stack)
         spec = mlp_spec(ds["id"], epochs=200, batch_size=2, log_every_steps=10, checkpoint_every=0)
         reference = wait_for(api, api.post("/v1/jobs", json=spec).json()["id"], timeout=180)
         job = api.post("/v1/jobs", json=spec).json()
-        while api.get(f"/v1/jobs/{job['id']}").json()["progress"]["step"] < 300:
-            time.sleep(0.02)
+        _wait_for_step(api, job["id"], 300)
         worker = reaper_stack.workers.pop(0)
         asked = time.monotonic()
         worker.send_signal(signal.SIGTERM)
@@ -158,8 +157,7 @@ def test_sigterm_to_the_worker_and_its_training_process_hands_the_job_back_too(r
         ds = upload_npz(api, x, y)
         spec = mlp_spec(ds["id"], epochs=200, batch_size=2, log_every_steps=10, checkpoint_every=0)
         job = api.post("/v1/jobs", json=spec).json()
-        while api.get(f"/v1/jobs/{job['id']}").json()["progress"]["step"] < 300:
-            time.sleep(0.02)
+        _wait_for_step(api, job["id"], 300)
         worker = reaper_stack.workers.pop(0)
         os.killpg(worker.pid, signal.SIGTERM)  # the worker and its training process
         handed = wait_for(api, job["id"], statuses=("retrying",), timeout=10)
@@ -169,3 +167,11 @@ def test_sigterm_to_the_worker_and_its_training_process_hands_the_job_back_too(r
         reaper_stack.start_worker()
         done = wait_for(api, job["id"], timeout=180)
         assert done["status"] == "succeeded" and done["attempts"] == 1
+
+
+def _wait_for_step(api, job_id: str, step: int, timeout: float = 120) -> None:
+    """Until the job has trained past ``step``; fails (rather than hangs) when it never does."""
+    deadline = time.monotonic() + timeout
+    while (body := api.get(f"/v1/jobs/{job_id}").json())["progress"]["step"] < step:
+        assert time.monotonic() < deadline, f"job never reached step {step}: {body}"
+        time.sleep(0.02)
