@@ -30,6 +30,8 @@ def field_path(loc: tuple, body=None, tag: str | None = None) -> str:
     from real fields.
     """
     parts = list(loc)
+    if len(parts) > 1 and parts[0] == "header":  # as the client sent it: Idempotency-Key
+        return "-".join(word.capitalize() for word in str(parts[1]).replace("_", "-").split("-"))
     if parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:]
     out, node = "", body
