@@ -1,8 +1,8 @@
 """GET /v1/jobs/{id}'s one fast path: the polls that arrive together share one query.
 
-What it buys (bench/api_throughput.py, docs/benchmarks.md): at 64 connections on these
-2-core machines, a query per poll (a session, its round trips and a thread trip each) made
-SIMPLE of /healthz's rate; sharing the query makes SHARED. Everything else about the read is
+What it buys (bench/api_throughput.py, docs/benchmarks.md, 2026-12-01): at 64 connections
+on a 2-core machine, a query per poll (its session, round trips and three thread trips)
+made 0.07-0.13 of /healthz's rate; sharing the query makes 0.36-0.46. Everything else about the read is
 the ordinary path's: the same unit of work (app/db.py session_scope), the same query for
 both databases (repository.read_many_with_status_events), the same body (service.read_many).
 
