@@ -2,9 +2,10 @@
 
 What it buys (bench/api_throughput.py, docs/benchmarks.md, 2026-12-01): at 64 connections
 on a 2-core machine, a query per poll (its session, round trips and three thread trips)
-made 0.07-0.13 of /healthz's rate; sharing the query makes 0.36-0.46. Everything else about the read is
-the ordinary path's: the same unit of work (app/db.py session_scope), the same query for
-both databases (repository.read_many_with_status_events), the same body (service.read_many).
+made 0.07-0.13 of /healthz's rate; sharing the query makes 0.36-0.46. Everything else
+about the read is the ordinary path's: the same unit of work (app/db.py session_scope), the
+same query for both databases (repository.read_with_status_events), the same body
+(service.read_many).
 
 A poll joins the next query to start, never one already under way: that query may
 predate it, and a client that has just cancelled its job must read it cancelled. Each
