@@ -8,7 +8,9 @@ COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY worker ./worker
 COPY migrations ./migrations
-RUN pip install --no-cache-dir .
+# Editable: `trainyard migrate` reads alembic.ini and migrations/ beside the app package
+# (app/migrate.py), which a plain install would leave behind in this folder.
+RUN pip install --no-cache-dir -e .
 
 EXPOSE 8000
 CMD ["trainyard", "api", "--host", "0.0.0.0", "--port", "8000"]
