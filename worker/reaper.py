@@ -45,15 +45,7 @@ def _collect(*, db_session: Session, max_attempts: int,
 
 def send(sends: list[tuple[str, str]]) -> list[str]:
     """Publishes each (job id, queue) from the worker; returns the ids not published, marked unsent."""
-    unsent = sending.publish(sends)
-    if unsent:
-        try:
-            unit_of_work.run_once(sending.mark_unsent, job_ids=unsent)
-        except Exception:
-            # The database is down too: the jobs are still sent again, RESEND_AFTER_SECONDS
-            # after their last message.
-            log.exception("could not mark jobs %s unsent", unsent)
-    return unsent
+    return sending.send(sends, run=unit_of_work.run_once)
 
 
 class Reaper(threading.Thread):

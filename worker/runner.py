@@ -20,7 +20,7 @@ from app.ml.errors import DataError, SpecError
 from app.storage import checkpoint_key, get_store, preprocessing_key, weights_key
 from worker import drain, memory, reaper, registry, unit_of_work
 from worker.attempt import Attempt, load
-from worker.training import (Diverged, Hooks, Stopped, Trainer, checkpoint, job_preprocessing, precision,
+from worker.training import (Diverged, Hooks, Stopped, Trainer, checkpoint, precision,
                              resolve_device)
 from worker.training.checkpoint import restore_bytes
 
@@ -203,7 +203,7 @@ def _train_on(run: JobRun, attempt: Attempt, device: torch.device) -> str:
         if run.draining:  # hand back at this very step: everything up to it is flushed
             run.checkpoint(checkpoint.to_bytes(trainer), trainer.step)
         raise
-    return _store(attempt, result.model)
+    return _store(attempt, result.model, trainer.data.preprocessing)
 
 
 def _resume(trainer: Trainer, attempt: Attempt) -> None:
@@ -217,11 +217,12 @@ def _resume(trainer: Trainer, attempt: Attempt) -> None:
              f"step {attempt.resume_step}" if attempt.resume_step else "the start")
 
 
-def _store(attempt: Attempt, model: torch.nn.Module) -> str:
+def _store(attempt: Attempt, model: torch.nn.Module, preprocessing: dict) -> str:
     """Stores the trained weights and the preprocessing they expect; returns the weights' key."""
     job_id, store = attempt.job_id, get_store()
-    # Predictions and rebuilt models must see inputs as training did: app.ml.data.apply_preprocessing.
-    store.put(preprocessing_key(job_id), json.dumps(job_preprocessing(attempt.spec, *attempt.train)).encode())
+    # Predictions and rebuilt models must see inputs as training did (app.ml.preprocessing):
+    # the fit the trainer made, not a second one.
+    store.put(preprocessing_key(job_id), json.dumps(preprocessing).encode())
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     key = weights_key(job_id)
     store.put(key, save(state, metadata={"job_id": job_id}))

@@ -1,5 +1,6 @@
 """Publishing jobs' messages, and the bookkeeping of when each waiting job's message was sent."""
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import func, update
@@ -34,22 +35,26 @@ def publish(sends: list[tuple[str, str]]) -> list[str]:
     return []
 
 
-def send(sends: list[tuple[str, str]]) -> list[str]:
-    """Publishes, then marks the jobs not published unsent (the API's path; the worker's: reaper.send)."""
+def send(sends: list[tuple[str, str]], *, run: Callable | None = None) -> list[str]:
+    """Publishes, then marks the jobs not published unsent; returns their ids.
+
+    ``run(work, **kwargs)`` runs that write in a unit of work: the worker passes its own
+    (worker/unit_of_work.run_once); by default, one session_scope.
+    """
     unsent = publish(sends)
     if unsent:
-        _mark_unsent(unsent)
+        try:
+            (run or _in_session_scope)(mark_unsent, job_ids=unsent)
+        except Exception:
+            # The database is down too: the jobs are still sent again, RESEND_AFTER_SECONDS
+            # after their last message.
+            log.exception("could not mark jobs %s unsent", unsent)
     return unsent
 
 
-def _mark_unsent(job_ids: list[str]) -> None:
-    try:
-        with session_scope() as session:
-            mark_unsent(db_session=session, job_ids=job_ids)
-    except Exception:
-        # The database is down too: the jobs are still sent again, RESEND_AFTER_SECONDS
-        # after their last message.
-        log.exception("could not mark jobs %s unsent", job_ids)
+def _in_session_scope(work: Callable, **kwargs):
+    with session_scope() as session:
+        return work(db_session=session, **kwargs)
 
 
 def mark_unsent(*, db_session: Session, job_ids: list[str]) -> None:
