@@ -71,6 +71,12 @@ _registrar = None
 
 
 @worker_ready.connect
+def _guard_shutdown_signals(**_):
+    # Celery has installed its handlers by now (Worker.on_start); see the function's docstring.
+    drain.one_shutdown_signal_at_a_time()
+
+
+@worker_ready.connect
 def _start_reaper(**_):
     """Registers the worker; sweeps once for jobs stranded before it started, then periodically."""
     from worker.reaper import Reaper, sweep

@@ -61,3 +61,37 @@ def drain_on_sigterm() -> Callable[[], None]:
     _signalled = False
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def one_shutdown_signal_at_a_time() -> None:
+    """Makes a SIGTERM or SIGINT that lands inside Celery's handler for an earlier one a no-op.
+
+    Celery's handler sends worker_shutting_down, whose dispatch takes a plain (non-reentrant)
+    lock. A second signal arriving in that window (a process-group kill plus the parent's own
+    forward: `trainyard run`, systemd, docker) ran the handler again in the same thread, which
+    then waited on that lock forever: the worker never stopped (about 1 stop in 50 in CI).
+    The first handler has already asked for the shutdown, so dropping the nested one loses
+    nothing; a signal after it returns is handled as before (a second Ctrl-C: cold shutdown).
+    """
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        handler = signal.getsignal(sig)
+        if callable(handler) and not getattr(handler, "_one_at_a_time", False):
+            signal.signal(sig, _one_at_a_time(handler))
+
+
+_in_handler = False  # one flag for both signals: a SIGTERM inside the SIGINT handler deadlocks too
+
+
+def _one_at_a_time(handler):
+    def guarded(signum, frame):
+        global _in_handler
+        if _in_handler:
+            return
+        _in_handler = True
+        try:
+            handler(signum, frame)
+        finally:
+            _in_handler = False
+
+    guarded._one_at_a_time = True
+    return guarded

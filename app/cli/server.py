@@ -112,9 +112,14 @@ def run(host: str = "127.0.0.1", port: int = 8000):
     procs = [subprocess.Popen([*cmd, "api", "--host", host, "--port", str(port)]),
              subprocess.Popen([*cmd, "worker"])]
 
+    signalled: set[int] = set()
+
     def stop(*_):
+        # Once per process: a process-group kill has already reached them, and every extra
+        # SIGTERM is another run of a handler that was not written to be interrupted.
         for p in procs:
-            if p.poll() is None:
+            if p.poll() is None and p.pid not in signalled:
+                signalled.add(p.pid)
                 p.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
@@ -125,9 +130,14 @@ def run(host: str = "127.0.0.1", port: int = 8000):
         pass
     finally:
         stop()
+        deadline = time.monotonic() + 25  # both, together: inside a 30 s grace period
         for p in procs:
             try:
-                p.wait(timeout=30)
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                console.print(f"{' '.join(p.args[3:4])} (pid {p.pid}) did not stop in time; killed",
+                              style="red")
                 p.kill()
-    raise typer.Exit(max((p.returncode or 0) for p in procs) if any(p.returncode for p in procs) else 0)
+                p.wait()
+    # Ended by the SIGTERM we sent (still starting, no handler yet) is the stop we asked for.
+    raise typer.Exit(0 if all(p.returncode in (0, -signal.SIGTERM) for p in procs) else 1)
