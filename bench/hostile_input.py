@@ -8,7 +8,6 @@ baseline in the same run is a small valid upload; times are also given as ratios
 
     python bench/hostile_input.py   # about a minute; builds the bomb once under /tmp
 """
-import io
 import sys
 import time
 import zipfile
