@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.config import get_settings
 from app.errors import ApiError, error_response
 
+BODY_METHODS = {"POST", "PUT", "PATCH"}
 MULTIPART_SLACK = 64 * 1024  # the multipart framing and form fields around the file
 # A string literal: its quotes and everything escaped inside it (brackets there do not nest).
 STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -58,6 +59,8 @@ async def _checked(scope: Scope, receive: Receive) -> Receive:
     """``receive`` for the app: the JSON body read and checked, or a multipart one counted."""
     if "\x00" in scope["path"]:
         raise ApiError(404, "no resource has a NUL character (%00) in its path", "path")
+    if scope["method"] not in BODY_METHODS:  # no route reads their bodies: left unread, they cost nothing
+        return receive
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     settings = get_settings()
     content_type = headers.get("content-type", "").lower()

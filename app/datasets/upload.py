@@ -7,6 +7,7 @@ from anyio import to_thread
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.config import get_settings
 from app.datasets.schemas import DatasetInline, DatasetName
@@ -64,7 +65,10 @@ def _inline(raw: bytes) -> Upload:
 
 async def _multipart(request: Request) -> Upload:
     limit = get_settings().max_upload_bytes
-    form = await request.form()  # the body's bytes are counted as they arrive (app/request_limits.py)
+    try:  # the body's bytes are counted as they arrive (app/request_limits.py)
+        form = await request.form()
+    except StarletteHTTPException as exc:  # starlette's multipart limits: a part over 1 MiB, 1,000 fields
+        raise ApiError(400, f"the multipart body cannot be read: {exc.detail}", "body")
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
         raise ApiError(422, "attach the dataset as the multipart field 'file'", "file")

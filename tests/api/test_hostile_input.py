@@ -220,3 +220,11 @@ def test_a_multipart_body_over_its_limit_without_a_length_is_413(api):
     r = api.post("/v1/datasets", content=chunks(),
                  headers={"Content-Type": f"multipart/form-data; boundary={boundary.decode()}"})
     refused(r, 413, "file", "over the limit of")
+
+
+def test_starlettes_multipart_limits_name_the_body(api):
+    # Starlette refuses a form of over 1,000 fields (or a part over 1 MiB) with a 400 naming nothing.
+    r = api.post("/v1/datasets", files={"file": ("d.npz", npz(*blobs(10)))},
+                 data={f"f{i}": "1" for i in range(1200)})
+    refused(r, 400, "body", "Too many fields")
+    assert dataset_total(api) == 0
