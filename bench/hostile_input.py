@@ -54,6 +54,10 @@ def cases() -> list[tuple[str, dict]]:
     rng = np.random.default_rng(0)
     small = "a,b,label\n" + "".join(f"{a:.4f},{b:.4f},{int(a > 0)}\n" for a, b in rng.normal(size=(200, 2)))
     big_json = b'{"x": [' + b"[1.0]," * (200 * 2**20 // 6) + b'[1.0]], "y": [1]}'
+    # the largest JSON body let through: MAX_INLINE_ROWS rows as wide as MAX_JSON_BYTES allows
+    width = (32 * 2**20 - 100_000) // 10_000 // 6
+    widest = b'{"x": [' + b",".join([b"[" + b"1.234," * (width - 1) + b"1.234]"] * 10_000) + \
+        b'], "y": [' + b",".join([b"1"] * 10_000) + b"]}"
     wide = ",".join(f"c{i}" for i in range(1_000_000)).encode() + b"\n" + b"1," * 999_999 + b"1\n"
     row = b"0.123456,0.654321,1\n"
     largest_csv = b"a,b,label\n" + row * ((100 * 2**20 - 200_000) // len(row))
@@ -65,6 +69,8 @@ def cases() -> list[tuple[str, dict]]:
                                                                           "headers": {"Content-Type": "application/json"}}),
         (f"JSON body of {len(big_json) / 1e6:.0f} MB, chunked", {"content": chunked(big_json),
                                                                    "headers": {"Content-Type": "application/json"}}),
+        (f"JSON body of {len(widest) / 1e6:.1f} MB, 10,000 rows of {width}", {
+            "content": widest, "headers": {"Content-Type": "application/json"}}),
         (f"CSV header of 1,000,000 columns ({len(wide) / 1e6:.1f} MB)", {"files": {"file": ("w.csv", wide)},
                                                                           "data": {"target": "c0"}}),
         (f"CSV of {len(largest_csv) / 1e6:.0f} MB, under the upload limit", {"files": {"file": ("l.csv", largest_csv)},
