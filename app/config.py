@@ -19,6 +19,17 @@ class Settings(BaseSettings):
     # Limits that keep one request from swamping the service.
     max_upload_bytes: int = 100 * 1024 * 1024
     max_inline_rows: int = 10_000
+    # Any body that is not a multipart upload (a job spec, inline rows), counted as it
+    # arrives: a 200 MB JSON body held 9.2 GB of Python objects before it was refused.
+    max_json_bytes: int = 32 * 1024 * 1024
+    # Nesting of a JSON body, checked on its bytes before any parser recurses into it
+    # (10,000 levels overflowed Python's stack). A spec needs about 6 plus 2 per residual block.
+    max_json_depth: int = 64
+    # What one upload may unpack to: an .npz's arrays (their declared sizes, read from the
+    # zip directory and the .npy headers before any is decompressed; a 3.1 MB file held
+    # 3.2 GB of zeros), or a CSV's cells. A CSV's header may have this many columns.
+    max_dataset_bytes: int = 1024 * 1024 * 1024
+    max_csv_columns: int = 10_000
     max_parameters: int = 50_000_000
     max_epochs: int = 10_000
     max_steps: int = 10_000_000

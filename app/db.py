@@ -18,6 +18,12 @@ from app.config import get_settings
 POOL_SIZE, POOL_OVERFLOW = 10, 50
 # Session.info key of a unit of work's steps that must follow its commit.
 AFTER_COMMIT = "trainyard.after_commit"
+# The largest integers a query may compare or skip: a larger one overflowed in the driver, a
+# 500 (?offset=9223372036854775808 on SQLite; ?after_step=2**63-1 against PostgreSQL's
+# INTEGER). Query parameters that reach SQL are bounded by the column they meet: an OFFSET
+# takes a BIGINT, steps and event ids are INTEGER columns (app/models).
+SQL_BIGINT_MAX = 2**63 - 1
+SQL_INT_MAX = 2**31 - 1
 
 
 def libpq_url(url: str) -> str:

@@ -69,15 +69,26 @@ def _validation_errors(errors, body=None) -> list[dict]:
             message += f", got {value!r}"
         field = field_path(tuple(e.get("loc", ())), body, tag)
         if e.get("type") == "json_invalid":
-            where = e["loc"][-1] if isinstance(e.get("loc", [None])[-1], int) else "?"
-            error = (e.get("ctx") or {}).get("error", "")
-            field, message = "body", f"the body is not valid JSON: {error} (at character {where})"
+            field, message = "body", _json_message(e)
         same = next((o for o in out if o["field"] == field), None)
         if same is None:
             out.append({"field": field, "message": message})
         elif message not in same["message"]:
             same["message"] += f"; or {message}"
     return out
+
+
+def _json_message(e: dict) -> str:
+    """A JSON syntax error: FastAPI's gives the character (loc ("body", 7)), pydantic's the line and column."""
+    loc, error = tuple(e.get("loc", ())), (e.get("ctx") or {}).get("error", "")
+    where = f" (at character {loc[-1]})" if loc and isinstance(loc[-1], int) else ""
+    return f"the body is not valid JSON: {error or e.get('msg', 'invalid')}{where}"
+
+
+def error_response(exc: ApiError) -> JSONResponse:
+    """The one error body for an ApiError, for the handler below and for middleware outside the app."""
+    errors = [{"field": exc.field, "message": exc.message}] if exc.field else []
+    return JSONResponse(_body(exc.message, errors), status_code=exc.status, headers=exc.headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -89,8 +100,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError):
-        errors = [{"field": exc.field, "message": exc.message}] if exc.field else []
-        return JSONResponse(_body(exc.message, errors), status_code=exc.status, headers=exc.headers)
+        return error_response(exc)
 
     @app.exception_handler(SpecError)
     @app.exception_handler(DataError)

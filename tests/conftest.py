@@ -14,7 +14,8 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 # CI must prove the production set: there an unreachable PostgreSQL or Redis fails the run.
 REQUIRE_SERVICES = os.environ.get("TRAINYARD_REQUIRE_SERVICES") == "1"
 
-TEST_LIMITS = {"MAX_EPOCHS": "500", "MAX_UPLOAD_BYTES": "200000", "MAX_PARAMETERS": "2000000"}
+TEST_LIMITS = {"MAX_EPOCHS": "500", "MAX_UPLOAD_BYTES": "200000", "MAX_PARAMETERS": "2000000",
+               "MAX_JSON_BYTES": "500000", "MAX_DATASET_BYTES": "20000000"}
 
 
 def _services_missing() -> str | None:

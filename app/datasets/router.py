@@ -7,6 +7,7 @@ from app.config import get_settings
 from app.datasets import repository, service
 from app.datasets.schemas import BuiltinList, DatasetPage, DatasetRead
 from app.datasets.upload import UPLOAD_DOC, UploadBody
+from app.db import SQL_BIGINT_MAX
 from app.deps import CurrentTenant, SessionDep
 from app.storage import get_store
 
@@ -24,7 +25,7 @@ def upload_dataset(tenant: CurrentTenant, upload: UploadBody, db: SessionDep):
 @router.get("", response_model=DatasetPage)
 def list_datasets(db: SessionDep, tenant: CurrentTenant,
                   limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                  offset: Annotated[int, Query(ge=0)] = 0):
+                  offset: Annotated[int, Query(ge=0, le=SQL_BIGINT_MAX)] = 0):
     rows, total = repository.list_page(db_session=db, tenant_id=tenant, limit=limit, offset=offset)
     return DatasetPage(items=rows, total=total, limit=limit, offset=offset)
 

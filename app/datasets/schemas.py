@@ -1,14 +1,26 @@
+"""The dataset routes' schemas: the inline upload, a dataset as read, its pages, the builtin catalogue."""
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _no_nul(name: str) -> str:
+    if "\x00" in name:
+        raise ValueError("must not contain a NUL character")
+    return name
+
+
+# A dataset's name, whichever way it was uploaded (a JSON field or a multipart form field):
+# stored and listed, so bounded, and without a NUL, which PostgreSQL cannot store.
+DatasetName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_nul)]
 
 
 class DatasetInline(BaseModel):
     """A small dataset sent as JSON arrays instead of a file."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(default="inline", min_length=1, max_length=200)
+    name: DatasetName = "inline"
     x: list[Any] = Field(min_length=1)
     y: list[Any] = Field(min_length=1)
 

@@ -1,13 +1,14 @@
 """Dataset uploads: parse, check, store content-addressed, record."""
 from sqlalchemy.orm import Session
 
+from app.config import get_settings
 from app.datasets import repository
 from app.datasets.upload import Upload
 from app.db import after_commit
 from app.errors import ApiError
 from app.ml.check import DatasetInfo
 from app.ml import builtin_datasets as builtin
-from app.ml.dataset_files import ParsedDataset, parse_csv, parse_inline, parse_npz
+from app.ml.dataset_files import FileLimits, ParsedDataset, parse_csv, parse_inline, parse_npz
 from app.ml.data_spec import BUILTIN_SPECS
 from app.ml.errors import DataError
 from app.models import Dataset
@@ -15,15 +16,24 @@ from app.models.base import new_id
 from app.storage import ArtifactStore, dataset_key
 
 
+def file_limits() -> FileLimits:
+    settings = get_settings()
+    return FileLimits(max_bytes=settings.max_dataset_bytes, max_columns=settings.max_csv_columns)
+
+
 def parse_upload(*, filename: str, data: bytes, targets: list[str]) -> tuple[ParsedDataset, str]:
-    """Parses an uploaded file by its extension; returns the data and its format."""
+    """Parses an uploaded file by its extension; returns the data and its format.
+
+    Runs in the route's thread, never on the event loop. It is bounded rather than stopped
+    when the client goes away: the limits make it linear in at most MAX_UPLOAD_BYTES
+    (docs/datasets.md gives the slowest upload measured)."""
     lower = filename.lower()
     if lower.endswith(".csv"):
-        return parse_csv(data, targets), "csv"
+        return parse_csv(data, targets, file_limits()), "csv"
     if lower.endswith(".npz"):
         if targets:
             raise DataError("target", "a .npz upload carries its targets in array y; drop 'target'")
-        return parse_npz(data), "npz"
+        return parse_npz(data, file_limits()), "npz"
     raise DataError("file", f"{filename!r}: upload a .csv (with a header row) or a .npz (arrays x and y)")
 
 

@@ -7,6 +7,7 @@ from fastapi.responses import FileResponse
 from sse_starlette import EventSourceResponse
 
 from app.config import get_settings
+from app.db import SQL_BIGINT_MAX, SQL_INT_MAX
 from app.deps import CurrentTenant, SessionDep
 from app.errors import ApiError
 from app.jobs import export, lifecycle, predict, repository, service, stream
@@ -25,7 +26,7 @@ SharedReadsDep = Annotated[SharedReads, Depends(shared_reads)]
              responses={200: {"model": PlanRead, "description": "dry run: the plan, nothing queued"}})
 def submit_job(spec: JobSpec, db: SessionDep, tenant: CurrentTenant, response: Response,
                dry_run: bool = False,
-               idempotency_key: Annotated[str | None, Header(max_length=200)] = None):
+               idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None):
     """Checks a job spec against its dataset and queues it (or, with dry_run, only checks it)."""
     if dry_run:
         job_plan, _ = service.plan(db_session=db, tenant_id=tenant, spec=spec, settings=get_settings())
@@ -38,7 +39,7 @@ def submit_job(spec: JobSpec, db: SessionDep, tenant: CurrentTenant, response: R
 @router.get("", response_model=JobPage)
 def list_jobs(db: SessionDep, tenant: CurrentTenant, status: JobStatus | None = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 50,
-              offset: Annotated[int, Query(ge=0)] = 0):
+              offset: Annotated[int, Query(ge=0, le=SQL_BIGINT_MAX)] = 0):
     rows, total = repository.list_page(db_session=db, tenant_id=tenant, status=status,
                                        limit=limit, offset=offset)
     return JobPage(items=[service.to_read(j) for j in rows], total=total, limit=limit, offset=offset)
@@ -67,7 +68,7 @@ def cancel_job(job_id: str, db: SessionDep, tenant: CurrentTenant, response: Res
 
 @router.get("/{job_id}/metrics", response_model=MetricsRead)
 def get_metrics(job_id: str, db: SessionDep, tenant: CurrentTenant,
-                after_step: Annotated[int, Query(ge=-1)] = -1,
+                after_step: Annotated[int, Query(ge=-1, le=SQL_INT_MAX)] = -1,
                 limit: Annotated[int, Query(ge=2, le=100_000)] = 10_000):
     """The loss history after ``after_step``: epoch points and logged steps, in step order."""
     service.get_or_404(db_session=db, tenant_id=tenant, job_id=job_id)
@@ -87,16 +88,21 @@ EVENTS_DOC = {200: {"content": {"text/event-stream": {}}, "description": (
 
 
 async def event_start(last_event_id: Annotated[str | None, Header()] = None,
-                      after: Annotated[int | None, Query(ge=0, description="as Last-Event-ID")] = None) -> int:
-    """The id of the last event the client has: ``?after=``, else its Last-Event-ID header, else 0."""
+                      after: Annotated[int | None, Query(ge=0, le=SQL_INT_MAX,
+                                                         description="as Last-Event-ID")] = None) -> int:
+    """The id of the last event the client has: ``?after=``, else its Last-Event-ID header, else 0.
+
+    An id this API never sent (over 2^31 - 1, its column's limit) is a 422, as ``?after=`` is: streaming from
+    "now" instead would silently drop the events the client has not seen."""
     if after is not None:
         return after
     if last_event_id is None or not last_event_id.strip():
         return 0
-    if not last_event_id.strip().isdigit():
-        raise ApiError(422, f"Last-Event-ID must be an event id (a non-negative integer), "
-                            f"got {last_event_id!r}", "Last-Event-ID")
-    return int(last_event_id)
+    value = last_event_id.strip()
+    if not (value.isascii() and value.isdigit()) or int(value) > SQL_INT_MAX:
+        raise ApiError(422, f"Last-Event-ID must be an event id (a non-negative integer up to "
+                            f"{SQL_INT_MAX}), got {last_event_id[:40]!r}", "Last-Event-ID")
+    return int(value)
 
 
 @router.get("/{job_id}/events", response_class=EventSourceResponse, responses=EVENTS_DOC)

@@ -9,7 +9,8 @@ from app.ml.errors import SpecError
 from app.ml.layers.rules import fmt
 from app.ml.layers.sizes import Shape
 from app.ml.losses import CLASS_LABEL_LOSSES
-from app.ml.shapes import LayerReport, NetworkTrace, layer_count, trace_network, walk
+from app.ml.shapes import (BYTES_PER_PARAMETER, LayerReport, NetworkTrace, largest_layer, layer_count,
+                           size_field, trace_network, walk)
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,12 @@ def _check_cost(spec: S.JobSpec, traced: NetworkTrace, limits: Limits, batch_siz
     """Raises SpecError when the network is over the parameter or memory limit; returns its parameters."""
     params = sum(r.parameters for r in traced.layers)
     if params > limits.max_parameters:
-        raise SpecError("model.layers", f"{params:,} parameters is over the limit of {limits.max_parameters:,}")
+        count, path, layer = largest_layer(spec.model.layers, traced.layers)
+        field = size_field(layer)
+        raise SpecError(f"{path}.{field}" if field else path,
+                        f"the model has {params:,} parameters, over the limit of {limits.max_parameters:,}"
+                        f" ({count:,} of them in this {layer.type} layer, about "
+                        f"{count * BYTES_PER_PARAMETER / 2**30:.1f} GiB to train); make it smaller")
     gib = traced.memory_bytes / 2**30
     if traced.memory_bytes > limits.max_memory_bytes:
         raise SpecError("training.batch_size", f"training needs about {gib:.1f} GiB "

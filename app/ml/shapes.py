@@ -56,7 +56,13 @@ def _build_meta(layer, shape: Shape, path: str) -> tuple[nn.Module, list[LayerRe
     except ShapeMismatch as exc:
         raise SpecError(path, str(exc)) from None
     if layer.type != "residual":
-        return build_layer(layer, shape), []
+        try:
+            return build_layer(layer, shape), []
+        except (RuntimeError, TypeError, ValueError, OverflowError):
+            # a size torch cannot hold (out_features 10**30: "Overflow when unpacking long long")
+            field = size_field(layer)
+            raise SpecError(f"{path}.{field}" if field else path, f"is too large: PyTorch cannot build a "
+                            f"{layer.type} layer of this size (its sizes must fit in 64 bits)") from None
     inner, modules = _trace(layer.layers, shape, f"{path}.layers")  # errors name the inner layer
     try:
         return build_residual(layer, nn.Sequential(*modules), shape, inner[-1].output_shape), inner
@@ -69,7 +75,7 @@ def _trace_one(index: int, layer, shape: Shape, path: str) -> tuple[LayerReport,
         module, inner = _build_meta(layer, shape, path)
         try:
             out = module(torch.empty((META_BATCH, *shape)))
-        except (RuntimeError, ValueError, IndexError) as exc:
+        except (RuntimeError, ValueError, IndexError, TypeError, OverflowError) as exc:
             # a case the rules do not foresee: still name the layer and its input
             raise SpecError(path, f"{layer.type} cannot take input {fmt(shape)}: {exc}") from None
     if out.shape[0] != META_BATCH:
@@ -130,6 +136,24 @@ def _trace_network(network: _Network) -> NetworkTrace:
     reports, modules = _trace(network.model.layers, network.input_shape, "model.layers")
     flops, memory = _estimate(reports, modules, network.input_shape, network.batch_size)
     return NetworkTrace(tuple(reports), flops, memory)
+
+
+def size_field(layer) -> str | None:
+    """The layer's largest whole-number setting (out_features, kernel_size, ...): the one to blame
+    when it is too big to build or holds too many parameters."""
+    sizes = [(v, k) for k, v in layer if isinstance(v, int) and not isinstance(v, bool)]
+    return max(sizes)[1] if sizes else None
+
+
+def largest_layer(layers, reports) -> tuple[int, str, object] | None:
+    """(parameters, path, spec) of the layer with the most parameters, inside residual blocks too."""
+    best = None
+    for layer, report in zip(layers, reports):
+        found = largest_layer(layer.layers, report.layers) if report.layers else \
+            (report.parameters, report.path, layer)
+        if found is not None and (best is None or found[0] > best[0]):
+            best = found
+    return best
 
 
 def walk(layers):

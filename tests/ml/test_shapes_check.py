@@ -228,8 +228,11 @@ def limits(**over) -> Limits:
 def test_parameter_limit():
     assert plan_job(spec(), classes(), limits(max_parameters=131)).parameter_count == 131
     err = spec_error(plan_job, spec(), classes(), limits(max_parameters=130))
-    assert err.field == "model.layers"
+    # named down to the size of the layer holding most of them (issue 14: "model.layers" alone
+    # left the client to guess which)
+    assert err.field == "model.layers[0].out_features"
     assert "131 parameters" in err.message and "limit of 130" in err.message
+    assert "in this linear layer" in err.message
 
 
 def test_epoch_limit():
