@@ -31,11 +31,14 @@ from worker.runner import run_job
 
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance,
           content_type_conformance, response_headers_conformance]
-# Bounded: about 30 s for every operation on 2 cores (2026-12-02). The coverage phase (each field's
-# boundary and wrong-type values, on top of the fuzzed cases) makes about 9,000 cases of
-# POST /v1/jobs's spec alone (80 s): that operation gets more fuzzed cases instead.
+# Bounded: 30-60 s for every operation on 2 cores shared with other work (2026-12-02). The
+# coverage phase (each field's boundary and wrong-type values, on top of the fuzzed cases)
+# makes about 9,000 cases of POST /v1/jobs's spec alone (80 s): that operation gets more
+# fuzzed cases instead.
 MAX_EXAMPLES = 50
 CONFIG = schemathesis.Config.from_dict({
+    # Hypothesis's one timed check: a slower machine must not fail a case that passes here.
+    "suppress-health-check": ["too_slow"],
     "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none",
                    # the key is the fixture tenant's (below); refusals are test_refusals_keep_the_contract's
                    "with-security-parameters": False},
@@ -61,6 +64,19 @@ def _int_over_64_bits(prepared: requests.PreparedRequest) -> bool:
     return any(v.strip().lstrip("+-").isdigit() and abs(int(v)) >= 2**63 for v in values)
 
 
+def _huge_int_in_body(prepared: requests.PreparedRequest) -> bool:
+    def ints(node):
+        if isinstance(node, dict):
+            return [i for v in node.values() for i in ints(v)]
+        if isinstance(node, list):
+            return [i for v in node for i in ints(v)]
+        return [node] if isinstance(node, int) and not isinstance(node, bool) else []
+    try:
+        return any(abs(i) >= 2**31 for i in ints(json.loads(prepared.body or b"")))
+    except (ValueError, RecursionError):
+        return False
+
+
 # TO REMOVE once the input-parsing change of issue 14 is merged: inputs known to answer 500
 # there, being fixed by that change. Only a server error is excused, only for these inputs;
 # whatever else they answer is checked like any other case.
@@ -69,6 +85,8 @@ KNOWN_500S = {
     # SQLite's OverflowError on an integer >= 2**63 (an offset, after_step, an event id)
     **{f"GET {path}": _int_over_64_bits for path in ("/v1/datasets", "/v1/jobs", "/v1/jobs/{job_id}/metrics",
                                                      "/v1/jobs/{job_id}/events")},
+    # the pre-flight's dry run overflows torch on huge sizes (out_features=2**56); seen at 1,000 examples
+    "POST /v1/jobs": _huge_int_in_body,
 }
 
 
@@ -162,7 +180,8 @@ def test_every_operation_keeps_the_contract(case, world):
 
 @pytest.mark.parametrize("key", [None, "ty_not-a-real-key"], ids=["no key", "unknown key"])
 def test_refusals_keep_the_contract(world, key):
-    """401 on every /v1 operation, and 404 for another tenant's or no id, as documented."""
+    """401 on every /v1 operation, and 404 for an id the tenant does not own, as documented
+    (schemathesis's cases above all carry the key and the fixture's ids)."""
     for method, path, body in V1_ROUTES:
         operation = schema[path][method]
         ids = {name: "nothing_here" for name in ("job_id", "dataset_id") if "{" + name + "}" in path}
