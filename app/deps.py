@@ -1,7 +1,8 @@
 """Annotated dependencies every route takes: the request's session and its tenant."""
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends, Request
+from fastapi.security import HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -30,7 +31,22 @@ def bearer_key(authorization: str | None) -> str:
     return key.strip()
 
 
-async def current_tenant(authorization: Annotated[str | None, Header()] = None) -> str:
+class BearerKey(HTTPBearer):
+    """The Authorization header as sent; documented as the API's bearer scheme, so clients and
+    test generators see it as authentication rather than as one more header parameter.
+
+    FastAPI's own HTTPBearer would answer a malformed header itself; bearer_key() refuses it
+    with the error body that names the header."""
+
+    async def __call__(self, request: Request) -> str | None:
+        return request.headers.get("authorization")
+
+
+ApiKey = BearerKey(scheme_name="ApiKey", description="an API key from `trainyard keys create`",
+                   auto_error=False)
+
+
+async def current_tenant(authorization: Annotated[str | None, Depends(ApiKey)]) -> str:
     """The tenant id of the request's Bearer key: from this process's memory on the event
     loop, else one short lookup in a thread, with a session of its own that holds no
     connection while the route waits for its thread."""

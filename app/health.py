@@ -1,6 +1,9 @@
 """/healthz and /readyz: is the process up, are its database and broker reachable."""
+from typing import Literal
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -10,13 +13,19 @@ from app.queue import broker_reachable
 router = APIRouter(tags=["health"])
 
 
+class Readiness(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, bool]
+
+
 @router.get("/healthz")
 async def healthz() -> dict:
     """The process is up."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=Readiness, responses={
+    503: {"model": Readiness, "description": "the database or the broker is unreachable"}})
 def readyz(db: SessionDep) -> JSONResponse:
     """The database and the broker are reachable."""
     checks = {"database": database_reachable(db_session=db), "broker": broker_reachable()}

@@ -9,6 +9,7 @@ from app.datasets.router import router as datasets_router
 from app.errors import install_error_handlers
 from app.health import router as health_router
 from app.jobs.router import router as jobs_router
+from app.openapi import install_openapi
 from app.request_limits import RequestLimits
 from app.schema_router import router as schema_router
 from app.warmup import warm_up
@@ -25,6 +26,7 @@ def create_app() -> FastAPI:
                     "get a trained PyTorch model back.",
     )
     install_error_handlers(app)
+    install_openapi(app)
     app.add_middleware(RequestLimits)  # every body counted and checked before a route reads it
     app.include_router(datasets_router)
     app.include_router(jobs_router)

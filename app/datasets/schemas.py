@@ -19,7 +19,8 @@ DatasetName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator
 class DatasetInline(BaseModel):
     """A small dataset sent as JSON arrays instead of a file."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"name": "xor", "x": [[0, 0], [0, 1], [1, 0], [1, 1]], "y": [0, 1, 1, 0]}]})
     name: DatasetName = "inline"
     x: list[Any] = Field(min_length=1)
     y: list[Any] = Field(min_length=1)

@@ -10,6 +10,7 @@ from app.config import get_settings
 from app.db import SQL_BIGINT_MAX, SQL_INT_MAX
 from app.deps import CurrentTenant, SessionDep
 from app.errors import ApiError
+from app.openapi import errors
 from app.jobs import export, lifecycle, predict, repository, service, stream
 from app.jobs.lifecycle import JobStatus
 from app.jobs.reads import SharedReads, shared_reads
@@ -23,7 +24,8 @@ SharedReadsDep = Annotated[SharedReads, Depends(shared_reads)]
 
 
 @router.post("", status_code=202, response_model=JobCreated | PlanRead,
-             responses={200: {"model": PlanRead, "description": "dry run: the plan, nothing queued"}})
+             responses={200: {"model": PlanRead, "description": "dry run: the plan, nothing queued"},
+                        **errors(why={409: "the Idempotency-Key was used for a different job spec"})})
 def submit_job(spec: JobSpec, db: SessionDep, tenant: CurrentTenant, response: Response,
                dry_run: bool = False,
                idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None):
@@ -45,7 +47,7 @@ def list_jobs(db: SessionDep, tenant: CurrentTenant, status: JobStatus | None = 
     return JobPage(items=[service.to_read(j) for j in rows], total=total, limit=limit, offset=offset)
 
 
-@router.get("/{job_id}", response_model=JobRead)
+@router.get("/{job_id}", response_model=JobRead, responses=errors(404))
 async def get_job(job_id: str, tenant: CurrentTenant, reads: SharedReadsDep):
     """The job, its progress and attempt history, and while it waits, why."""
     # The route clients poll: the one fast path, polls arriving together share a query
@@ -58,7 +60,7 @@ async def get_job(job_id: str, tenant: CurrentTenant, reads: SharedReadsDep):
 
 @router.post("/{job_id}/cancel", response_model=JobRead,
              responses={202: {"model": JobRead, "description": "running: it stops at its next step"},
-                        409: {"description": "the job has already ended"}})
+                        **errors(404, why={409: "the job has already ended"})})
 def cancel_job(job_id: str, db: SessionDep, tenant: CurrentTenant, response: Response):
     """Cancels a job: a waiting one at once (200), a running one at its next step (202)."""
     job = lifecycle.cancel(db_session=db, job=service.get_or_404(db_session=db, tenant_id=tenant, job_id=job_id))
@@ -66,7 +68,7 @@ def cancel_job(job_id: str, db: SessionDep, tenant: CurrentTenant, response: Res
     return service.to_read(job)
 
 
-@router.get("/{job_id}/metrics", response_model=MetricsRead)
+@router.get("/{job_id}/metrics", response_model=MetricsRead, responses=errors(404))
 def get_metrics(job_id: str, db: SessionDep, tenant: CurrentTenant,
                 after_step: Annotated[int, Query(ge=-1, le=SQL_INT_MAX)] = -1,
                 limit: Annotated[int, Query(ge=2, le=100_000)] = 10_000):
@@ -75,7 +77,7 @@ def get_metrics(job_id: str, db: SessionDep, tenant: CurrentTenant,
     return service.metrics_page(db_session=db, job_id=job_id, after_step=after_step, limit=limit)
 
 
-@router.get("/{job_id}/spec", response_model=SpecRead)
+@router.get("/{job_id}/spec", response_model=SpecRead, responses=errors(404))
 def get_spec(job_id: str, db: SessionDep, tenant: CurrentTenant):
     return service.spec_of(service.get_or_404(db_session=db, tenant_id=tenant, job_id=job_id))
 
@@ -105,7 +107,7 @@ async def event_start(last_event_id: Annotated[str | None, Header()] = None,
     return int(value)
 
 
-@router.get("/{job_id}/events", response_class=EventSourceResponse, responses=EVENTS_DOC)
+@router.get("/{job_id}/events", response_class=EventSourceResponse, responses={**EVENTS_DOC, **errors(404)})
 def job_events(job_id: str, db: SessionDep, tenant: CurrentTenant,
                start: Annotated[int, Depends(event_start)]):
     """Streams the job's status changes and metric points live (SSE), from the start or a resume point."""
@@ -120,7 +122,8 @@ def _models() -> predict.ModelCache:
     return predict.ModelCache(get_settings().predict_cache_size)
 
 
-@router.post("/{job_id}/predict", response_model=PredictRead)
+@router.post("/{job_id}/predict", response_model=PredictRead, responses=errors(
+    404, why={409: "the job has not succeeded (yet)", 413: "more rows than MAX_PREDICT_ROWS"}))
 def predict_job(job_id: str, body: PredictRequest, db: SessionDep, tenant: CurrentTenant):
     """Runs the trained model on ``inputs``; classification jobs also get probabilities and labels."""
     job = service.get_or_404(db_session=db, tenant_id=tenant, job_id=job_id)
@@ -137,7 +140,9 @@ WEIGHTS_DOC = {200: {"content": {"application/octet-stream": {}}, "description":
     "the largest difference seen")}}
 
 
-@router.get("/{job_id}/weights", response_class=FileResponse, responses=WEIGHTS_DOC)
+@router.get("/{job_id}/weights", response_class=FileResponse, responses={
+    **WEIGHTS_DOC, **errors(404, why={409: "the job has not succeeded (yet)",
+                                      422: "invalid parameters, or the model cannot be exported to ONNX"})})
 def get_weights(job_id: str, db: SessionDep, tenant: CurrentTenant,
                 format: Literal["safetensors", "onnx"] = "safetensors"):
     job = service.get_or_404(db_session=db, tenant_id=tenant, job_id=job_id)

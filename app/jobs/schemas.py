@@ -125,7 +125,7 @@ class SpecRead(BaseModel):
 
 
 class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"inputs": [[0.5, 1.0, -0.2, 2.0]]}]})
     inputs: list[Any] = Field(min_length=1, description="rows of features: shape [n, *input_shape]")
 
 

@@ -22,6 +22,28 @@ V1_ROUTES = [
     ("GET", "/v1/schema/spec", None),
 ]
 
+# The refusals each /v1 operation documents (app/openapi.py): every key-taking operation 401
+# and 503, 422 where anything is validated, 400 where a body is read, and each route's own.
+SHARED = {401, 503}
+REFUSALS = {
+    ("POST", "/v1/datasets"): SHARED | {400, 413, 415, 422},
+    ("GET", "/v1/datasets"): SHARED | {422},
+    ("GET", "/v1/datasets/builtin"): SHARED,
+    ("GET", "/v1/datasets/{dataset_id}"): SHARED | {404, 422},
+    ("DELETE", "/v1/datasets/{dataset_id}"): SHARED | {404, 409, 422},
+    ("POST", "/v1/jobs"): SHARED | {400, 409, 422},
+    ("GET", "/v1/jobs"): SHARED | {422},
+    ("GET", "/v1/jobs/{job_id}"): SHARED | {404, 422},
+    ("POST", "/v1/jobs/{job_id}/cancel"): SHARED | {404, 409, 422},
+    ("GET", "/v1/jobs/{job_id}/metrics"): SHARED | {404, 422},
+    ("GET", "/v1/jobs/{job_id}/spec"): SHARED | {404, 422},
+    ("GET", "/v1/jobs/{job_id}/events"): SHARED | {404, 422},
+    ("POST", "/v1/jobs/{job_id}/predict"): SHARED | {400, 404, 409, 413, 422},
+    ("GET", "/v1/jobs/{job_id}/weights"): SHARED | {404, 409, 422},
+    ("GET", "/v1/workers"): SHARED | {422},
+    ("GET", "/v1/schema/spec"): SHARED,
+}
+
 
 def queued_job(api, dataset_id: str, **training) -> dict:
     """A job submitted and left queued: nothing consumes the in-process broker's queue."""

@@ -1,0 +1,196 @@
+"""The OpenAPI document is the contract: schemathesis calls every operation on the real app
+and a real SQLite database, as a tenant with a dataset, a queued job and a trained one, and
+no answer may be a 5xx, nor carry a status code, a body, a content type or a header the
+document does not declare.
+
+Generation is deterministic (derandomized, no example database): CI runs the same cases
+every time. The cases go through the in-process deployment's client (tests/api/inprocess.py),
+on the app's own event loop, as the bytes a requests session would send.
+"""
+import inspect
+import json
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+import schemathesis
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from app.main import app
+from tests.api.inprocess import BASE_URL, Client, Deployment
+from tests.api.routes import REFUSALS, V1_ROUTES, queued_job
+from tests.e2e.helpers import blobs, upload_npz
+from worker.runner import run_job
+
+CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance,
+          content_type_conformance, response_headers_conformance]
+# Bounded: 30-60 s for every operation on 2 cores shared with other work (2026-12-02). The
+# coverage phase (each field's boundary and wrong-type values, on top of the fuzzed cases)
+# makes about 9,000 cases of POST /v1/jobs's spec alone (80 s): that operation gets more
+# fuzzed cases instead.
+MAX_EXAMPLES = 50
+CONFIG = schemathesis.Config.from_dict({
+    # Hypothesis's one timed check: a slower machine must not fail a case that passes here.
+    "suppress-health-check": ["too_slow"],
+    "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none",
+                   # the key is the fixture tenant's (below); refusals are test_refusals_keep_the_contract's
+                   "with-security-parameters": False},
+    "operations": [{"include-name": "POST /v1/jobs", "phases": {"coverage": {"enabled": False}},
+                    "generation": {"max-examples": 100}}],
+})
+DOCUMENT = app.openapi()
+schema = schemathesis.openapi.from_dict(DOCUMENT, config=CONFIG)
+REQUEST_ARGS = set(inspect.signature(requests.Request).parameters)
+
+
+def _not_json(prepared: requests.PreparedRequest) -> bool:
+    try:
+        json.loads(prepared.body or b"")
+    except ValueError:
+        return prepared.headers.get("Content-Type", "").startswith("application/json")
+    return False
+
+
+def _int_over_64_bits(prepared: requests.PreparedRequest) -> bool:
+    values = [v for values in parse_qs(urlsplit(prepared.url).query).values() for v in values]
+    values.append(prepared.headers.get("Last-Event-ID", ""))
+    return any(v.strip().lstrip("+-").isdigit() and abs(int(v)) >= 2**63 for v in values)
+
+
+def _huge_int_in_body(prepared: requests.PreparedRequest) -> bool:
+    def ints(node):
+        if isinstance(node, dict):
+            return [i for v in node.values() for i in ints(v)]
+        if isinstance(node, list):
+            return [i for v in node for i in ints(v)]
+        return [node] if isinstance(node, int) and not isinstance(node, bool) else []
+    try:
+        return any(abs(i) >= 2**31 for i in ints(json.loads(prepared.body or b"")))
+    except (ValueError, RecursionError):
+        return False
+
+
+# TO REMOVE once the input-parsing change of issue 14 is merged: inputs known to answer 500
+# there, being fixed by that change. Only a server error is excused, only for these inputs;
+# whatever else they answer is checked like any other case.
+KNOWN_500S = {
+    "POST /v1/datasets": _not_json,  # app/errors.py indexes the empty location of a json_invalid error
+    # SQLite's OverflowError on an integer >= 2**63 (an offset, after_step, an event id)
+    **{f"GET {path}": _int_over_64_bits for path in ("/v1/datasets", "/v1/jobs", "/v1/jobs/{job_id}/metrics",
+                                                     "/v1/jobs/{job_id}/events")},
+    # the pre-flight's dry run overflows torch on huge sizes (out_features=2**56); seen at 1,000 examples
+    "POST /v1/jobs": _huge_int_in_body,
+}
+
+
+@dataclass
+class World:
+    """A tenant's key and what it owns, and a client that sends no key of its own."""
+
+    key: str
+    client: Client
+    dataset_id: str
+    queued_job_id: str
+    trained_job_id: str
+
+    def path_ids(self, path: str) -> dict[str, str]:
+        # The cancel takes the queued job (200 once, 409 after); the rest the trained one, so
+        # predict and weights reach the model and the event stream ends.
+        job = self.queued_job_id if path.endswith("/cancel") else self.trained_job_id
+        return {"job_id": job, "dataset_id": self.dataset_id}
+
+    def send(self, case, key: str | None = "own"):
+        """The case as a requests session would put it on the wire, sent through the deployment;
+        None for a known 500 (KNOWN_500S)."""
+        prepared = self.prepare(case)
+        known = KNOWN_500S.get(case.operation.label, lambda _: False)(prepared)
+        try:
+            response = self._send(prepared, key)
+        except Exception:  # the app raised: a server would answer 500
+            if known:
+                return None
+            raise
+        return None if known and response.status_code >= 500 else response
+
+    @staticmethod
+    def prepare(case) -> requests.PreparedRequest:
+        kwargs = case.as_transport_kwargs(base_url=BASE_URL)
+        return requests.Request(**{k: v for k, v in kwargs.items() if k in REQUEST_ARGS}).prepare()
+
+    def _send(self, prepared: requests.PreparedRequest, key: str | None):
+        headers = {name: value for name, value in prepared.headers.items() if name.lower() != "authorization"}
+        if key:
+            headers["Authorization"] = f"Bearer {self.key if key == 'own' else key}"
+        return self.client.request(prepared.method, prepared.url, headers=headers, content=prepared.body)
+
+
+@pytest.fixture(scope="module")
+def world(deployment: Deployment):
+    key = deployment.new_key()
+    with deployment.client(key) as api:
+        dataset = upload_npz(api, *blobs(60))
+        trained = queued_job(api, dataset["id"], epochs=2)
+        run_job(trained["id"])  # the worker's runner, in this process
+        assert api.get(f"/v1/jobs/{trained['id']}").json()["status"] == "succeeded"
+        queued = queued_job(api, dataset["id"])
+    with deployment.client(None) as client:
+        yield World(key, client, dataset["id"], queued["id"], trained["id"])
+
+
+def test_the_document_tested_is_the_one_served(anon):
+    assert anon.get("/openapi.json").json() == DOCUMENT
+
+
+def test_every_refusal_is_documented_in_the_one_error_shape():
+    """The refusals schemathesis may not happen to provoke (413, a 503) are documented too."""
+    error_body = {"$ref": "#/components/schemas/ErrorBody"}
+    assert set(DOCUMENT["components"]["schemas"]["ErrorBody"]["required"]) == {"detail", "errors"}
+    assert "HTTPValidationError" not in str(DOCUMENT)
+    documented = {}
+    for path, operations in DOCUMENT["paths"].items():
+        for method, operation in operations.items():
+            refusals = {int(code): r for code, r in operation["responses"].items() if int(code) >= 400}
+            documented[(method.upper(), path)] = set(refusals)
+            if path.startswith("/v1"):
+                assert operation["security"] == [{"ApiKey": []}], (method, path)
+                assert refusals[401]["headers"]["WWW-Authenticate"]["required"]
+                assert refusals[503]["headers"]["Retry-After"]["required"]
+                for code, response in refusals.items():
+                    assert response["content"] == {"application/json": {"schema": error_body}}, (method, path, code)
+    assert {key: codes for key, codes in documented.items() if key[1].startswith("/v1")} == REFUSALS
+    assert documented[("GET", "/healthz")] == set() and documented[("GET", "/readyz")] == {503}
+
+
+@schema.parametrize()
+def test_every_operation_keeps_the_contract(case, world):
+    if case.path_parameters:
+        case.path_parameters = {**case.path_parameters, **{
+            name: value for name, value in world.path_ids(case.path).items() if name in case.path_parameters}}
+    response = world.send(case)
+    if response is not None:
+        case.validate_response(response, checks=CHECKS)
+
+
+@pytest.mark.parametrize("key", [None, "ty_not-a-real-key"], ids=["no key", "unknown key"])
+def test_refusals_keep_the_contract(world, key):
+    """401 on every /v1 operation, and 404 for an id the tenant does not own, as documented
+    (schemathesis's cases above all carry the key and the fixture's ids)."""
+    for method, path, body in V1_ROUTES:
+        operation = schema[path][method]
+        ids = {name: "nothing_here" for name in ("job_id", "dataset_id") if "{" + name + "}" in path}
+        with_body = {"body": body, "media_type": "application/json"} if body is not None else {}
+        case = operation.Case(path_parameters=ids or None, **with_body)
+        refused = world.send(case, key=key)
+        assert refused.status_code == 401, (method, path, refused.text)
+        case.validate_response(refused, checks=CHECKS)
+        if ids:
+            missing = world.send(case)
+            assert missing.status_code == 404, (method, path, missing.text)
+            case.validate_response(missing, checks=CHECKS)
