@@ -12,6 +12,8 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
+from app.request_limits import BODY_METHODS
+
 
 class FieldError(BaseModel):
     field: str = Field(description="the offending field as the client wrote it: model.layers[3].out_features, "
@@ -60,8 +62,8 @@ def install_openapi(app: FastAPI) -> None:
             document = FastAPI.openapi(app)
             _add_error_body(document)
             for operations in document["paths"].values():
-                for operation in operations.values():
-                    _add_shared_refusals(operation)
+                for method, operation in operations.items():
+                    _add_shared_refusals(method, operation)
             for default in ("HTTPValidationError", "ValidationError"):
                 document["components"]["schemas"].pop(default, None)
         return app.openapi_schema
@@ -69,11 +71,13 @@ def install_openapi(app: FastAPI) -> None:
     app.openapi = openapi
 
 
-def _add_shared_refusals(operation: dict) -> None:
+def _add_shared_refusals(method: str, operation: dict) -> None:
     responses = operation["responses"]
     codes = {401, 503} if operation.get("security") else set()
     if "requestBody" in operation:  # FastAPI (or the upload's reader) refuses an unreadable body
         codes.add(400)
+    if method.upper() in BODY_METHODS:  # app/request_limits.py counts every such body
+        codes.add(413)
     if "HTTPValidationError" in str(responses.get("422", "")):
         del responses["422"]
         codes.add(422)
