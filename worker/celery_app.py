@@ -3,6 +3,7 @@ import logging
 import threading
 from datetime import timedelta
 
+from celery import bootsteps
 from celery.signals import (worker_init, worker_process_init, worker_ready, worker_shutdown,
                             worker_shutting_down)
 
@@ -71,6 +72,7 @@ def _connect() -> None:
 
 
 _registrar = None
+_reaper = None
 
 
 @worker_ready.connect
@@ -79,7 +81,7 @@ def _start_reaper(**_):
     from worker.reaper import Reaper, sweep
     from worker.registry import Registrar
 
-    global _registrar
+    global _registrar, _reaper
     drain.clear()
     _registrar = Registrar()
     _registrar.register()  # before the sweep, which routes `device: auto` jobs by who is online
@@ -88,7 +90,39 @@ def _start_reaper(**_):
         sweep(queued_before=utcnow() - timedelta(seconds=10))
     except Exception:
         log.exception("startup sweep of stranded jobs failed")
-    Reaper().start()
+    _reaper = Reaper()
+    _reaper.start()
+
+
+class BrokerReturn(bootsteps.StartStopStep):
+    """When the consumer is connected again after losing the broker, re-sends at once every
+    waiting job whose message was sent before the loss.
+
+    A Redis that restarted without persistence lost those messages; by their age alone
+    they would be sent again RESEND_AFTER_SECONDS (300 s) later. Where the broker kept
+    them (persistence, or only the connection broke), each job now has two messages: the
+    second is dropped in this process before it reaches the training process
+    (worker/duplicates.py). Celery stops a consumer's steps when its connection fails and
+    starts them again once it has reconnected (kombu retries after 2, 4, 6 ... s, at most 30 s apart).
+    """
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent, **kwargs):
+        super().__init__(parent, **kwargs)
+        self.lost_at = None
+
+    def start(self, parent) -> None:
+        if self.lost_at is not None and _reaper is not None:
+            log.info("connected to the broker again: re-sending the messages sent before it was lost")
+            _reaper.sweep_soon(queued_before=self.lost_at)
+        self.lost_at = None
+
+    def stop(self, parent) -> None:
+        self.lost_at = self.lost_at or utcnow()
+
+
+celery_app.steps["consumer"].add(BrokerReturn)
 
 
 @worker_shutting_down.connect
