@@ -31,7 +31,7 @@ def skip_unclaimable(task, app, consumer, **kwargs):
         job_id = _job_id(message)
         if job_id is not None and not _claimable(job_id):
             log.info(dropped(job_id))
-            ack()
+            ack(log, consumer.connection_errors)  # as Celery's Request acknowledges: ack_log_error
             return None
         return handle(message, body, ack, reject, callbacks, **options)
 
