@@ -39,9 +39,11 @@ from bench.submit_latency import SPEC  # noqa: E402
 from tests.stack import Stack  # noqa: E402
 
 TERMINAL = ("succeeded", "failed", "cancelled")
-# What the worker logs per delivery (Celery's own line), and per duplicate that a training
-# process had to recognise (worker/runner.py).
-RECEIVED, DUPLICATE_IN_PROCESS = "] received", "is not claimable"
+# What the worker logs per delivery: Celery's own line, or (instead) the line of a duplicate
+# dropped in the worker's main process (worker/duplicates.py); and per duplicate that a
+# training process had to recognise (worker/runner.py).
+RECEIVED = ("] received", "its message was dropped before the training process")
+DUPLICATE_IN_PROCESS = "is not claimable"
 
 
 async def submit(stack: Stack, key: str, jobs: int, clients: int) -> list[str]:
@@ -80,6 +82,10 @@ def wait_all(api: httpx.Client, count: int, timeout: float) -> list[dict]:
     raise RuntimeError(f"the backlog of {count} jobs did not finish in {timeout:g} s")
 
 
+def received_so_far(stack: Stack) -> int:
+    return sum(stack.worker_log_count(text) for text in RECEIVED)
+
+
 def stamp(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
@@ -92,7 +98,7 @@ def bench(name: str, per_process: int, args) -> dict:
         with stack.client(key) as api:
             api.post("/v1/jobs", json=SPEC).raise_for_status()  # the API's first check of SPEC
             wait_all(api, 1, 120)
-            received_before = stack.worker_log_count(RECEIVED)
+            received_before = received_so_far(stack)
             started = time.time()
             ids = asyncio.run(submit(stack, key, args.jobs, args.clients))
             jobs = [j for j in wait_all(api, args.jobs + 1, args.timeout) if j["id"] in set(ids)]
@@ -105,7 +111,7 @@ def bench(name: str, per_process: int, args) -> dict:
             raise RuntimeError(f"{len(bad)} jobs did not succeed once, e.g. {bad[0]}\n{stack.logs()}")
         elapsed = max(stamp(j["finished_at"]) for j in jobs) - started
         waits = [stamp(j["started_at"]) - stamp(j["created_at"]) for j in jobs]
-        received = stack.worker_log_count(RECEIVED) - received_before - 1  # less the watched job's
+        received = received_so_far(stack) - received_before - 1  # less the watched job's
         return {"deployment": name, "per_process": per_process, "jobs": len(jobs), "clients": args.clients, "seconds": elapsed,
                 "per_s": len(jobs) / elapsed, "wait_p50": percentile(waits, 50), "wait_max": max(waits),
                 "watched": stamp(watched["started_at"]) - stamp(watched["created_at"]),

@@ -21,8 +21,9 @@ celery_app.conf.update(
     worker_concurrency=1,
     # One training process trains job after job: a fresh process per job cost every job a
     # process start, and on Redis up to 5 s more, since Celery often starts the replacement
-    # from its 5 s timer instead of at the exit (celery#9588): 0.63 jobs/s against 1.19 on
-    # the folder broker (bench/backlog.py). A process is still replaced when it grew too big.
+    # from its 5 s timer instead of at the exit (celery#9588): a backlog of tiny jobs ran at
+    # 0.35 jobs/s on Redis, 4.4 with one process (bench/backlog.py, docs/benchmarks.md).
+    # A process is still replaced when it grew too big, or after TRAINING_PROCESS_MAX_JOBS.
     worker_max_tasks_per_child=get_settings().training_process_max_jobs or None,
     worker_max_memory_per_child=get_settings().training_process_max_memory_mb * 1024,  # KiB
     # Our tasks publish no result, so there is nothing to wait for from a killed training
