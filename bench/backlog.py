@@ -112,7 +112,8 @@ def bench(name: str, per_process: int, args) -> dict:
         elapsed = max(stamp(j["finished_at"]) for j in jobs) - started
         waits = [stamp(j["started_at"]) - stamp(j["created_at"]) for j in jobs]
         received = received_so_far(stack) - received_before - 1  # less the watched job's
-        return {"deployment": name, "per_process": per_process, "jobs": len(jobs), "clients": args.clients, "seconds": elapsed,
+        return {"deployment": name, "per_process": per_process, "jobs": len(jobs), "clients": args.clients,
+                "seconds": elapsed,
                 "per_s": len(jobs) / elapsed, "wait_p50": percentile(waits, 50), "wait_max": max(waits),
                 "watched": stamp(watched["started_at"]) - stamp(watched["created_at"]),
                 "received": received, "dups": received - len(jobs),
@@ -132,16 +133,18 @@ def main() -> None:
                         help="TRAINING_PROCESS_MAX_JOBS values to measure (0: the default, no limit)")
     parser.add_argument("--deployments", default="embedded,production")
     args = parser.parse_args()
-    print(f"{'deployment':<11} {'per process':>11} {'jobs':>5} {'clients':>7} {'seconds':>8} {'jobs/s':>7} {'ratio':>6} "
-          f"{'wait p50 s':>10} {'wait max s':>10} {'watched s':>9} {'received':>8} {'dups':>5} {'in process':>10}")
+    print(f"{'deployment':<11} {'per process':>11} {'jobs':>5} {'clients':>7} {'seconds':>8} {'jobs/s':>7} "
+          f"{'ratio':>6} {'wait p50 s':>10} {'wait max s':>10} {'watched s':>9} {'received':>8} {'dups':>5} "
+          f"{'in process':>10}")
     for per_process in args.per_process:
         baseline = None
         for name in args.deployments.split(","):
             r = bench(name.strip(), per_process, args)
             baseline = baseline or (r["per_s"] if r["deployment"] == "embedded" else None)
             ratio = f"{r['per_s'] / baseline:.2f}" if baseline else "-"
-            print(f"{r['deployment']:<11} {r['per_process']:>11} {r['jobs']:>5} {r['clients']:>7} {r['seconds']:>8.1f} "
-                  f"{r['per_s']:>7.2f} {ratio:>6} {r['wait_p50']:>10.1f} {r['wait_max']:>10.1f} "
+            print(f"{r['deployment']:<11} {r['per_process']:>11} {r['jobs']:>5} {r['clients']:>7} "
+                  f"{r['seconds']:>8.1f} {r['per_s']:>7.2f} {ratio:>6} {r['wait_p50']:>10.1f} "
+                  f"{r['wait_max']:>10.1f} "
                   f"{r['watched']:>9.1f} {r['received']:>8} {r['dups']:>5} {r['in_process']:>10}", flush=True)
 
 
