@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     # The longest a job may train (training.max_seconds may ask for less).
     max_job_seconds: float = 24 * 3600
     max_attempts: int = 3
+    # A worker's training process trains job after job (a crash or OOM kill there still leaves
+    # the worker up, and the job's memory is handed back after each job, worker/memory.py);
+    # it is replaced after this many jobs (0: never; 1: a fresh process per job, which costs
+    # each job a process start), or after a job that left it holding more than this much
+    # resident memory.
+    training_process_max_jobs: int = 0
+    training_process_max_memory_mb: int = 4096
     # Metrics are written in batches: at most one commit per this many seconds.
     metrics_flush_seconds: float = 1.0
     # The training step's direct kernel calls (worker/training/direct.py): the same bits as

@@ -3,9 +3,8 @@
 Starts a real deployment (API + worker processes, as the tests do) and:
 
 1. latency: submits a tiny job (iris, a small MLP, 1 epoch) N times, one at a time, each
-   to an idle, ready worker: the previous job has finished, the worker has started the
-   fresh training process that replaces the one that trained it (one process per job;
-   read from /proc), and SETTLE more seconds have passed. Latency is the job's started_at
+   to an idle, ready worker: the previous job has finished, SETTLE more seconds have
+   passed, and the worker has a live training process (read from /proc). Latency is the job's started_at
    (stamped by the worker as it claims the job) minus the client's clock just before it
    sends POST /v1/jobs; both run on this machine, so they read one clock. "done" is the
    same to the job's finished_at: what a tiny job costs its user end to end. The first
@@ -71,17 +70,17 @@ def training_processes(pid: int) -> set[int]:
     return {p for p in found if states[p] != "Z"}
 
 
-def wait_ready(stack: Stack, used: set[int], timeout: float = 10) -> set[int]:
-    """Waits for a training process that has not trained a job yet; returns the live ones.
+def wait_ready(stack: Stack, timeout: float = 10) -> None:
+    """Waits until the worker has a live training process.
 
-    Celery replaces a training process that has finished its job from a timer (every 5 s),
-    not at once: a job sent before then waits for it (up to 5 s), which is not what this
-    measures. A worker that keeps its training process is ready after ``timeout``.
+    One training process trains job after job; where it is replaced (TRAINING_PROCESS_MAX_JOBS,
+    or the memory it kept), Celery may start the replacement from a timer that fires every
+    5 s, not at once: a job sent before then waits for it (up to 5 s), which is not what
+    this measures.
     """
     deadline = time.monotonic() + timeout
-    while (live := training_processes(stack.workers[0].pid)) <= used and time.monotonic() < deadline:
+    while not training_processes(stack.workers[0].pid) and time.monotonic() < deadline:
         time.sleep(0.02)
-    return live
 
 
 def spec_for(i: int, network: str) -> dict:
@@ -93,18 +92,15 @@ def spec_for(i: int, network: str) -> dict:
     return {**SPEC, "model": {"layers": layers}}
 
 
-def latencies(stack: Stack, key: str, jobs: int, settle: float, network: str = "same",
-              used: set[int] | None = None) -> tuple[list[float], list[float], list[float]]:
+def latencies(stack: Stack, key: str, jobs: int, settle: float,
+              network: str = "same") -> tuple[list[float], list[float], list[float]]:
     """(submit-to-running, POST round trip, submit-to-finished) in seconds, one each per job
-    after the warm-up. ``used``: the training processes that may have trained a job already
-    (updated here), so that a second series on the same deployment waits for a fresh one too.
-    """
+    after the warm-up."""
     to_running, post, to_finished = [], [], []
-    used = set() if used is None else used
     with stack.client(key) as api:
         for i in range(jobs + 1):
-            used |= wait_ready(stack, used)  # all of them: one of these trains the next job
             time.sleep(settle)
+            wait_ready(stack)
             sent = time.time()
             r = api.post("/v1/jobs", json=spec_for(i, network))
             answered = time.time()
@@ -138,9 +134,8 @@ def bench(name: str, args) -> list[dict]:
     rows = []
     with deployment(name) as stack:
         key = stack.new_key(f"bench-{name}")
-        used: set[int] = set()
         for network in args.networks:
-            to_running, post, to_finished = latencies(stack, key, args.jobs, args.settle, network, used)
+            to_running, post, to_finished = latencies(stack, key, args.jobs, args.settle, network)
             ms = [1000 * s for s in to_running]
             rows.append({"deployment": name, "network": network, "jobs": len(ms),
                          "p50_ms": percentile(ms, 50), "p95_ms": percentile(ms, 95), "max_ms": max(ms),
@@ -159,7 +154,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=30, help="jobs timed one at a time")
     parser.add_argument("--settle", type=float, default=0.2,
-                        help="seconds between the fresh training process appearing and the next submission")
+                        help="seconds between a job's end and the next submission")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients for the rate")
     parser.add_argument("--seconds", type=float, default=10, help="how long the clients submit")
     parser.add_argument("--deployments", default="embedded,production")

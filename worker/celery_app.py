@@ -3,6 +3,7 @@ import logging
 import threading
 from datetime import timedelta
 
+from celery import bootsteps
 from celery.signals import (worker_init, worker_process_init, worker_ready, worker_shutdown,
                             worker_shutting_down)
 
@@ -18,9 +19,13 @@ celery_app.conf.update(
     include=["worker.tasks"],
     # Training runs in a child process: a crash or OOM kill there leaves the worker up.
     worker_concurrency=1,
-    # A fresh process per job: memory a job fragmented or leaked (and a GPU context) goes
-    # with it. The replacement imports torch while idle, before the next job arrives.
-    worker_max_tasks_per_child=1,
+    # One training process trains job after job: a fresh process per job cost every job a
+    # process start, and on Redis up to 5 s more, since Celery often starts the replacement
+    # from its 5 s timer instead of at the exit (celery#9588): a backlog of tiny jobs ran at
+    # 0.35 jobs/s on Redis, 4.4 with one process (bench/backlog.py, docs/benchmarks.md).
+    # A process is still replaced when it grew too big, or after TRAINING_PROCESS_MAX_JOBS.
+    worker_max_tasks_per_child=get_settings().training_process_max_jobs or None,
+    worker_max_memory_per_child=get_settings().training_process_max_memory_mb * 1024,  # KiB
     # Our tasks publish no result, so there is nothing to wait for from a killed training
     # process: free the pool slot for the re-sent job at once (Celery waits 10 s by default).
     worker_lost_wait=1.0,
@@ -68,6 +73,7 @@ def _connect() -> None:
 
 
 _registrar = None
+_reaper = None
 
 
 @worker_ready.connect
@@ -82,7 +88,7 @@ def _start_reaper(**_):
     from worker.reaper import Reaper, sweep
     from worker.registry import Registrar
 
-    global _registrar
+    global _registrar, _reaper
     drain.clear()
     _registrar = Registrar()
     _registrar.register()  # before the sweep, which routes `device: auto` jobs by who is online
@@ -91,7 +97,39 @@ def _start_reaper(**_):
         sweep(queued_before=utcnow() - timedelta(seconds=10))
     except Exception:
         log.exception("startup sweep of stranded jobs failed")
-    Reaper().start()
+    _reaper = Reaper()
+    _reaper.start()
+
+
+class BrokerReturn(bootsteps.StartStopStep):
+    """When the consumer is connected again after losing the broker, re-sends at once every
+    waiting job whose message was sent before the loss.
+
+    A Redis that restarted without persistence lost those messages; by their age alone
+    they would be sent again RESEND_AFTER_SECONDS (300 s) later. Where the broker kept
+    them (persistence, or only the connection broke), each job now has two messages: the
+    second is dropped in this process before it reaches the training process
+    (worker/duplicates.py). Celery stops a consumer's steps when its connection fails and
+    starts them again once it has reconnected (kombu retries after 2, 4, 6 ... s, at most 30 s apart).
+    """
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent, **kwargs):
+        super().__init__(parent, **kwargs)
+        self.lost_at = None
+
+    def start(self, parent) -> None:
+        if self.lost_at is not None and _reaper is not None:
+            log.info("connected to the broker again: re-sending the messages sent before it was lost")
+            _reaper.sweep_soon(queued_before=self.lost_at)
+        self.lost_at = None
+
+    def stop(self, parent) -> None:
+        self.lost_at = self.lost_at or utcnow()
+
+
+celery_app.steps["consumer"].add(BrokerReturn)
 
 
 @worker_shutting_down.connect

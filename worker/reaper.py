@@ -49,15 +49,28 @@ def send(sends: list[tuple[str, str]]) -> list[str]:
 
 
 class Reaper(threading.Thread):
-    """Sweeps every REAPER_INTERVAL_SECONDS in the worker's main process."""
+    """Sweeps every REAPER_INTERVAL_SECONDS in the worker's main process, and at once when asked."""
 
     def __init__(self):
         super().__init__(daemon=True, name="trainyard-reaper")
         self.stopped = threading.Event()
+        self._wake = threading.Event()
+        self._resend_before: datetime | None = None
+
+    def sweep_soon(self, *, queued_before: datetime) -> None:
+        """Sweeps now, re-sending the waiting jobs whose message was sent before ``queued_before``."""
+        earlier = self._resend_before
+        self._resend_before = queued_before if earlier is None else max(earlier, queued_before)
+        self._wake.set()
 
     def run(self) -> None:
-        while not self.stopped.wait(get_settings().reaper_interval_seconds):
+        while not self.stopped.is_set():
+            self._wake.wait(get_settings().reaper_interval_seconds)
+            self._wake.clear()
+            before, self._resend_before = self._resend_before, None
+            if self.stopped.is_set():
+                return
             try:
-                sweep()
+                sweep(queued_before=before)
             except Exception:
                 log.exception("reaper sweep failed")

@@ -2,7 +2,9 @@
 from worker.celery_app import celery_app
 
 
-@celery_app.task(name="jobs.train")
+# Strategy: the worker's main process drops a message whose job is not waiting (a duplicate)
+# before it reaches the training process (worker/duplicates.py).
+@celery_app.task(name="jobs.train", Strategy="worker.duplicates:skip_unclaimable")
 def train(job_id: str) -> None:
     from worker.runner import run_job
 

@@ -112,6 +112,23 @@ def create(*, db_session: Session, job: Job) -> None:
 _CLAIM_WAITING, _CLAIM_STALE = transitions("claim")
 
 
+def _claimable(job_id: str, now) -> ColumnElement[bool]:
+    return and_(Job.id == job_id, or_(
+        Job.status.in_(_CLAIM_WAITING.sources),
+        and_(Job.status.in_(_CLAIM_STALE.sources), Job.lease_expires_at < now),
+    ))
+
+
+def claimable(*, db_session: Session, job_id: str) -> bool:
+    """Whether a claim of the job would succeed now (a read: it changes nothing).
+
+    A worker asks before it hands a message to its training process: a duplicate (a resent
+    message, a second delivery) then costs one read instead of a training process's time.
+    The claim itself still decides: a job may be claimed elsewhere between the two.
+    """
+    return db_session.execute(select(Job.id).where(_claimable(job_id, utcnow()))).first() is not None
+
+
 def claim(*, db_session: Session, job_id: str, worker_id: str, lease_seconds: float) -> int | None:
     """Moves a waiting job (or a running one whose lease expired) to running for this worker.
 
@@ -121,10 +138,7 @@ def claim(*, db_session: Session, job_id: str, worker_id: str, lease_seconds: fl
     now = utcnow()
     attempt = db_session.execute(
         update(Job)
-        .where(Job.id == job_id, or_(
-            Job.status.in_(_CLAIM_WAITING.sources),
-            and_(Job.status.in_(_CLAIM_STALE.sources), Job.lease_expires_at < now),
-        ))
+        .where(_claimable(job_id, now))
         .values(status=target(_CLAIM_WAITING), attempts=Job.attempts + 1, worker_id=worker_id,
                 lease_expires_at=now + timedelta(seconds=lease_seconds), started_at=now, error=None)
         .returning(Job.attempts)

@@ -191,6 +191,19 @@ def test_each_transition_from_each_status(sessions, name, status, target):
         assert after != before  # it did something else instead (cancel: cancel_requested)
 
 
+@pytest.mark.parametrize("status", list(JobStatus))
+@pytest.mark.parametrize("lease", [STALE, FRESH], ids=["stale-lease", "fresh-lease"])
+def test_claimable_says_what_a_claim_would_do_and_changes_nothing(sessions, status, lease):
+    # The worker's main process drops a message whose job is not claimable (worker/duplicates.py):
+    # a job it calls unclaimable that a claim would take would never train.
+    job_id = _job(sessions, status, lease=lease)
+    before = _snapshot(sessions, job_id)
+    with sessions() as s:
+        said = lifecycle.claimable(db_session=s, job_id=job_id)
+    assert _snapshot(sessions, job_id) == before
+    assert said == (_make(sessions, CALLS["claim"], job_id, None) is not None)
+
+
 def test_every_transition_has_a_call():
     assert set(CALLS) == {t.name for t in TRANSITIONS if t.sources}
 

@@ -5,6 +5,7 @@ never the machine's shared ones.
 """
 import time
 from contextlib import contextmanager
+from datetime import datetime
 
 import httpx
 import pytest
@@ -116,3 +117,36 @@ def test_api_restarted_while_jobs_run_keeps_jobs_metrics_and_stream(chaos_stack)
         with api.stream("GET", f"/v1/jobs/{job['id']}/events") as events:
             kinds = [line for line in events.iter_lines() if line.startswith("event:")]
         assert kinds[0] == "event: status" and kinds[-1] == "event: end"
+
+
+def test_jobs_stranded_by_a_redis_restart_start_within_seconds_with_the_default_settings(
+        tmp_path, private_redis, private_postgres):
+    # The default settings (RESEND_AFTER_SECONDS=300, REAPER_INTERVAL_SECONDS=15): the queued
+    # jobs' messages die with Redis, and the worker sends them again as soon as it is
+    # connected again, not once they are 300 s old (worker/celery_app.BrokerReturn); with
+    # them the one submitted while Redis was down, not at the next sweep.
+    env = {**TEST_LIMITS, "DATABASE_URL": private_postgres.url, "BROKER_URL": private_redis.url}
+    stack = Stack("chaos-defaults", tmp_path, env).start()
+    try:
+        with stack.client(stack.new_key("restart")) as api:
+            x, y = blobs(200)
+            ds = upload_npz(api, x, y)
+            specs = [mlp_spec(ds["id"], epochs=15, batch_size=4, seed=s) for s in range(3)]
+            first, *stranded = [api.post("/v1/jobs", json=s).json() for s in specs]
+            wait_for(api, first["id"], statuses=("running",))
+            private_redis.kill()  # the worker holds the running job's message; the others are lost
+            unsent = api.post("/v1/jobs", json=mlp_spec(ds["id"], epochs=15, batch_size=4, seed=3)).json()
+            assert unsent["waiting_reason"] == routing.UNSENT_REASON, unsent
+            stranded.append(unsent)
+            time.sleep(1.0)
+            private_redis.restart()
+            back = time.time()
+            done = [wait_for(api, job["id"], timeout=60) for job in [first, *stranded]]
+            for job in done:
+                assert job["status"] == "succeeded" and job["attempts"] == 1, (job, stack.logs())
+            # The stranded jobs were trained within seconds of Redis's return, one after the
+            # other behind the running one (each trains for a few seconds here).
+            ended = max(datetime.fromisoformat(job["finished_at"]).timestamp() for job in done)
+            assert ended - back < 30, (ended - back, stack.logs())
+    finally:
+        stack.stop()

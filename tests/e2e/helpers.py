@@ -77,8 +77,14 @@ def wait_for_worker_log(stack, *texts: str, count: int = 1, timeout: float = 60)
 
 
 def not_claimable(job_id: str) -> str:
-    """What a worker logs when a delivery finds the job already taken or ended (worker/runner.py)."""
+    """What a training process logs when a delivery finds the job already taken or ended (worker/runner.py)."""
     return f"job {job_id} is not claimable"
+
+
+def dropped(job_id: str) -> str:
+    """What a worker's main process logs when it drops a delivery whose job is not waiting
+    (worker/duplicates.py), before it reaches the training process."""
+    return f"job {job_id} is not waiting; its message was dropped"
 
 
 def running_events(api: httpx.Client, job_id: str) -> list[dict]:

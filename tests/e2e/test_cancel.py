@@ -2,14 +2,15 @@
 (another tenant's cancel is a 404: tests/api/test_auth.py)."""
 import time
 
-from tests.e2e.helpers import (blobs, mlp_spec, not_claimable, running_events, upload_npz, wait_for,
+from tests.e2e.helpers import (blobs, dropped, mlp_spec, running_events, upload_npz, wait_for,
                                wait_for_worker_log)
 
 
 def assert_never_trained(stack, api, job_id: str) -> None:
-    """Once a worker has received the job's message: it found the job not claimable, and
-    the job has no attempt, no start, no `running` event, no weights."""
-    wait_for_worker_log(stack, not_claimable(job_id))
+    """Once a worker has received the job's message: it dropped it before the training
+    process (the job is not waiting), and the job has no attempt, no start, no `running`
+    event, no weights."""
+    wait_for_worker_log(stack, dropped(job_id))
     never = api.get(f"/v1/jobs/{job_id}").json()
     assert never["status"] == "cancelled" and never["attempts"] == 0, never
     assert never["started_at"] is None and never["attempt_history"] == []

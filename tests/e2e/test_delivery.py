@@ -1,8 +1,8 @@
 """The broker may deliver a message twice; the job still trains once."""
 from app.config import Settings
 from app.queue import TRAIN_TASK, make_celery
-from tests.e2e.helpers import (blobs, mlp_spec, not_claimable, running_events, upload_npz, wait_for,
-                               wait_for_worker_log)
+from tests.e2e.helpers import (blobs, dropped, mlp_spec, not_claimable, running_events, upload_npz,
+                               wait_for, wait_for_worker_log)
 
 SPARES = 2
 
@@ -22,9 +22,15 @@ def test_duplicate_delivery_trains_once(stack, api):
     steps = [p["step"] for p in history["steps"]]
     assert steps == sorted(set(steps)) and len(history["epochs"]) == 3
 
-    # Until every delivery was received: each trained the job or found it not claimable
-    # (worker/runner.py logs which), so whatever a spare did is in the database now.
-    wait_for_worker_log(stack, f"training job {job['id']},", not_claimable(job["id"]), count=1 + SPARES)
+    # Until every delivery was received: each trained the job, or was dropped before the
+    # training process (worker/duplicates.py) or found the job not claimable there
+    # (worker/runner.py), so whatever a spare did is in the database now.
+    wait_for_worker_log(stack, f"training job {job['id']},", dropped(job["id"]), not_claimable(job["id"]),
+                        count=1 + SPARES)
+    # The spares arrived after the job was claimed (a worker holds one message at a time):
+    # the main process recognised both, and no training process spent time on them.
+    assert stack.worker_log_count(dropped(job["id"])) == SPARES, stack.logs()
+    assert stack.worker_log_count(not_claimable(job["id"])) == 0, stack.logs()
     again = api.get(f"/v1/jobs/{job['id']}").json()
     assert again["status"] == "succeeded" and again["attempts"] == 1
     assert again["finished_at"] == done["finished_at"] and again["started_at"] == done["started_at"]
