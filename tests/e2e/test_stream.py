@@ -30,9 +30,10 @@ def read_events(api: httpx.Client, job_id: str, *, last_event_id: int | None = N
 
 
 def long_spec(ds_id: str, **training) -> dict:
-    # About 1,500 steps (some 15 s): still training when the first connection hangs up, at the
-    # first step event (about 1 s in). 40 epochs took 50-60 s a deployment and proved no more.
-    return mlp_spec(ds_id, **{"epochs": 12, "batch_size": 1, "log_every_steps": 5, **training})
+    # About 7,700 steps, 5 s on a quiet 2-core machine (12 epochs took 1 s there and ended
+    # before the first hang-up): still training when the first connection hangs up, at its
+    # first step event. A step event every 20 steps keeps the replayed log small.
+    return mlp_spec(ds_id, **{"epochs": 60, "batch_size": 1, "log_every_steps": 20, **training})
 
 
 def test_reconnect_with_last_event_id_mid_run_loses_and_duplicates_nothing(api):
@@ -54,7 +55,7 @@ def test_reconnect_with_last_event_id_mid_run_loses_and_duplicates_nothing(api):
     # The stream carries exactly the stored history, live or replayed.
     history = api.get(f"/v1/jobs/{job['id']}/metrics", params={"limit": 100_000}).json()
     epochs = [e.data for e in events if e.event == "epoch"]
-    assert len(epochs) == len(history["epochs"]) == 12
+    assert len(epochs) == len(history["epochs"]) == 60
     for got, stored in zip(epochs, history["epochs"]):
         assert {k: got.get(k) for k in stored} == stored
     assert [(e.data["step"], e.data["train_loss"]) for e in events if e.event == "step"] == \
