@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 
 from tests.devices import CUDA
-from worker.identity import ENV as IDENTITY_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -29,10 +28,7 @@ class Stack:
         self.name, self.tmp = name, tmp
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        # Not the test process's worker identity (worker/identity.py keeps one in the environment
-        # once an in-process test trains a job): a worker started here names itself, as from a shell.
-        inherited = {k: v for k, v in os.environ.items() if k != IDENTITY_ENV}
-        self.env = {**inherited, "DATA_DIR": str(tmp / "data"), "PYTHONUNBUFFERED": "1",
+        self.env = {**os.environ, "DATA_DIR": str(tmp / "data"), "PYTHONUNBUFFERED": "1",
                     "METRICS_FLUSH_SECONDS": "0.2", **env}
         self.api: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen] = []

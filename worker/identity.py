@@ -42,17 +42,22 @@ def host_memory() -> int | None:
         return None
 
 
+_current: Identity | None = None
+
+
 def current() -> Identity:
-    """This process's worker: from the supervisor, else a CPU worker named after host and pid
-    (then kept in the environment, so the training processes forked later report the same)."""
-    host = socket.gethostname()
-    raw = os.environ.get(ENV)
-    if raw:
-        found = Identity(**json.loads(raw))
-    else:
-        found = Identity(name=f"cpu0@{host}:{os.getpid()}", kind="cpu", device_index=None,
-                         device_name=cpu_name(), memory_bytes=host_memory(), host=host,
-                         pid=os.getpid())
-        os.environ[ENV] = found.to_env()
-    found.host, found.pid = found.host or host, found.pid or os.getpid()
-    return found
+    """This process's worker: from the supervisor, else a CPU worker named after host and pid.
+
+    Kept in this module, not in the environment: the training processes are forked and
+    report the same name, while processes started later (a test's, `trainyard run`'s) do
+    not inherit it and name themselves."""
+    global _current
+    if _current is None:
+        host = socket.gethostname()
+        raw = os.environ.get(ENV)
+        found = Identity(**json.loads(raw)) if raw else Identity(
+            name=f"cpu0@{host}:{os.getpid()}", kind="cpu", device_index=None, device_name=cpu_name(),
+            memory_bytes=host_memory(), host=host, pid=os.getpid())
+        found.host, found.pid = found.host or host, found.pid or os.getpid()
+        _current = found
+    return _current

@@ -8,7 +8,6 @@ every time. The cases go through the in-process deployment's client (tests/api/i
 on the app's own event loop, as the bytes a requests session would send.
 """
 import inspect
-import os
 from dataclasses import dataclass
 
 import pytest
@@ -26,7 +25,6 @@ from app.main import app
 from tests.api.inprocess import BASE_URL, Client, Deployment
 from tests.api.routes import REFUSALS, V1_ROUTES, queued_job
 from tests.e2e.helpers import blobs, upload_npz
-from worker.identity import ENV as IDENTITY_ENV
 from worker.runner import run_job
 
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance,
@@ -84,15 +82,6 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(deployment: Deployment):
-    identity = os.environ.get(IDENTITY_ENV)
-    try:
-        yield from _world(deployment)
-    finally:  # run_job names this process a worker in its environment, which processes started later inherit
-        if identity is None:
-            os.environ.pop(IDENTITY_ENV, None)
-
-
-def _world(deployment: Deployment):
     key = deployment.new_key()
     with deployment.client(key) as api:
         dataset = upload_npz(api, *blobs(60))
