@@ -1,0 +1,1 @@
+"""Studies: one request that runs many ordinary training jobs and compares them."""
