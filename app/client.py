@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-TERMINAL = ("succeeded", "failed", "cancelled")
+TERMINAL = ("succeeded", "failed", "cancelled", "pruned")
 
 
 class TrainyardError(Exception):

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     max_epochs: int = 10_000
     max_steps: int = 10_000_000
     max_layers: int = 200
+    # The most members one study may run (variants x grid points x seeds, or a search's trials).
+    max_study_members: int = 200
     # The pre-flight estimate of training memory (parameters, gradients, optimizer state, activations).
     max_memory_bytes: int = 8 * 2**30
 

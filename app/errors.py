@@ -17,6 +17,14 @@ class ApiError(Exception):
         self.status, self.message, self.field, self.headers = status, message, field, headers
 
 
+class FieldErrors(ValueError):
+    """A request wrong in several places at once: a 422 listing each {"field", "message"}."""
+
+    def __init__(self, errors: list[dict]):
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors[:3]))
+        self.errors = errors
+
+
 def _tag_of(node, segment: str) -> bool:
     """True when ``segment`` is the discriminator value of a union member, not a field."""
     return isinstance(node, dict) and segment not in node and segment in (node.get("type"), node.get("name"))
@@ -53,7 +61,7 @@ def _body(detail: str, errors: list[dict]) -> dict:
     return {"detail": detail, "errors": errors}
 
 
-def _validation_errors(errors, body=None) -> list[dict]:
+def validation_errors(errors, body=None) -> list[dict]:
     """One entry per field; a union's branches that all failed are joined with 'or'."""
     out: list[dict] = []
     for e in errors:
@@ -94,13 +102,17 @@ def error_response(exc: ApiError) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError):
-        errors = _validation_errors(exc.errors(), exc.body if isinstance(exc.body, (dict, list)) else None)
+        errors = validation_errors(exc.errors(), exc.body if isinstance(exc.body, (dict, list)) else None)
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
         return JSONResponse(_body(f"invalid request: {summary}", errors), status_code=422)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError):
         return error_response(exc)
+
+    @app.exception_handler(FieldErrors)
+    async def _field_errors(_: Request, exc: FieldErrors):
+        return JSONResponse(_body(f"invalid request: {exc}", exc.errors), status_code=422)
 
     @app.exception_handler(SpecError)
     @app.exception_handler(DataError)

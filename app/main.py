@@ -12,6 +12,7 @@ from app.jobs.router import router as jobs_router
 from app.openapi import install_openapi
 from app.request_limits import RequestLimits
 from app.schema_router import router as schema_router
+from app.studies.router import router as studies_router
 from app.warmup import warm_up
 from app.workers.router import router as workers_router
 
@@ -30,6 +31,7 @@ def create_app() -> FastAPI:
     app.add_middleware(RequestLimits)  # every body counted and checked before a route reads it
     app.include_router(datasets_router)
     app.include_router(jobs_router)
+    app.include_router(studies_router)
     app.include_router(workers_router)
     app.include_router(schema_router)
     app.include_router(health_router)

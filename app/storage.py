@@ -1,5 +1,6 @@
 """The artifact folder: datasets and weights, written atomically (temp file, then rename)."""
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -34,6 +35,10 @@ class ArtifactStore:
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
+    def delete_folder(self, key: str) -> None:
+        """Removes a folder of artifacts (a job's jobs/<id>/) and everything in it."""
+        shutil.rmtree(self.path(key), ignore_errors=True)
+
 
 def get_store() -> ArtifactStore:
     return ArtifactStore(get_settings().resolved_artifact_dir)
@@ -50,6 +55,11 @@ def weights_key(job_id: str) -> str:
 def preprocessing_key(job_id: str) -> str:
     """What the job's data options fitted (app.ml.preprocessing.fit_preprocessing), as JSON."""
     return f"jobs/{job_id}/preprocessing.json"
+
+
+def job_folder(job_id: str) -> str:
+    """Where every artifact of a job lives (weights, checkpoint, preprocessing, ONNX)."""
+    return f"jobs/{job_id}"
 
 
 def checkpoint_key(job_id: str) -> str:

@@ -9,6 +9,7 @@ from app.ml.errors import DataError
 from app.ml.spec import JobSpec
 from app.models import Dataset, Job
 from app.storage import checkpoint_key, dataset_key, get_store
+from app.studies import pruning
 from worker import unit_of_work
 
 Arrays = tuple[np.ndarray, np.ndarray]  # (x, y)
@@ -26,6 +27,8 @@ class Attempt:
     queue: str  # gpu | cpu: where the job is sent again if it is handed back
     # The step of the stored checkpoint a retry resumes from (None: none was written, or it is gone).
     resume_step: int | None
+    study_id: str | None = None  # a study's member: its study, advanced when the member ends
+    prunable: bool = False  # its study's pruner may stop it (worker/runner.py asks at each epoch flush)
 
     @property
     def resumes(self) -> bool:
@@ -47,6 +50,8 @@ class _Row:
     validation_sha: str | None
     queue: str
     checkpoint_step: int | None
+    study_id: str | None
+    prunable: bool
 
 
 def load(*, job_id: str, number: int, owner: str) -> Attempt:
@@ -58,7 +63,8 @@ def load(*, job_id: str, number: int, owner: str) -> Attempt:
     return Attempt(job_id=job_id, number=number, owner=owner, spec=row.spec,
                    train=_arrays(row.train_sha),
                    validation=_arrays(row.validation_sha) if row.validation_sha else None,
-                   time_limit=limit, queue=row.queue, resume_step=row.checkpoint_step if stored else None)
+                   time_limit=limit, queue=row.queue, resume_step=row.checkpoint_step if stored else None,
+                   study_id=row.study_id, prunable=row.prunable)
 
 
 def _read(*, db_session: Session, job_id: str) -> _Row:
@@ -73,7 +79,8 @@ def _read(*, db_session: Session, job_id: str) -> _Row:
     if val_id and val is None:
         raise DataError("data.validation_dataset", "was deleted before the job could train")
     return _Row(spec=spec, train_sha=dataset.sha256, validation_sha=val.sha256 if val else None,
-                queue=job.queue, checkpoint_step=job.checkpoint_step)
+                queue=job.queue, checkpoint_step=job.checkpoint_step, study_id=job.study_id,
+                prunable=pruning.applies(db_session=db_session, study_id=job.study_id))
 
 
 def _arrays(sha: str) -> Arrays:

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from app.config import get_settings
 from app.jobs import lifecycle, sending
 from app.models.base import utcnow
+from app.studies import conductor
 from app.workers import routing
 from worker import unit_of_work
 
@@ -40,7 +41,19 @@ def _collect(*, db_session: Session, max_attempts: int,
     given_up = lifecycle.give_up_lost(db_session=db_session, max_attempts=max_attempts)
     job_ids = lifecycle.requeue_lost(db_session=db_session, max_attempts=max_attempts)
     job_ids += sending.resend_due(db_session=db_session, before=before)
-    return given_up, routing.queues_for_resend(db_session=db_session, job_ids=list(dict.fromkeys(job_ids)))
+    sends = routing.queues_for_resend(db_session=db_session, job_ids=list(dict.fromkeys(job_ids)))
+    # Every running study, in case the process that ended one of its members died before advancing it.
+    for study_id in conductor.running_ids(db_session=db_session):
+        sends += conductor.advance(db_session=db_session, study_id=study_id)
+    return given_up, sends
+
+
+def advance_study(study_id: str) -> None:
+    """Advances one study (a member of it just ended) and sends the members it releases."""
+    try:
+        send(unit_of_work.run(conductor.advance, study_id=study_id))
+    except Exception:
+        log.exception("could not advance study %s; the next reaper sweep will", study_id)
 
 
 def send(sends: list[tuple[str, str]]) -> list[str]:

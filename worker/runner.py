@@ -18,6 +18,7 @@ from app.jobs import lifecycle, progress, repository
 from app.jobs.lifecycle import JobStatus
 from app.ml.errors import DataError, SpecError
 from app.storage import checkpoint_key, get_store, preprocessing_key, weights_key
+from app.studies import pruning
 from worker import drain, memory, reaper, registry, unit_of_work
 from worker.attempt import Attempt, load
 from worker.training import (Diverged, Hooks, Stopped, Trainer, checkpoint, precision,
@@ -99,6 +100,7 @@ class JobRun:
         self.cancel_requested = False
         self.lost = False
         self.draining = False
+        self.pruned: str | None = None  # why its study's pruner stopped it
 
     def begin(self, attempt: Attempt) -> None:
         self.attempt, self.limit_seconds = attempt, attempt.time_limit
@@ -110,12 +112,14 @@ class JobRun:
                                   points=points, epoch=epoch, step=step, latest=latest)
         self.lost |= cancel is None
         self.cancel_requested |= bool(cancel)
+        if epochs and self.attempt.prunable and not self.pruned and epoch < self.attempt.spec.training.epochs:
+            self.pruned = unit_of_work.run(pruning.verdict, study_id=self.attempt.study_id, job_id=self.job_id)
 
     def should_stop(self) -> bool:
         self.lost |= self.heartbeat.lost.is_set()
         self.draining |= drain.told_to_drain()
         timed_out = time.monotonic() > self.started + self.limit_seconds
-        return self.lost or self.cancel_requested or self.draining or timed_out
+        return self.lost or self.cancel_requested or self.draining or timed_out or bool(self.pruned)
 
     def rewind(self, step: int) -> None:
         unit_of_work.run(progress.rewind, job_id=self.job_id, worker_id=self.owner, step=step,
@@ -128,7 +132,8 @@ class JobRun:
     def hooks(self) -> Hooks:
         settings = get_settings()
         return Hooks(flush=self.flush, should_stop=self.should_stop, rewind=self.rewind,
-                     flush_seconds=settings.metrics_flush_seconds, checkpoint=self.checkpoint,
+                     flush_seconds=settings.metrics_flush_seconds, flush_every_epoch=self.attempt.prunable,
+                     checkpoint=self.checkpoint,
                      checkpoint_seconds=settings.checkpoint_seconds,
                      checkpoint_min_gap=settings.checkpoint_min_gap_seconds)
 
@@ -156,6 +161,8 @@ def _stopped(run: JobRun) -> None:
             log.info("job %s handed back: the worker is shutting down", run.job_id)
     elif run.cancel_requested:
         _finish(run, JobStatus.CANCELLED, error="cancelled by request")
+    elif run.pruned:
+        _finish(run, JobStatus.PRUNED, error=run.pruned)
     elif run.lost:
         log.warning("job %s: lease lost to another worker; stopping without finishing", run.job_id)
     else:
@@ -169,6 +176,9 @@ def _finish(run: JobRun, status: JobStatus, *, error: str | None = None,
     if not unit_of_work.run(lifecycle.finish, job_id=run.job_id, worker_id=run.owner, status=status,
                             error=error, weights_path=weights_path):
         log.warning("job %s was no longer ours to finish", run.job_id)
+    elif run.attempt is not None and run.attempt.study_id:
+        # Its study may have room now, or be done. Should this fail, the next reaper sweep does it.
+        reaper.advance_study(run.attempt.study_id)
 
 
 def _train_and_store(run: JobRun, number: int) -> str:

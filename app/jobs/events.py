@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Job, JobEvent
 from app.models.base import utcnow
+from app.studies import events as study_events
 
 # PostgreSQL NOTIFY channel: the payload is the job id (see app/jobs/stream.py).
 CHANNEL = "trainyard_job_events"
@@ -40,12 +41,12 @@ def append(*, db_session: Session, job_id: str, events: list[tuple[str, dict]]) 
     """
     if not events:
         return 0
-    last = db_session.execute(
+    last, study_id, variant, member = db_session.execute(
         update(Job).where(Job.id == job_id)
         .values(last_event_id=Job.last_event_id + len(events))
-        .returning(Job.last_event_id)
+        .returning(Job.last_event_id, Job.study_id, Job.variant, Job.member)
         .execution_options(synchronize_session=False)
-    ).scalar_one()
+    ).one()
     now = utcnow()
     first = last - len(events) + 1
     db_session.add_all([
@@ -53,6 +54,10 @@ def append(*, db_session: Session, job_id: str, events: list[tuple[str, dict]]) 
         for i, (kind, data) in enumerate(events)
     ])
     db_session.flush()
+    if study_id is not None:  # a study's member: its study's log records its status changes
+        changes = [study_events.member_event(job_id=job_id, variant=variant, member=member, data=clean(data))
+                   for kind, data in events if kind == "status"]
+        study_events.append(db_session=db_session, study_id=study_id, events=changes)
     if db_session.get_bind().dialect.name == "postgresql":
         # Delivered at COMMIT, never for a rolled-back transaction: a listener that
         # hears it can already read the rows. Repeats within a transaction fold into one.

@@ -20,6 +20,9 @@ from app.models.base import utcnow
 
 
 class JobStatus(StrEnum):
+    # A study's member waiting for its study's turn (at most `parallel` members at once);
+    # not claimable and not sent until the study releases it.
+    HELD = "held"
     QUEUED = "queued"
     # Queued again after its worker was lost or shut down; the next claim resumes it.
     RETRYING = "retrying"
@@ -27,17 +30,20 @@ class JobStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # A study's member stopped early by the study's pruner (its error says why).
+    PRUNED = "pruned"
 
 
 WAITING = frozenset({JobStatus.QUEUED, JobStatus.RETRYING})  # claimable
-ACTIVE = WAITING | {JobStatus.RUNNING}
-TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+ACTIVE = WAITING | {JobStatus.RUNNING, JobStatus.HELD}
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.PRUNED})
 
 
 class Actor(StrEnum):
     API = "api"
     WORKER = "worker"
     REAPER = "reaper"
+    STUDY = "study"  # a study's conductor (app/studies/conductor.py), in an API or worker process
 
 
 @dataclass(frozen=True)
@@ -61,11 +67,13 @@ def _move(name: str, actor: Actor, sources, targets, when: str = "", records_eve
 S = JobStatus
 TRANSITIONS: tuple[Transition, ...] = (
     _move("create", Actor.API, (), {S.QUEUED}),
+    _move("create", Actor.STUDY, (), {S.HELD}, "a study's member"),
+    _move("release", Actor.STUDY, {S.HELD}, {S.QUEUED}, "its study has room"),
     _move("claim", Actor.WORKER, WAITING, {S.RUNNING}),
     _move("claim", Actor.WORKER, {S.RUNNING}, {S.RUNNING}, "its lease expired"),
     _move("finish", Actor.WORKER, {S.RUNNING}, TERMINAL, "its worker"),
     _move("hand_back", Actor.WORKER, {S.RUNNING}, {S.RETRYING}, "its worker, shutting down"),
-    _move("cancel", Actor.API, WAITING, {S.CANCELLED}),
+    _move("cancel", Actor.API, WAITING | {S.HELD}, {S.CANCELLED}),
     _move("cancel", Actor.API, {S.RUNNING}, {S.RUNNING}, "sets cancel_requested", records_event=False),
     _move("requeue_lost", Actor.REAPER, {S.RUNNING}, {S.RETRYING}, "lease expired, attempts left"),
     _move("give_up_lost", Actor.REAPER, {S.RUNNING}, {S.FAILED}, "lease expired, no attempts left"),
@@ -101,10 +109,12 @@ def owned(job_id: str, worker_id: str) -> ColumnElement[bool]:
     return and_(Job.id == job_id, Job.worker_id == worker_id, Job.status == JobStatus.RUNNING)
 
 
-def create(*, db_session: Session, job: Job) -> None:
-    """Adds a new job, queued, with its first status event (seq 1)."""
-    (row,) = transitions("create")
-    job.status = target(row)
+_CREATE, _CREATE_HELD = transitions("create")
+
+
+def create(*, db_session: Session, job: Job, held: bool = False) -> None:
+    """Adds a new job, queued (a study's member: held), with its first status event (seq 1)."""
+    job.status = target(_CREATE_HELD if held else _CREATE)
     db_session.add(job)
     events.first(db_session=db_session, job=job, event=events.status_event(job.status))
 
@@ -192,6 +202,23 @@ def hand_back(*, db_session: Session, job_id: str, worker_id: str) -> bool:
     return bool(result.rowcount)
 
 
+_RELEASE, = transitions("release")
+
+
+def release(*, db_session: Session, job_ids: list[str]) -> list[str]:
+    """Moves a study's held members to queued; returns those it moved (to be sent after the commit)."""
+    status, released = target(_RELEASE), []
+    for job_id in job_ids:
+        moved = db_session.execute(
+            update(Job).where(Job.id == job_id, Job.status.in_(_RELEASE.sources))
+            .values(status=status, enqueued_at=utcnow()).execution_options(synchronize_session=False)
+        ).rowcount
+        if moved:
+            events.append(db_session=db_session, job_id=job_id, events=[events.status_event(status)])
+            released.append(job_id)
+    return released
+
+
 _CANCEL_WAITING, _CANCEL_RUNNING = transitions("cancel")
 
 
@@ -201,8 +228,8 @@ def cancel(*, db_session: Session, job: Job) -> Job:
     A job that has ended is a 409 (as is one that ended between our read and the update).
     """
     if job.status not in sources("cancel"):
-        raise ApiError(409, f"job is already {job.status}; only queued, retrying or running jobs "
-                            "can be cancelled")
+        raise ApiError(409, f"job is already {job.status}; only held, queued, retrying or running "
+                            "jobs can be cancelled")
     status = target(_CANCEL_WAITING)
     cancelled = db_session.execute(
         update(Job).where(Job.id == job.id, Job.status.in_(_CANCEL_WAITING.sources))

@@ -20,7 +20,7 @@ def get(*, db_session: Session, tenant_id: str, job_id: str) -> Job | None:
 _COLUMNS = (Job.id, Job.status, Job.dataset_id, Job.parameter_count, Job.epoch,
             Job.spec["training"]["epochs"].as_integer().label("epochs"), Job.step, Job.total_steps,
             Job.latest_metrics, Job.device, Job.attempts, Job.error, Job.cancel_requested,
-            Job.checkpoint_step, Job.queue, Job.enqueued_at, Job.created_at, Job.started_at, Job.finished_at,
+            Job.checkpoint_step, Job.study_id, Job.variant, Job.queue, Job.enqueued_at, Job.created_at, Job.started_at, Job.finished_at,
             JobEvent.data.label("event"), JobEvent.created_at.label("event_at"))
 _STATUS_EVENTS = (JobEvent.job_id == Job.id) & (JobEvent.kind == literal_column("'status'"))
 # By job id, whose primary key finds the rows, for one job or many at once (the polls that
@@ -51,10 +51,12 @@ def get_by_idempotency_key(*, db_session: Session, tenant_id: str, key: str) -> 
 
 
 def list_page(*, db_session: Session, tenant_id: str, status: JobStatus | None, limit: int,
-              offset: int) -> tuple[list[Job], int]:
+              offset: int, study_id: str | None = None) -> tuple[list[Job], int]:
     where = [Job.tenant_id == tenant_id]
     if status:
         where.append(Job.status == status)
+    if study_id:
+        where.append(Job.study_id == study_id)
     total = db_session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
     rows = db_session.scalars(
         select(Job).where(*where).order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)

@@ -40,10 +40,11 @@ def submit_job(spec: JobSpec, db: SessionDep, tenant: CurrentTenant, response: R
 
 @router.get("", response_model=JobPage)
 def list_jobs(db: SessionDep, tenant: CurrentTenant, status: JobStatus | None = None,
+              study_id: Annotated[str | None, Query(max_length=40, description="a study's members only")] = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 50,
               offset: Annotated[int, Query(ge=0, le=SQL_BIGINT_MAX)] = 0):
     rows, total = repository.list_page(db_session=db, tenant_id=tenant, status=status,
-                                       limit=limit, offset=offset)
+                                       limit=limit, offset=offset, study_id=study_id)
     return JobPage(items=[service.to_read(j) for j in rows], total=total, limit=limit, offset=offset)
 
 

@@ -39,6 +39,8 @@ class JobRead(BaseModel):
     waiting_reason: str | None = None
     cancel_requested: bool = False  # a running job asked to stop at its next step
     checkpoint_step: int | None = None  # where a retry would resume
+    study_id: str | None = None  # a study's member: its study and its variant's label
+    variant: str | None = None
     attempt_history: list[AttemptRead] | None = None  # in GET /v1/jobs/{id} only
     created_at: datetime
     started_at: datetime | None

@@ -53,15 +53,8 @@ def create(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Sett
             return existing, None, False
     data = job_data.resolve(db_session=db_session, tenant_id=tenant_id, spec=spec)
     job_plan = job_data.plan(spec, data, limits(settings))
-    # A builtin's rows are stored only once a job that uses them has passed its check.
-    dataset = job_data.materialize(db_session=db_session, store=get_store(), data=data)
-    job = Job(
-        id=new_id("job"), tenant_id=tenant_id, dataset_id=dataset.id,
-        spec=spec.model_dump(mode="json"), input_shape=list(dataset.feature_shape),
-        parameter_count=job_plan.parameter_count, idempotency_key=idempotency_key,
-        request_hash=digest, total_steps=job_plan.total_steps, classes=dataset.classes,
-        queue=routing.route(db_session=db_session, spec=spec),
-    )
+    job = build(db_session=db_session, tenant_id=tenant_id, spec=spec, data=data, job_plan=job_plan,
+                idempotency_key=idempotency_key, request_hash=digest)
     if not idempotency_key:  # nothing unique to collide on: no savepoint (two round trips)
         lifecycle.create(db_session=db_session, job=job)
     else:
@@ -77,6 +70,19 @@ def create(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Sett
             _check_replay(existing, digest)
             return existing, None, False
     return job, job_plan, True
+
+
+def build(*, db_session: Session, tenant_id: str, spec: JobSpec, data: job_data.JobData, job_plan: Plan,
+          **columns) -> Job:
+    """The new job's row for a checked spec (not added yet), storing a builtin dataset's rows first."""
+    # A builtin's rows are stored only once a job that uses them has passed its check.
+    dataset = job_data.materialize(db_session=db_session, store=get_store(), data=data)
+    return Job(
+        id=new_id("job"), tenant_id=tenant_id, dataset_id=dataset.id,
+        spec=spec.model_dump(mode="json"), input_shape=list(dataset.feature_shape),
+        parameter_count=job_plan.parameter_count, total_steps=job_plan.total_steps,
+        classes=dataset.classes, queue=routing.route(db_session=db_session, spec=spec), **columns,
+    )
 
 
 def submit(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Settings,
@@ -109,6 +115,7 @@ def to_read(job: Job | Row, cls=JobRead, *, epochs: int | None = None, **extra) 
                           epochs=job.spec["training"]["epochs"] if epochs is None else epochs),
         latest_metrics=job.latest_metrics, device=job.device, attempts=job.attempts, error=job.error,
         cancel_requested=bool(job.cancel_requested), checkpoint_step=job.checkpoint_step,
+        study_id=job.study_id, variant=job.variant,
         created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at, **extra,
     )
 

@@ -6,5 +6,6 @@ from app.models.job import Job
 from app.models.job_event import JobEvent
 from app.models.metric import Metric
 from app.models.worker import Worker
+from app.models.study import Study, StudyEvent
 
-__all__ = ["Base", "Tenant", "ApiKey", "Dataset", "Job", "JobEvent", "Metric", "Worker"]
+__all__ = ["Base", "Tenant", "ApiKey", "Dataset", "Job", "JobEvent", "Metric", "Worker", "Study", "StudyEvent"]

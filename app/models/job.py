@@ -57,6 +57,13 @@ class Job(Base):
     # The seq of the job's latest event (job_events); bumped under this row's lock.
     last_event_id: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
+    # A study's member: the study, the variant's label, its place in the study (0, 1, ...; a
+    # search's Optuna trial number) and what it sets over the study's base spec (dotted paths).
+    study_id: Mapped[str | None] = mapped_column(ForeignKey("studies.id"), index=True, default=None)
+    variant: Mapped[str | None] = mapped_column(String(200), default=None)
+    member: Mapped[int | None] = mapped_column(Integer, default=None)
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.jobs.lifecycle import WAITING
+from app.jobs.lifecycle import WAITING, JobStatus
 from app.ml.spec import JobSpec
 from app.models import Job
 from app.models.job import UNSENT
@@ -35,6 +35,9 @@ def route(*, db_session: Session, spec: JobSpec) -> str:
 
 def waiting_reason(*, db_session: Session, job: Job) -> str | None:
     """Why a queued (or retrying) job is not running yet, in words for its owner."""
+    if job.status == JobStatus.HELD:
+        return ("held: its study runs a limited number of members at once (parallel); "
+                "it is queued when one of them ends")
     if job.status not in WAITING:
         return None
     if job.enqueued_at == UNSENT:

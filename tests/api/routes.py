@@ -18,6 +18,13 @@ V1_ROUTES = [
     ("GET", "/v1/jobs/{job_id}/events", None),
     ("POST", "/v1/jobs/{job_id}/predict", {"inputs": [[1.0, 2.0, 3.0, 4.0]]}),
     ("GET", "/v1/jobs/{job_id}/weights", None),
+    ("POST", "/v1/studies", {"base": {}}),
+    ("GET", "/v1/studies", None),
+    ("GET", "/v1/studies/{study_id}", None),
+    ("GET", "/v1/studies/{study_id}/curves", None),
+    ("GET", "/v1/studies/{study_id}/events", None),
+    ("POST", "/v1/studies/{study_id}/cancel", None),
+    ("DELETE", "/v1/studies/{study_id}", None),
     ("GET", "/v1/workers", None),
     ("GET", "/v1/schema/spec", None),
 ]
@@ -40,6 +47,13 @@ REFUSALS = {
     ("GET", "/v1/jobs/{job_id}/events"): SHARED | {404, 422},
     ("POST", "/v1/jobs/{job_id}/predict"): SHARED | {400, 404, 409, 413, 422},
     ("GET", "/v1/jobs/{job_id}/weights"): SHARED | {404, 409, 422},
+    ("POST", "/v1/studies"): SHARED | {400, 413, 422},
+    ("GET", "/v1/studies"): SHARED | {422},
+    ("GET", "/v1/studies/{study_id}"): SHARED | {404, 422},
+    ("GET", "/v1/studies/{study_id}/curves"): SHARED | {404, 422},
+    ("GET", "/v1/studies/{study_id}/events"): SHARED | {404, 422},
+    ("POST", "/v1/studies/{study_id}/cancel"): SHARED | {404, 409, 413, 422},
+    ("DELETE", "/v1/studies/{study_id}"): SHARED | {404, 409, 422},
     ("GET", "/v1/workers"): SHARED | {422},
     ("GET", "/v1/schema/spec"): SHARED,
 }
@@ -50,6 +64,14 @@ def queued_job(api, dataset_id: str, **training) -> dict:
     r = api.post("/v1/jobs", json=mlp_spec(dataset_id, **training))
     assert r.status_code == 202, r.text
     assert r.json()["status"] == "queued"
+    return r.json()
+
+
+def held_study(api, dataset_id: str) -> dict:
+    """A study of two members, one queued, one held (no worker online: one member at a time)."""
+    r = api.post("/v1/studies", json={"base": mlp_spec(dataset_id), "seeds": [1, 2]})
+    assert r.status_code == 201, r.text
+    assert [m["status"] for m in r.json()["members"]] == ["queued", "held"]
     return r.json()
 
 

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.db import make_engine
-from tests.api.routes import V1_ROUTES, queued_job
+from tests.api.routes import V1_ROUTES, held_study, queued_job
 from tests.e2e.helpers import blobs, errors_for, mlp_spec, upload_npz
 
 BAD_HEADERS = [
@@ -40,7 +40,7 @@ def test_the_route_table_is_every_v1_route(anon):
 def test_calls_without_a_valid_key_are_401(anon, header, words):
     headers = {"Authorization": header} if header else {}
     for method, path, body in V1_ROUTES:
-        url = path.format(job_id="job_x", dataset_id="ds_x")
+        url = path.format(job_id="job_x", dataset_id="ds_x", study_id="study_x")
         r = anon.request(method, url, headers=headers, json=body)
         assert r.status_code == 401, (method, path, r.text)
         assert r.headers["www-authenticate"] == "Bearer"
@@ -66,13 +66,15 @@ def test_another_tenant_gets_404_everywhere_and_changes_nothing(api, other_api):
     x, y = blobs(40)
     ds = upload_npz(api, x, y)
     job = queued_job(api, ds["id"])
+    study = held_study(api, ds["id"])
     for method, path, body in V1_ROUTES:
         if "{" not in path:
             continue
-        url = path.format(job_id=job["id"], dataset_id=ds["id"])
+        url = path.format(job_id=job["id"], dataset_id=ds["id"], study_id=study["id"])
         r = other_api.request(method, url, json=body)
         assert r.status_code == 404, (method, path, r.text)
-        assert (job["id"] if "job_id" in path else ds["id"]) in r.json()["detail"]
+        owner = job["id"] if "job_id" in path else study["id"] if "study_id" in path else ds["id"]
+        assert owner in r.json()["detail"]
     for path in [f"/v1/datasets/{ds['id']}", f"/v1/jobs/{job['id']}", f"/v1/jobs/{job['id']}/metrics",
                  f"/v1/jobs/{job['id']}/spec"]:
         assert api.get(path).status_code == 200, path
@@ -80,6 +82,7 @@ def test_another_tenant_gets_404_everywhere_and_changes_nothing(api, other_api):
     assert api.get(f"/v1/datasets/{ds['id']}").json() == ds  # nor did their delete
     assert other_api.get("/v1/datasets").json()["total"] == 0
     assert other_api.get("/v1/jobs").json()["total"] == 0
+    assert api.get(f"/v1/studies/{study['id']}").json()["status"] == "running"
     # Nor can it train on the dataset.
     r = other_api.post("/v1/jobs", json=mlp_spec(ds["id"]))
     assert r.status_code == 422 and "no dataset" in errors_for(r)["dataset"]

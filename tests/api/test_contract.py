@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
 
 from app.main import app
 from tests.api.inprocess import BASE_URL, Client, Deployment
-from tests.api.routes import REFUSALS, V1_ROUTES, queued_job
+from tests.api.routes import REFUSALS, V1_ROUTES, held_study, queued_job
 from tests.e2e.helpers import blobs, upload_npz
 from worker.runner import run_job
 
@@ -57,12 +57,18 @@ class World:
     dataset_id: str
     queued_job_id: str
     trained_job_id: str
+    running_study_id: str
+    completed_study_id: str
+    cancelled_study_id: str
 
-    def path_ids(self, path: str) -> dict[str, str]:
+    def path_ids(self, path: str, method: str) -> dict[str, str]:
         # The cancel takes the queued job (200 once, 409 after); the rest the trained one, so
-        # predict and weights reach the model and the event stream ends.
+        # predict and weights reach the model and the event stream ends. Likewise a study's cancel
+        # takes the running study, its delete the cancelled one, the reads the completed one.
         job = self.queued_job_id if path.endswith("/cancel") else self.trained_job_id
-        return {"job_id": job, "dataset_id": self.dataset_id}
+        study = self.running_study_id if path.endswith("/cancel") else \
+            self.cancelled_study_id if method.upper() == "DELETE" else self.completed_study_id
+        return {"job_id": job, "dataset_id": self.dataset_id, "study_id": study}
 
     def send(self, case, key: str | None = "own"):
         """The case as a requests session would put it on the wire, sent through the deployment."""
@@ -89,8 +95,15 @@ def world(deployment: Deployment):
         run_job(trained["id"])  # the worker's runner, in this process
         assert api.get(f"/v1/jobs/{trained['id']}").json()["status"] == "succeeded"
         queued = queued_job(api, dataset["id"])
+        completed = held_study(api, dataset["id"])
+        for member in completed["members"]:  # the second is released as the first ends
+            run_job(member["job_id"])
+        assert api.get(f"/v1/studies/{completed['id']}").json()["status"] == "completed"
+        running, cancelled = held_study(api, dataset["id"]), held_study(api, dataset["id"])
+        assert api.post(f"/v1/studies/{cancelled['id']}/cancel").status_code == 200
     with deployment.client(None) as client:
-        yield World(key, client, dataset["id"], queued["id"], trained["id"])
+        yield World(key, client, dataset["id"], queued["id"], trained["id"], running["id"], completed["id"],
+                    cancelled["id"])
 
 
 def test_the_document_tested_is_the_one_served(anon):
@@ -121,7 +134,7 @@ def test_every_refusal_is_documented_in_the_one_error_shape():
 def test_every_operation_keeps_the_contract(case, world):
     if case.path_parameters:
         case.path_parameters = {**case.path_parameters, **{
-            name: value for name, value in world.path_ids(case.path).items() if name in case.path_parameters}}
+            name: value for name, value in world.path_ids(case.path, case.method).items() if name in case.path_parameters}}
     case.validate_response(world.send(case), checks=CHECKS)
 
 
@@ -131,7 +144,7 @@ def test_refusals_keep_the_contract(world, key):
     (schemathesis's cases above all carry the key and the fixture's ids)."""
     for method, path, body in V1_ROUTES:
         operation = schema[path][method]
-        ids = {name: "nothing_here" for name in ("job_id", "dataset_id") if "{" + name + "}" in path}
+        ids = {name: "nothing_here" for name in ("job_id", "dataset_id", "study_id") if "{" + name + "}" in path}
         with_body = {"body": body, "media_type": "application/json"} if body is not None else {}
         case = operation.Case(path_parameters=ids or None, **with_body)
         refused = world.send(case, key=key)

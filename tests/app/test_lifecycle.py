@@ -62,6 +62,10 @@ CALLS: dict[str, Call] = {
         make=lambda s, job_id, _: lifecycle.cancel(db_session=s, job=s.get(Job, job_id)),
         refusal=ApiError, job={"worker_id": WORKER, "lease": FRESH, "attempts": 1},
         event=lambda before, status: {"status": status, "reason": "cancelled by request"}),
+    "release": Call(
+        make=lambda s, job_id, _: lifecycle.release(db_session=s, job_ids=[job_id]),
+        refusal=[], job={"worker_id": None, "lease": FRESH, "attempts": 0},
+        event=lambda before, status: {"status": status}),
     "requeue_lost": Call(
         make=lambda s, job_id, _: lifecycle.requeue_lost(db_session=s, max_attempts=MAX_ATTEMPTS),
         refusal=[], job={"worker_id": WORKER, "lease": STALE, "attempts": MAX_ATTEMPTS - 1},
@@ -172,8 +176,8 @@ def test_each_transition_from_each_status(sessions, name, status, target):
     if not allowed:
         if call.refusal is ApiError:
             assert isinstance(result, ApiError) and result.status == 409, result
-            assert result.message == (f"job is already {status}; only queued, retrying or running jobs "
-                                      "can be cancelled")
+            assert result.message == (f"job is already {status}; only held, queued, retrying or running "
+                                      "jobs can be cancelled")
         else:
             assert result == call.refusal
         assert (after, events_after) == (before, events_before)

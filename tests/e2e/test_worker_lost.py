@@ -65,6 +65,30 @@ def test_killed_worker_job_is_rerun_and_completes_once(reaper_stack):
         assert steps == list(range(50, 75 * 40 + 1, 50))
 
 
+def test_a_study_loses_no_member_when_a_worker_is_killed_mid_study(reaper_stack):
+    """SIGKILL the training process while a study's second member trains: that member is run again, the
+    held ones still start in turn, and the study completes with every member succeeded once."""
+    with reaper_stack.client(reaper_stack.new_key("t5")) as api:
+        x, y = blobs(200)
+        ds = upload_npz(api, x, y)
+        body = {"base": mlp_spec(ds["id"], epochs=20, batch_size=2, log_every_steps=50),
+                "variants": [{"label": f"lr {lr}", "set": {"optimizer.lr": lr}} for lr in (0.1, 0.05, 0.02)],
+                "seeds": [1], "parallel": 1}
+        study = api.post("/v1/studies", json=body).json()
+        second = study["members"][1]["job_id"]
+        _kill_mid_job(api, reaper_stack, second)
+        deadline = time.monotonic() + 180
+        while (done := api.get(f"/v1/studies/{study['id']}").json())["status"] == "running":
+            assert time.monotonic() < deadline, (done["counts"], reaper_stack.logs())
+            time.sleep(0.2)
+        assert done["status"] == "completed" and done["counts"] == {"succeeded": 3}, done
+        attempts = [api.get(f"/v1/jobs/{m['job_id']}").json()["attempts"] for m in done["members"]]
+        assert attempts == [1, 2, 1]
+        for m in done["members"]:
+            assert [p["epoch"] for p in api.get(f"/v1/jobs/{m['job_id']}/metrics").json()["epochs"]] == \
+                list(range(1, 21))
+
+
 def test_job_that_keeps_losing_its_worker_is_given_up(reaper_stack):
     with reaper_stack.client(reaper_stack.new_key("t2")) as api:
         x, y = blobs(200)

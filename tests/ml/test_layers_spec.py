@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 from torch import nn
 
-from app.errors import _validation_errors
+from app.errors import validation_errors
 from app.ml import spec as S
 from app.ml.layers import init as I
 from app.ml.layers import specs as L
@@ -21,7 +21,7 @@ def api_errors(*layers) -> dict[str, str]:
     with pytest.raises(ValidationError) as info:
         S.ModelSpec.model_validate(body["model"])
     errors = [{**e, "loc": ("model", *e["loc"])} for e in info.value.errors()]
-    return {e["field"]: e["message"] for e in _validation_errors(errors, body)}
+    return {e["field"]: e["message"] for e in validation_errors(errors, body)}
 
 
 CONV = {"type": "conv2d", "out_channels": 4, "kernel_size": 3}

@@ -45,6 +45,8 @@ class Hooks:
     # A rollback drops every point recorded after this step.
     rewind: Callable[[int], None] = _no_rewind
     flush_seconds: float = 1.0
+    # Flush at every epoch's end too (a pruned search's member: its pruner judges each epoch).
+    flush_every_epoch: bool = False
     # Called with the serialized training state (worker/training/checkpoint.py) after every
     # checkpoint_every epochs and at least every checkpoint_seconds, points flushed first.
     checkpoint: Callable[[bytes, int], None] | None = None
@@ -220,7 +222,7 @@ class Trainer:
         due = since >= self.hooks.checkpoint_seconds or \
             (bool(every) and self.epoch % every == 0 and since >= self.hooks.checkpoint_min_gap)
         self.epoch, self.batch, self._tries_this_epoch = self.epoch + 1, 0, 0
-        if last or due or time.monotonic() - self.last_flush >= self.hooks.flush_seconds:
+        if last or due or self.hooks.flush_every_epoch or time.monotonic() - self.last_flush >= self.hooks.flush_seconds:
             self._flush()
         if due and not last:
             self._checkpoint()

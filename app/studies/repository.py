@@ -1,0 +1,58 @@
+"""Study and member queries; they write nothing (a study's status: app/studies/lifecycle.py)."""
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import Job, Metric, Study
+from app.studies.history import MemberHistory
+
+
+def get(*, db_session: Session, tenant_id: str, study_id: str) -> Study | None:
+    return db_session.scalar(select(Study).where(Study.id == study_id, Study.tenant_id == tenant_id))
+
+
+def list_page(*, db_session: Session, tenant_id: str, status: str | None, limit: int,
+              offset: int) -> tuple[list[Study], int]:
+    where = [Study.tenant_id == tenant_id] + ([Study.status == status] if status else [])
+    total = db_session.scalar(select(func.count()).select_from(Study).where(*where)) or 0
+    rows = db_session.scalars(select(Study).where(*where).order_by(Study.created_at.desc(), Study.id)
+                              .limit(limit).offset(offset)).all()
+    return list(rows), total
+
+
+def members(*, db_session: Session, study_id: str) -> list[Job]:
+    """The study's member jobs in member order."""
+    return list(db_session.scalars(select(Job).where(Job.study_id == study_id).order_by(Job.member)).all())
+
+
+def counts(*, db_session: Session, study_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Members per status, per study."""
+    out: dict[str, dict[str, int]] = {s: {} for s in study_ids}
+    rows = db_session.execute(select(Job.study_id, Job.status, func.count()).where(Job.study_id.in_(study_ids))
+                              .group_by(Job.study_id, Job.status))
+    for study_id, status, n in rows:
+        out[study_id][status] = n
+    return out
+
+
+def epoch_points(*, db_session: Session, job_ids: list[str]) -> dict[str, list[dict]]:
+    """Each job's epoch points in step order, as {"epoch", "step", **values}."""
+    out: dict[str, list[dict]] = {j: [] for j in job_ids}
+    rows = db_session.execute(select(Metric.job_id, Metric.epoch, Metric.step, Metric.values)
+                              .where(Metric.job_id.in_(job_ids), Metric.kind == "epoch")
+                              .order_by(Metric.job_id, Metric.step, Metric.id))
+    for job_id, epoch, step, values in rows:
+        out[job_id].append({**values, "epoch": epoch, "step": step})
+    return out
+
+
+def histories(*, db_session: Session, jobs: list[Job]) -> list[MemberHistory]:
+    """The members' loss histories, for the leaderboard, the curves and the pruner."""
+    points = epoch_points(db_session=db_session, job_ids=[j.id for j in jobs])
+    return [MemberHistory(job_id=j.id, variant=j.variant or "", seed=j.spec["training"]["seed"], status=j.status,
+                          epochs=points[j.id], wall_seconds=_wall(j)) for j in jobs]
+
+
+def _wall(job: Job) -> float | None:
+    if job.started_at is None or job.finished_at is None:
+        return None
+    return (job.finished_at - job.started_at).total_seconds()

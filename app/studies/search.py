@@ -1,0 +1,310 @@
+"""A study's search: its space, and Optuna's sampling and pruning, asked of a study rebuilt from our tables.
+
+Optuna's state is not kept in Optuna's storage. The study's member jobs and their epoch
+metrics are the one source of truth; for each decision the deciding process builds an
+in-memory Optuna study from them. Why: one truth, written in the same transactions as the
+jobs; no second schema and no Optuna migrations on our database; the same on SQLite and
+PostgreSQL (Optuna's RDB storage on SQLite from many processes locks); and any process, API
+or worker, can decide, so a lost worker loses no search state.
+
+- The next trial's params (``next_params``): every member is added as a finished or running
+  trial (``create_trial``) and the sampler (TPE, random or CMA-ES), seeded with (the study's
+  seed, the trial number) so that the same history proposes the same trial, is asked once. A
+  grid is walked in a seeded order (``_next_grid_point`` says why not with Optuna's sampler).
+- Whether to prune a member now (``prune_verdict``): the members' epoch values are replayed
+  in the order they were recorded (the metrics' ids), through ``trial.report`` and
+  ``trial.should_prune`` as an Optuna loop makes them, and each member is told its end after
+  its last value. Successive halving and Hyperband keep state in the trials as they go (the
+  rungs a trial passed); a replay rebuilds it with Optuna's public API alone. Measured: 40
+  trials x 50 epochs (2,000 reports) replay in about 0.2 s with the median pruner on this
+  2-core machine (``python -m app.studies.search``).
+"""
+import itertools
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
+from pydantic import Field, field_validator, model_validator
+
+from app.ml.strict import StrictModel
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+KINDS = ("log_uniform", "uniform", "int", "choice")
+_FIELD = {"int": "int_range"}  # a field named int would shadow the type in pydantic's namespace
+SCALARS = (type(None), bool, int, float, str)
+
+
+class Dimension(StrictModel):
+    """One dimension of the space: exactly one of log_uniform, uniform, int ([low, high]) or choice."""
+
+    log_uniform: tuple[float, float] | None = None
+    uniform: tuple[float, float] | None = None
+    int_range: tuple[int, int] | None = Field(default=None, alias="int")
+    log: bool = False  # with int: sample on a log scale
+    choice: list[Any] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        given = [k for k in KINDS if self.bounds(k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(KINDS)}")
+        kind = given[0]
+        if kind != "choice":
+            low, high = self.bounds(kind)
+            if not (math.isfinite(low) and math.isfinite(high)) or low > high or (kind != "int" and low == high):
+                raise ValueError(f"{kind} needs low < high, got [{low}, {high}]")
+            if (kind == "log_uniform" or self.log) and low <= 0:
+                raise ValueError(f"{kind} on a log scale needs 0 < low, got [{low}, {high}]")
+        return self
+
+    def bounds(self, kind: str):
+        return getattr(self, _FIELD.get(kind, kind))
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in KINDS if self.bounds(k) is not None)
+
+    def distribution(self) -> BaseDistribution:
+        if self.kind == "choice":
+            return CategoricalDistribution(_encoded(self.choice))
+        low, high = self.bounds(self.kind)
+        if self.kind == "int":
+            return IntDistribution(low, high, log=self.log)
+        return FloatDistribution(low, high, log=self.kind == "log_uniform")
+
+    def decode(self, value: Any) -> Any:
+        """A sampled value as the spec takes it (a choice of objects travels as its JSON text)."""
+        if self.kind == "choice" and not _all_scalars(self.choice):
+            return json.loads(value)
+        return value
+
+    def encode(self, value: Any) -> Any:
+        if self.kind == "choice" and not _all_scalars(self.choice):
+            return json.dumps(value, sort_keys=True)
+        return value
+
+
+def _all_scalars(values: list) -> bool:
+    return all(isinstance(v, SCALARS) for v in values)
+
+
+def _encoded(values: list) -> tuple:
+    # Optuna's CategoricalDistribution takes only None, bool, int, float and str.
+    return tuple(values) if _all_scalars(values) else tuple(json.dumps(v, sort_keys=True) for v in values)
+
+
+class PrunerSpec(StrictModel):
+    """Optuna's pruner and the options of it that matter; defaults are Optuna's."""
+
+    type: Literal["median", "hyperband", "successive_halving", "none"] = "none"
+    n_startup_trials: int = Field(default=5, ge=0)  # median: completed trials before any pruning
+    n_warmup_steps: int = Field(default=0, ge=0)  # median: epochs before a trial may be pruned
+    min_resource: int = Field(default=1, ge=1)  # hyperband, successive_halving: epochs of the first rung
+    reduction_factor: int | None = Field(default=None, ge=2)  # default 3 (hyperband), 4 (successive_halving)
+    min_early_stopping_rate: int = Field(default=0, ge=0)  # successive_halving
+
+    def build(self, max_epochs: int) -> optuna.pruners.BasePruner:
+        if self.type == "median":
+            return optuna.pruners.MedianPruner(n_startup_trials=self.n_startup_trials,
+                                               n_warmup_steps=self.n_warmup_steps)
+        if self.type == "hyperband":
+            return optuna.pruners.HyperbandPruner(min_resource=self.min_resource, max_resource=max_epochs,
+                                                  reduction_factor=self.reduction_factor or 3)
+        if self.type == "successive_halving":
+            return optuna.pruners.SuccessiveHalvingPruner(
+                min_resource=self.min_resource, reduction_factor=self.reduction_factor or 4,
+                min_early_stopping_rate=self.min_early_stopping_rate)
+        return optuna.pruners.NopPruner()
+
+
+class SearchSpec(StrictModel):
+    """What POST /v1/studies takes as ``search``: the space, the sampler, the pruner, the trials."""
+
+    space: dict[str, Dimension] = Field(min_length=1, max_length=30)
+    sampler: Literal["tpe", "random", "grid", "cmaes"] = "tpe"
+    pruner: PrunerSpec = PrunerSpec()
+    parallel: int | None = Field(default=None, ge=1, le=1000)
+    trials: int = Field(ge=1)
+
+    @field_validator("pruner", mode="before")
+    @classmethod
+    def _named(cls, value):
+        return {"type": value} if isinstance(value, str) else value
+
+    @field_validator("trials")
+    @classmethod
+    def _within_the_grid(cls, trials: int, info):
+        space, sampler = info.data.get("space"), info.data.get("sampler")
+        if sampler == "grid" and space:
+            if any(d.kind != "choice" for d in space.values()):
+                raise ValueError("the grid sampler needs every dimension of the space to be a choice")
+            size = math.prod(len(d.choice) for d in space.values())
+            if trials > size:
+                raise ValueError(f"the grid has {size} points; give at most {size} trials")
+        return trials
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    number: int  # 0, 1, 2 ... in creation order (the member's index)
+    params: dict[str, Any]  # space path -> value, as next_params gave it
+    state: Literal["running", "complete", "pruned", "failed"]  # waiting members count as running
+    values: dict[int, float] = field(default_factory=dict)  # epoch -> objective (finite values only)
+
+
+def corners(space: dict[str, Dimension]) -> list[dict[str, Any]]:
+    """Param sets that between them take every choice and both ends of every range (the other
+    dimensions at their first value): checked as full specs when the study is created."""
+    def ends(d: Dimension) -> list:
+        return list(d.choice) if d.kind == "choice" else list(d.bounds(d.kind))
+
+    first = {k: ends(d)[0] for k, d in space.items()}
+    out = [first]
+    for k, d in space.items():
+        out += [{**first, k: v} for v in ends(d)[1:] if {**first, k: v} not in out]
+    return out
+
+
+def direction(mode: str) -> str:
+    return "maximize" if mode == "max" else "minimize"
+
+
+def prunes(search: SearchSpec | None) -> bool:
+    return search is not None and search.pruner.type != "none"
+
+
+def _sampler(search: SearchSpec, seed: int, number: int) -> optuna.samplers.BaseSampler:
+    # One seed per trial: a sampler rebuilt with one fixed seed would propose the same point every time.
+    s = int(np.random.SeedSequence([seed % 2**63, number]).generate_state(1)[0])
+    if search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=s)
+    if search.sampler == "cmaes":
+        # CMA-ES samples the numeric dimensions; Optuna samples each choice dimension at random.
+        return optuna.samplers.CmaEsSampler(seed=s, warn_independent_sampling=False)
+    return optuna.samplers.TPESampler(seed=s)
+
+
+def _frozen(search: SearchSpec, record: TrialRecord, dists: dict) -> optuna.trial.FrozenTrial:
+    params = {k: search.space[k].encode(v) for k, v in record.params.items() if k in dists}
+    state = {"running": TrialState.RUNNING, "complete": TrialState.COMPLETE,
+             "pruned": TrialState.PRUNED}.get(record.state, TrialState.FAIL)
+    if state == TrialState.COMPLETE and not record.values:
+        state = TrialState.FAIL  # ended without an objective value: nothing to learn from
+    value = record.values[max(record.values)] if state == TrialState.COMPLETE else None
+    values = record.values if state != TrialState.FAIL else {}
+    try:
+        return create_trial(state=state, value=value, params=params, distributions=dists, intermediate_values=values)
+    except ValueError:  # params outside today's space (a member made by hand): its outcome alone
+        return create_trial(state=TrialState.FAIL, params={}, distributions={})
+
+
+def next_params(*, search: SearchSpec, mode: str, trials: list[TrialRecord], seed: int) -> dict[str, Any] | None:
+    """The params of trial number len(trials); None once a grid has no point left."""
+    if search.sampler == "grid":
+        return _next_grid_point(search, trials, seed)
+    dists = {k: d.distribution() for k, d in search.space.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna's experimental-feature notices
+        study = optuna.create_study(direction=direction(mode), sampler=_sampler(search, seed, len(trials)))
+        for record in sorted(trials, key=lambda r: r.number):
+            study.add_trial(_frozen(search, record, dists))
+        trial = study.ask(dists)
+    return {k: search.space[k].decode(trial.params[k]) for k in search.space}
+
+
+def _next_grid_point(search: SearchSpec, trials: list[TrialRecord], seed: int) -> dict[str, Any] | None:
+    """The first grid point no trial has taken, in an order shuffled by the study's seed.
+
+    Not Optuna's GridSampler: it finds the points taken in its own bookkeeping in each trial
+    (system attributes of its own), which a study rebuilt from our tables does not have; a
+    grid needs nothing else from it.
+    """
+    keys = list(search.space)
+    points = list(itertools.product(*(search.space[k].choice for k in keys)))
+    taken = [[r.params.get(k) for k in keys] for r in trials]
+    for i in np.random.default_rng(seed % 2**63).permutation(len(points)):
+        if list(points[i]) not in taken:
+            return dict(zip(keys, points[i]))
+    return None
+
+
+def prune_verdict(*, search: SearchSpec, metric: str, mode: str, trials: list[TrialRecord],
+                  reports: list[tuple[int, int, float]], number: int, max_epochs: int) -> str | None:
+    """Whether the pruner stops trial ``number`` at its latest reported epoch: None to keep training,
+    else why, naming the rule and the numbers. ``reports`` are (trial number, epoch, value) in the
+    order they were recorded."""
+    if not prunes(search):
+        return None
+    records = {r.number: r for r in trials}
+    mine = [(n, e, v) for n, e, v in reports if n == number]
+    if number not in records or not mine:
+        return None
+    dists = {k: d.distribution() for k, d in search.space.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = optuna.create_study(direction=direction(mode), sampler=optuna.samplers.RandomSampler(seed=0),
+                                    pruner=search.pruner.build(max_epochs), study_name="trainyard")
+        live = _replay(study, search, dists, records, reports, until=number)
+        pruned = live[number].should_prune()
+    if not pruned:
+        return None
+    epoch, value = mine[-1][1], mine[-1][2]
+    return _reason(search.pruner, study, metric, mode, epoch, value, [v for _, _, v in mine])
+
+
+def _replay(study, search: SearchSpec, dists: dict, records: dict, reports: list, until: int) -> dict:
+    """Every report before the member's last one, made as an Optuna loop makes them; returns the open trials."""
+    last_report = {n: i for i, (n, _, _) in enumerate(reports)}
+    live: dict[int, optuna.Trial] = {}
+    made = 0
+    for i, (n, epoch, value) in enumerate(reports):
+        while made <= n:  # trials are made in number order
+            record = records.get(made)
+            study.enqueue_trial({k: search.space[k].encode(v) for k, v in record.params.items()} if record else {},
+                                skip_if_exists=False)
+            live[made] = study.ask(dists)
+            made += 1
+        trial = live[n]
+        trial.report(value, epoch)
+        if n == until and i == last_report[until]:
+            return live  # the caller asks this one
+        trial.should_prune()  # the pruner's own bookkeeping (successive halving's rungs)
+        if i == last_report[n] and records[n].state != "running":
+            state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(records[n].state,
+                                                                                      TrialState.FAIL)
+            study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+    return live
+
+
+def _reason(pruner: PrunerSpec, study, metric: str, mode: str, epoch: int, value: float, mine: list[float]) -> str:
+    worse = "below" if mode == "max" else "above"
+    if pruner.type == "median":  # Optuna compares the trial's best value so far with the median
+        best = max(mine) if mode == "max" else min(mine)
+        done = [t.intermediate_values[epoch] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if epoch in t.intermediate_values]
+        median = float(np.nanmedian(done))
+        return (f"pruned at epoch {epoch}: {metric} {best:.3g} (its best so far) is {worse} the median "
+                f"{median:.3g} of {len(done)} completed trials at epoch {epoch} (median pruner, after "
+                f"{pruner.n_startup_trials} startup trials and {pruner.n_warmup_steps} warm-up epochs)")
+    factor = pruner.reduction_factor or (3 if pruner.type == "hyperband" else 4)
+    rule = "hyperband" if pruner.type == "hyperband" else "successive halving"
+    return (f"pruned at epoch {epoch}: {metric} {value:.3g} is not in the best 1/{factor} of the trials that "
+            f"reached this rung ({rule}, reduction factor {factor}, first rung at epoch {pruner.min_resource})")
+
+
+if __name__ == "__main__":  # the cost of one pruning decision, for the docstring above
+    rng = np.random.default_rng(0)
+    spec = SearchSpec(space={"optimizer.lr": Dimension(log_uniform=(1e-4, 1e-1))}, trials=40, pruner="median")
+    records = [TrialRecord(n, {"optimizer.lr": 10 ** -rng.uniform(1, 4)}, "complete" if n < 39 else "running",
+                           {e: float(rng.uniform()) for e in range(1, 51)}) for n in range(40)]
+    reports = [(r.number, e, v) for r in records for e, v in r.values.items()]
+    started = time.perf_counter()
+    prune_verdict(search=spec, metric="val_loss", mode="min", trials=records, reports=reports, number=39, max_epochs=50)
+    print(f"40 trials x 50 epochs: {time.perf_counter() - started:.3f} s")
