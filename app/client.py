@@ -8,6 +8,14 @@
             print(event.event, event.data)
         model = ty.load_model(job["id"])         # the trained nn.Module
 
+        study = ty.studies.create({"base": spec, "seeds": [1, 2, 3], "variants": [
+            {"label": "sgd", "set": {"optimizer": {"type": "sgd", "lr": 0.1}}},
+            {"label": "adam", "set": {"optimizer": {"type": "adam", "lr": 0.01}}}]})
+        for event in ty.studies.stream(study["id"]):   # member, status, leaderboard, ..., end
+            print(event.event, event.data)
+        print(ty.studies.leaderboard(study["id"])["summary"])
+        curves = ty.studies.curves(study["id"], as_frame=True)   # variant, epoch, x, mean, std, min, max, n
+
 Every refused request raises TrainyardError carrying the HTTP status and the server's body.
 """
 import time
@@ -19,6 +27,7 @@ from typing import Any
 import httpx
 
 TERMINAL = ("succeeded", "failed", "cancelled", "pruned")
+CURVE_COLUMNS = ("variant", "epoch", "x", "mean", "std", "min", "max", "n")
 
 
 class TrainyardError(Exception):
@@ -37,7 +46,8 @@ class ServerUnreachable(TrainyardError):
 
 @dataclass
 class Event:
-    """One Server-Sent Event of a job: ``event`` is status, step, epoch or end."""
+    """One Server-Sent Event: a job's status, step, epoch or end; a study's leaderboard,
+    member, status or end."""
 
     id: int | None
     event: str
@@ -80,6 +90,33 @@ def parse_sse(lines: Iterator[str]) -> Iterator[Event]:
                 fields[name] = value
 
 
+def _poll(read, *, ended, what: str, timeout: float | None, poll_seconds: float) -> dict:
+    """Calls ``read()`` until ``ended(result)``; TimeoutError after ``timeout`` seconds."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        current = read()
+        if ended(current):
+            return current
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"{what} is still {current['status']} after {timeout} s")
+        time.sleep(poll_seconds)
+
+
+def curve_rows(curves: dict) -> list[dict]:
+    """GET /v1/studies/{id}/curves's columns as rows: one per variant and epoch (CURVE_COLUMNS)."""
+    return [{"variant": c["variant"], **{name: c[name][i] for name in CURVE_COLUMNS[1:]}}
+            for c in curves["variants"] for i in range(len(c["epoch"]))]
+
+
+def _frame(rows: list[dict], columns=None):
+    """A pandas DataFrame (pandas is optional: only this needs it)."""
+    try:
+        import pandas
+    except ImportError as exc:
+        raise ImportError("as_frame=True needs pandas: pip install pandas") from exc
+    return pandas.DataFrame(rows, columns=columns)
+
+
 class Datasets:
     def __init__(self, client: "Client"):
         self.client = client
@@ -100,6 +137,65 @@ class Datasets:
                                    params={"limit": limit, "offset": offset}).json()
 
 
+class Studies:
+    """Studies (/v1/studies): many jobs, variants x seeds or a search, compared in one leaderboard."""
+
+    def __init__(self, client: "Client"):
+        self.client = client
+
+    def create(self, study: dict) -> dict:
+        """Checks every member (a bad one raises TrainyardError 422 naming it) and starts the study."""
+        return self.client.request("POST", "/v1/studies", json=study).json()
+
+    def get(self, study_id: str) -> dict:
+        """The study: status, counts, members and leaderboard."""
+        return self.client.request("GET", f"/v1/studies/{study_id}").json()
+
+    def list(self, *, status: str | None = None, limit: int = 50, offset: int = 0) -> dict:
+        params = {"limit": limit, "offset": offset, **({"status": status} if status else {})}
+        return self.client.request("GET", "/v1/studies", params=params).json()
+
+    def wait(self, study_id: str, *, timeout: float | None = None, poll_seconds: float = 0.5) -> dict:
+        """Polls until the study is no longer running; returns it. TimeoutError after ``timeout`` seconds."""
+        return _poll(lambda: self.get(study_id), ended=lambda study: study["status"] != "running",
+                     what=f"study {study_id}", timeout=timeout, poll_seconds=poll_seconds)
+
+    def leaderboard(self, study_id: str) -> dict:
+        """Per variant, the objective over its seeds, ranked, with the lead's test and a summary line."""
+        return self.get(study_id)["leaderboard"]
+
+    def curves(self, study_id: str, *, metric: str | None = None, x: str = "epoch",
+               members: bool = False, as_frame: bool = False):
+        """Per variant, an epoch metric's mean, std, min and max (default: the objective's metric)
+        against epoch, step or seconds; ``members`` adds each member's own curve.
+
+        as_frame: a pandas DataFrame with one row per variant and epoch (CURVE_COLUMNS).
+        """
+        if as_frame and members:
+            raise ValueError("as_frame gives the variants' curves; ask for members=True as dicts")
+        params = {"x": x, "members": members, **({"metric": metric} if metric else {})}
+        curves = self.client.request("GET", f"/v1/studies/{study_id}/curves", params=params).json()
+        return _frame(curve_rows(curves), columns=CURVE_COLUMNS) if as_frame else curves
+
+    def cancel(self, study_id: str) -> dict:
+        """Cancels a running study: waiting members at once, running ones at their next step."""
+        return self.client.request("POST", f"/v1/studies/{study_id}/cancel").json()
+
+    def delete(self, study_id: str) -> None:
+        """Deletes an ended study with its member jobs and their weights."""
+        self.client.request("DELETE", f"/v1/studies/{study_id}")
+
+    def stream(self, study_id: str, *, last_event_id: int = 0, max_retries: int = 8) -> Iterator[Event]:
+        """The study's events, live: ``leaderboard`` (now), then ``member`` and ``status`` changes
+        and a ``leaderboard`` after each member's end, until ``end`` (status and final leaderboard).
+
+        Resumed after a dropped connection as Client.stream is (a resumed stream starts with a
+        fresh leaderboard).
+        """
+        return self.client._stream(f"/v1/studies/{study_id}/events", last_event_id=last_event_id,
+                                   max_retries=max_retries)
+
+
 class Client:
     def __init__(self, url: str = "http://127.0.0.1:8000", api_key: str | None = None, *,
                  timeout: float = 30.0, stream_timeout: float = 60.0):
@@ -108,6 +204,7 @@ class Client:
         # Longer than the server's keep-alive ping interval (15 s by default).
         self.stream_timeout = stream_timeout
         self.datasets = Datasets(self)
+        self.studies = Studies(self)
 
     def __enter__(self) -> "Client":
         return self
@@ -143,14 +240,8 @@ class Client:
 
     def wait(self, job_id: str, *, timeout: float | None = None, poll_seconds: float = 0.5) -> dict:
         """Polls until the job has ended; returns it. TimeoutError after ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            job = self.get(job_id)
-            if job["status"] in TERMINAL:
-                return job
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout} s")
-            time.sleep(poll_seconds)
+        return _poll(lambda: self.get(job_id), ended=lambda job: job["status"] in TERMINAL,
+                     what=f"job {job_id}", timeout=timeout, poll_seconds=poll_seconds)
 
     def workers(self, *, include_offline: bool = False) -> dict:
         """The workers online (GET /v1/workers): their devices, and whether they are busy."""
@@ -173,10 +264,15 @@ class Client:
         A dropped connection is resumed with Last-Event-ID, so no event is missed or
         repeated; ServerUnreachable after ``max_retries`` failed tries in a row.
         """
+        return self._stream(f"/v1/jobs/{job_id}/events", last_event_id=last_event_id, max_retries=max_retries)
+
+    def _stream(self, path: str, *, last_event_id: int = 0, max_retries: int = 8) -> Iterator[Event]:
+        """The SSE stream at ``path`` until its ``end`` event, resumed after a dropped connection
+        from the last event id seen (events without an id are not counted)."""
         failures = 0
         while True:
             try:
-                for event in self._stream_once(job_id, last_event_id):
+                for event in self._events_once(path, last_event_id):
                     failures = 0
                     if event.id is not None:
                         last_event_id = event.id
@@ -187,15 +283,13 @@ class Client:
             except httpx.TransportError as exc:
                 failures += 1
                 if failures > max_retries:
-                    raise ServerUnreachable(None, f"{type(exc).__name__}: {exc}",
-                                            f"GET /v1/jobs/{job_id}/events") from exc
+                    raise ServerUnreachable(None, f"{type(exc).__name__}: {exc}", f"GET {path}") from exc
                 time.sleep(min(0.25 * 2 ** (failures - 1), 5.0))
 
-    def _stream_once(self, job_id: str, last_event_id: int) -> Iterator[Event]:
+    def _events_once(self, path: str, last_event_id: int) -> Iterator[Event]:
         headers = {"Last-Event-ID": str(last_event_id), "Accept": "text/event-stream"}
         timeout = httpx.Timeout(self.http.timeout.connect, read=self.stream_timeout)
-        with self.http.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers,
-                              timeout=timeout) as response:
+        with self.http.stream("GET", path, headers=headers, timeout=timeout) as response:
             if response.status_code >= 500:
                 raise httpx.RemoteProtocolError(f"server answered {response.status_code}")
             _raise_for(response)
@@ -215,13 +309,7 @@ class Client:
                 break
             points += page["epochs" if kind == "epoch" else "steps"]
             after = page["last_step"]
-        if not as_frame:
-            return points
-        try:
-            import pandas
-        except ImportError as exc:
-            raise ImportError("as_frame=True needs pandas: pip install pandas") from exc
-        return pandas.DataFrame(points)
+        return _frame(points) if as_frame else points
 
     def download_weights(self, job_id: str, path: str | Path | None = None, *,
                          format: str = "safetensors") -> bytes | Path:
