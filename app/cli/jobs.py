@@ -11,14 +11,15 @@ from rich.table import Column, Table
 from app.cli.base import ApiKey, Url, app, connect, console, errors, reported
 
 
-def read_spec(path: Path) -> dict:
+def read_spec(path: Path, *, what: str = "the job spec") -> dict:
+    """The JSON object in ``path`` (``what`` it should be, for the error); exit 2 when it is not one."""
     try:
         spec = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        errors.print(f"[red]error:[/] cannot read the spec {path}: {exc}")
+        errors.print(f"[red]error:[/] cannot read {what} {path}: {exc}")
         raise typer.Exit(2)
     if not isinstance(spec, dict):
-        errors.print(f"[red]error:[/] {path} must hold a JSON object (the job spec)")
+        errors.print(f"[red]error:[/] {path} must hold a JSON object ({what})")
         raise typer.Exit(2)
     return spec
 
