@@ -93,6 +93,8 @@ def trial_records(*, db_session: Session, request: StudyCreate, jobs: list[Job])
 def _new_trials(db_session: Session, study: Study, request: StudyCreate, jobs: list[Job], wanted: int) -> list[Job]:
     """Asks Optuna for up to ``wanted`` new trials and stores them held; a trial whose spec fails its
     check counts toward the trials, is recorded in the study's log, and is not run."""
+    if wanted <= 0 or len(jobs) + study.refused >= study.planned:
+        return []  # no room, or every trial made: no history to read
     made, records = [], trial_records(db_session=db_session, request=request, jobs=jobs)
     seed = trial_seed(request)
     while len(made) < wanted and len(jobs) + len(made) + study.refused < study.planned:

@@ -152,17 +152,21 @@ def _merge(old: dict, new: dict) -> None:
 
 
 def attribute(field: str, overrides: tuple[Override, ...]) -> str:
-    """The request field an error at ``field`` of a member's spec comes from."""
-    best = None
-    for o in overrides:
-        inside = field == o.path or field.startswith(o.path + ".") or field.startswith(o.path + "[")
-        above = o.path.startswith(field + ".") or o.path.startswith(field + "[")
-        if (inside or above) and (best is None or len(o.path) > len(best.path)):
-            best = o
-    if best is None:
-        return f"base.{field}" if field != "body" else "base"
-    rest = field[len(best.path):] if field.startswith(best.path) else ""
-    return best.source + rest
+    """The request field an error at ``field`` of a member's spec comes from: the deepest override
+    that holds it, else (an error about a whole object) the override nearest under it, else the base."""
+    def holds(o: Override) -> bool:
+        return field == o.path or field.startswith((o.path + ".", o.path + "["))
+
+    def under(o: Override) -> bool:
+        return o.path.startswith((field + ".", field + "["))
+
+    inside = max((o for o in overrides if holds(o)), key=lambda o: len(o.path), default=None)
+    if inside is not None:
+        return inside.source + field[len(inside.path):]
+    nearest = min((o for o in overrides if under(o)), key=lambda o: len(o.path), default=None)
+    if nearest is not None:
+        return nearest.source
+    return f"base.{field}" if field != "body" else "base"
 
 
 def spec_of(base: dict, member: Member) -> JobSpec:
