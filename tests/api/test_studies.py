@@ -86,6 +86,7 @@ def test_a_grid_is_crossed_with_the_variants_and_labelled_by_its_values(api, dat
     ({"seeds": [1, 1]}, "body", "unique"),
     ({"objective": {"metric": "val_accuracy"}, "base": {**mlp_spec("x"), "loss": {"type": "mse"}}}, None, None),
 ])
+@pytest.mark.services
 def test_a_bad_member_is_a_422_naming_where_the_request_set_it_and_stores_nothing(api, dataset, change, field,
                                                                                  words):
     before = stored(api)
@@ -126,6 +127,7 @@ def test_a_study_over_the_member_limit_is_refused_with_the_limit(api, dataset):
     assert stored(api) == before
 
 
+@pytest.mark.services
 def test_cancel_ends_every_member_and_the_study(api, dataset):
     created = api.post("/v1/studies", json=study(dataset["id"], parallel=1)).json()
     r = api.post(f"/v1/studies/{created['id']}/cancel")
@@ -136,6 +138,7 @@ def test_cancel_ends_every_member_and_the_study(api, dataset):
     assert api.get("/v1/studies", params={"status": "cancelled"}).json()["items"][0]["id"] == created["id"]
 
 
+@pytest.mark.services
 def test_delete_refuses_a_running_study_then_removes_it_with_its_members(api, dataset):
     created = api.post("/v1/studies", json=study(dataset["id"])).json()
     r = api.delete(f"/v1/studies/{created['id']}")
