@@ -100,6 +100,20 @@ def api(stack, tenant_keys) -> httpx.Client:
 
 
 @pytest.fixture
+def key(tenant_keys) -> str:
+    """Alice's key, for the Python client and the CLI."""
+    return tenant_keys["alice"]
+
+
+@pytest.fixture
+def client(stack, key):
+    from app.client import Client
+
+    with Client(stack.url, key) as c:
+        yield c
+
+
+@pytest.fixture
 def other_api(stack, tenant_keys) -> httpx.Client:
     with stack.client(tenant_keys["bob"]) as c:
         yield c

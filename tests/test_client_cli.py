@@ -16,17 +16,6 @@ from tests.e2e.helpers import blobs, csv_bytes, diverging_spec, mlp_spec, upload
 from tests.stack import ROOT, free_port
 
 
-@pytest.fixture
-def key(tenant_keys) -> str:
-    return tenant_keys["alice"]
-
-
-@pytest.fixture
-def client(stack, key):
-    with Client(stack.url, key) as c:
-        yield c
-
-
 def cli_env(stack, key: str, tmp_path, **extra) -> dict:
     env = {**os.environ, "TRAINYARD_URL": stack.url, "TRAINYARD_API_KEY": key,
            "TRAINYARD_CONFIG": str(tmp_path / "absent.toml"), "COLUMNS": "160", **extra}

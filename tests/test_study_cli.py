@@ -20,17 +20,6 @@ VARIANTS = [{"label": "sgd", "set": {"optimizer": {"type": "sgd", "lr": 0.1}}},
 TERMINAL = ("succeeded", "failed", "cancelled", "pruned")
 
 
-@pytest.fixture
-def key(tenant_keys) -> str:
-    return tenant_keys["alice"]
-
-
-@pytest.fixture
-def client(stack, key):
-    with Client(stack.url, key) as c:
-        yield c
-
-
 def study_body(api, rows: int = 90, **training) -> dict:
     """Two variants x one seed of a small MLP on blobs (3 epochs unless ``training`` says otherwise)."""
     x, y = blobs(rows)

@@ -56,13 +56,8 @@ def download(job_id: str,
                       f"{response.headers['x-trainyard-max-abs-diff']}")
 
 
-@app.command()
-def plot(job_id: str,
-         output: Annotated[Path, typer.Option(
-             "-o", "--output", help="Image file, e.g. curve.png")] = Path("curve.png"),
-         log: Annotated[bool, typer.Option("--log", help="Logarithmic loss axis")] = False,
-         url: Url = None, api_key: ApiKey = None):
-    """Draws train and validation loss against epoch (needs matplotlib: the `plot` extra)."""
+def pyplot():
+    """matplotlib's pyplot drawing to files, or exit 2 saying how to install it (an optional extra)."""
     try:
         import matplotlib
         matplotlib.use("Agg")  # a file, never a window
@@ -70,6 +65,17 @@ def plot(job_id: str,
     except ImportError:
         errors.print("[red]error:[/] plot needs matplotlib: pip install 'trainyard\\[plot]'")
         raise typer.Exit(2)
+    return plt
+
+
+@app.command()
+def plot(job_id: str,
+         output: Annotated[Path, typer.Option(
+             "-o", "--output", help="Image file, e.g. curve.png")] = Path("curve.png"),
+         log: Annotated[bool, typer.Option("--log", help="Logarithmic loss axis")] = False,
+         url: Url = None, api_key: ApiKey = None):
+    """Draws train and validation loss against epoch (needs matplotlib: the `plot` extra)."""
+    plt = pyplot()
     with connect(url, api_key) as client, reported():
         points = client.metrics(job_id)
     if not points:

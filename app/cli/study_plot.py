@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import typer
 
 from app.cli.base import ApiKey, Url, connect, console, errors, reported
+from app.cli.results import pyplot
 from app.cli.studies import study
 from app.client import CURVE_COLUMNS, curve_rows
 
@@ -72,13 +73,7 @@ def plot(study_id: str,
     if output == STDOUT and csv_path == STDOUT:
         errors.print("[red]error:[/] -o - and --csv - cannot both write to stdout")
         raise typer.Exit(2)
-    try:
-        import matplotlib
-        matplotlib.use("Agg")  # a file, never a window
-        import matplotlib.pyplot as plt
-    except ImportError:
-        errors.print("[red]error:[/] plot needs matplotlib: pip install 'trainyard\\[plot]'")
-        raise typer.Exit(2)
+    plt = pyplot()
     with connect(url, api_key) as client, reported():
         curves = client.studies.curves(study_id, metric=metric, x=x, members=members)
     rows = curve_rows(curves)
