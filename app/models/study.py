@@ -2,7 +2,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String
+from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime, utcnow
@@ -10,6 +10,7 @@ from app.models.base import Base, UTCDateTime, utcnow
 
 class Study(Base):
     __tablename__ = "studies"
+    __table_args__ = (UniqueConstraint("tenant_id", "idempotency_key"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
@@ -23,6 +24,9 @@ class Study(Base):
     planned: Mapped[int] = mapped_column(Integer)
     # Search trials whose sampled spec failed the pre-flight check: they count toward the trials.
     refused: Mapped[int] = mapped_column(Integer, default=0)
+    # A retried POST with the same Idempotency-Key gets this study back (a different body: 409).
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     # The seq of the study's latest event (study_events); bumped under this row's lock.
     last_event_id: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -10,6 +10,10 @@ def get(*, db_session: Session, tenant_id: str, study_id: str) -> Study | None:
     return db_session.scalar(select(Study).where(Study.id == study_id, Study.tenant_id == tenant_id))
 
 
+def get_by_idempotency_key(*, db_session: Session, tenant_id: str, key: str) -> Study | None:
+    return db_session.scalar(select(Study).where(Study.tenant_id == tenant_id, Study.idempotency_key == key))
+
+
 def list_page(*, db_session: Session, tenant_id: str, status: str | None, limit: int,
               offset: int) -> tuple[list[Study], int]:
     where = [Study.tenant_id == tenant_id] + ([Study.status == status] if status else [])

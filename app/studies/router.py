@@ -1,7 +1,7 @@
 """/v1/studies: create, list, read, curves, live events, cancel, delete."""
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from sse_starlette import EventSourceResponse
 
 from app.config import get_settings
@@ -16,10 +16,17 @@ from app.studies.schemas import Curves, StudyCreate, StudyPage, StudyRead
 router = APIRouter(prefix="/v1/studies", tags=["studies"])
 
 
-@router.post("", status_code=201, response_model=StudyRead, responses=errors())
-def create_study(request: StudyCreate, db: SessionDep, tenant: CurrentTenant):
+@router.post("", status_code=201, response_model=StudyRead, responses={
+    200: {"model": StudyRead, "description": "the study this Idempotency-Key created before"},
+    **errors(why={409: "the Idempotency-Key was used for a different study"})})
+def create_study(request: StudyCreate, db: SessionDep, tenant: CurrentTenant, response: Response,
+                 idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None):
     """Checks every member of the study (a bad one is a 422 naming it; nothing is stored) and starts it."""
-    return service.create(db_session=db, tenant_id=tenant, request=request, settings=get_settings())
+    study, created = service.create(db_session=db, tenant_id=tenant, request=request, settings=get_settings(),
+                                    idempotency_key=idempotency_key)
+    if not created:
+        response.status_code = 200
+    return study
 
 
 @router.get("", response_model=StudyPage)

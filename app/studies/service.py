@@ -1,7 +1,10 @@
 """Study creation, reads, cancel and delete. Services flush; the request's unit of work commits."""
+import hashlib
+import json
 import math
 
 from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -47,14 +50,30 @@ def _members(request: StudyCreate) -> list[Member]:
                   base_seed=conductor.trial_seed(request))
 
 
-def create(*, db_session: Session, tenant_id: str, request: StudyCreate, settings: Settings) -> StudyRead:
-    """Checks every member, stores the study and its members (held), and releases the first ones."""
+def create(*, db_session: Session, tenant_id: str, request: StudyCreate, settings: Settings,
+           idempotency_key: str | None = None) -> tuple[StudyRead, bool]:
+    """Checks every member, stores the study and its members (held), and releases the first ones.
+
+    Returns (the study, created); created is False when the Idempotency-Key made it before.
+    """
+    body = request.model_dump(mode="json", by_alias=True)
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    if idempotency_key and (found := _replay(db_session, tenant_id, idempotency_key, digest)) is not None:
+        return found, False
     planned = planned_members(request, settings)
     checked = checks.check(db_session=db_session, tenant_id=tenant_id, base=request.base,
                            members=_members(request), objective=request.objective, settings=settings)
-    study = Study(id=new_id("study"), tenant_id=tenant_id, name=request.name,
-                  spec=request.model_dump(mode="json", by_alias=True), kind="search" if request.search else "variants", planned=planned, refused=0)
-    lifecycle.create(db_session=db_session, study=study)
+    study = Study(id=new_id("study"), tenant_id=tenant_id, name=request.name, spec=body,
+                  kind="search" if request.search else "variants", planned=planned, refused=0,
+                  idempotency_key=idempotency_key, request_hash=digest)
+    try:
+        with db_session.begin_nested():
+            lifecycle.create(db_session=db_session, study=study)
+    except IntegrityError:  # a concurrent retry with the same key stored it first
+        found = _replay(db_session, tenant_id, idempotency_key, digest) if idempotency_key else None
+        if found is None:
+            raise
+        return found, False
     if request.search is None:
         for c in checked:
             conductor.add_member(db_session=db_session, study=study, checked=c)
@@ -62,6 +81,16 @@ def create(*, db_session: Session, tenant_id: str, request: StudyCreate, setting
     sends = conductor.advance(db_session=db_session, study_id=study.id)
     after_commit(db_session, lambda: sending.send(sends))
     complete(db_session)
+    return read(db_session=db_session, study=study), True
+
+
+def _replay(db_session: Session, tenant_id: str, key: str, digest: str) -> StudyRead | None:
+    study = repository.get_by_idempotency_key(db_session=db_session, tenant_id=tenant_id, key=key)
+    if study is None:
+        return None
+    if study.request_hash != digest:
+        raise ApiError(409, "this Idempotency-Key was used for a different study; use a new key for a new study",
+                       "Idempotency-Key")
     return read(db_session=db_session, study=study)
 
 

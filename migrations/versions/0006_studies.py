@@ -27,11 +27,14 @@ def upgrade() -> None:
     sa.Column('kind', sa.String(length=8), nullable=False),
     sa.Column('planned', sa.Integer(), nullable=False),
     sa.Column('refused', sa.Integer(), nullable=False),
+    sa.Column('idempotency_key', sa.String(length=200), nullable=True),
+    sa.Column('request_hash', sa.String(length=64), nullable=True),
     sa.Column('last_event_id', sa.Integer(), nullable=False),
     sa.Column('created_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('finished_at', app.models.base.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_studies_tenant_id_tenants')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_studies'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_studies')),
+    sa.UniqueConstraint('tenant_id', 'idempotency_key', name=op.f('uq_studies_tenant_id'))
     )
     with op.batch_alter_table('studies', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_studies_created_at'), ['created_at'], unique=False)

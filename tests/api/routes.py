@@ -47,7 +47,7 @@ REFUSALS = {
     ("GET", "/v1/jobs/{job_id}/events"): SHARED | {404, 422},
     ("POST", "/v1/jobs/{job_id}/predict"): SHARED | {400, 404, 409, 413, 422},
     ("GET", "/v1/jobs/{job_id}/weights"): SHARED | {404, 409, 422},
-    ("POST", "/v1/studies"): SHARED | {400, 413, 422},
+    ("POST", "/v1/studies"): SHARED | {400, 409, 413, 422},
     ("GET", "/v1/studies"): SHARED | {422},
     ("GET", "/v1/studies/{study_id}"): SHARED | {404, 422},
     ("GET", "/v1/studies/{study_id}/curves"): SHARED | {404, 422},

@@ -214,3 +214,15 @@ def test_a_search_space_that_makes_a_bad_spec_is_refused_before_anything_is_stor
                                                                   "trials": 2}))
     assert r.status_code == 422
     assert stored(api) == before
+
+
+@pytest.mark.services
+def test_an_idempotency_key_returns_the_same_study_and_a_different_body_is_a_409(api, dataset):
+    headers = {"Idempotency-Key": f"study-{dataset['id']}"}
+    first = api.post("/v1/studies", json=study(dataset["id"]), headers=headers)
+    again = api.post("/v1/studies", json=study(dataset["id"]), headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"] and stored(api) == (1, 6)
+    conflict = api.post("/v1/studies", json=study(dataset["id"], seeds=[1]), headers=headers)
+    assert conflict.status_code == 409 and "different study" in errors_for(conflict)["Idempotency-Key"]
+    assert stored(api) == (1, 6)
