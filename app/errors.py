@@ -30,12 +30,17 @@ def _tag_of(node, segment: str) -> bool:
     return isinstance(node, dict) and segment not in node and segment in (node.get("type"), node.get("name"))
 
 
+def _key_of(node, segment: str) -> bool:
+    """True when ``segment`` is a key the client wrote, such as a dotted path ("optimizer.lr")."""
+    return isinstance(node, dict) and segment in node
+
+
 def field_path(loc: tuple, body=None, tag: str | None = None) -> str:
     """Pydantic's error location as the path a user wrote: model.layers[3].out_features.
 
     Pydantic puts a discriminated union's tag in the location (layers.3.linear.x) and
     labels union branches ("constrained-int"); walking the request body tells them apart
-    from real fields.
+    from real fields, and from keys the client wrote that are not identifiers ("optimizer.lr").
     """
     parts = list(loc)
     if len(parts) > 1 and parts[0] == "header":  # as the client sent it: Idempotency-Key
@@ -47,7 +52,7 @@ def field_path(loc: tuple, body=None, tag: str | None = None) -> str:
         if isinstance(p, int):
             out += f"[{p}]"
             node = node[p] if isinstance(node, list) and -len(node) <= p < len(node) else None
-        elif not isinstance(p, str) or not p.isidentifier() or _tag_of(node, p):
+        elif not isinstance(p, str) or _tag_of(node, p) or not (p.isidentifier() or _key_of(node, p)):
             continue
         else:
             out += ("." if out else "") + p
