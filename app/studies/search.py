@@ -11,13 +11,18 @@ or worker, can decide, so a lost worker loses no search state.
   trial (``create_trial``) and the sampler (TPE, random or CMA-ES), seeded with (the study's
   seed, the trial number) so that the same history proposes the same trial, is asked once. A
   grid is walked in a seeded order (``_next_grid_point`` says why not with Optuna's sampler).
-- Whether to prune a member now (``prune_verdict``): the members' epoch values are replayed
-  in the order they were recorded (the metrics' ids), through ``trial.report`` and
-  ``trial.should_prune`` as an Optuna loop makes them, and each member is told its end after
-  its last value. Successive halving and Hyperband keep state in the trials as they go (the
-  rungs a trial passed); a replay rebuilds it with Optuna's public API alone. Measured: 40
-  trials x 50 epochs (2,000 reports) replay in about 0.2 s with the median pruner on this
-  2-core machine (``python -m app.studies.search``).
+- Whether to prune a member now (``prune_verdict``): the median pruner reads the trials as they
+  stand, so the same rebuilt study serves, and its ``prune`` is asked about the member.
+  Successive halving and Hyperband keep state in the trials as they go (each trial's value at
+  each rung it passed), which our tables do not hold: for them the members' epoch values are
+  replayed in the order they were recorded (the metrics' ids) through ``trial.report`` and
+  ``should_prune`` (at the epochs where a rung may be recorded), each member told its end after
+  its last value, as an Optuna loop makes them. CMA-ES keeps its generations the same way, so
+  its trials are asked and told again in number order.
+
+Measured on this 2-core machine, 200 trials x 100 epochs (``python -m app.studies.search``):
+next_params 0.02-0.04 s (tpe, random), 1.1 s (cmaes); prune_verdict 0.04 s (median), 0.3 s
+(successive halving), 0.4 s (hyperband). A pruned member's worker asks once per epoch.
 """
 import itertools
 import json
@@ -213,10 +218,31 @@ def next_params(*, search: SearchSpec, mode: str, trials: list[TrialRecord], see
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna's experimental-feature notices
         study = optuna.create_study(direction=direction(mode), sampler=_sampler(search, seed, len(trials)))
-        for record in sorted(trials, key=lambda r: r.number):
-            study.add_trial(_frozen(search, record, dists))
+        if search.sampler == "cmaes":
+            _tell_in_order(study, search, dists, trials)
+        else:
+            for record in sorted(trials, key=lambda r: r.number):
+                study.add_trial(_frozen(search, record, dists))
         trial = study.ask(dists)
     return {k: search.space[k].decode(trial.params[k]) for k in search.space}
+
+
+def _tell_in_order(study, search: SearchSpec, dists: dict, trials: list[TrialRecord]) -> None:
+    """The trials asked and told one after another, as an Optuna loop makes them.
+
+    CMA-ES keeps its generations in each trial's own attributes, set when the trial's relative
+    params are first read; trials added whole (create_trial) have none, and it would sample its
+    first generation forever.
+    """
+    for record in sorted(trials, key=lambda r: r.number):
+        study.enqueue_trial({k: search.space[k].encode(v) for k, v in record.params.items()})
+        trial = study.ask(dists)
+        _ = trial.relative_params  # where CMA-ES records the trial's generation
+        frozen = _frozen(search, record, dists)
+        if frozen.state == TrialState.COMPLETE:
+            study.tell(trial, frozen.value)
+        elif frozen.state != TrialState.RUNNING:
+            study.tell(trial, state=frozen.state)
 
 
 def _next_grid_point(search: SearchSpec, trials: list[TrialRecord], seed: int) -> dict[str, Any] | None:
@@ -251,36 +277,56 @@ def prune_verdict(*, search: SearchSpec, metric: str, mode: str, trials: list[Tr
         warnings.simplefilter("ignore")
         study = optuna.create_study(direction=direction(mode), sampler=optuna.samplers.RandomSampler(seed=0),
                                     pruner=search.pruner.build(max_epochs), study_name="trainyard")
-        live = _replay(study, search, dists, records, reports, until=number)
-        pruned = live[number].should_prune()
+        if search.pruner.type == "median":
+            # Stateless: it reads the trials as they stand now, which is when it decides.
+            study.add_trials([_frozen(search, r, dists) for r in sorted(trials, key=lambda r: r.number)])
+            frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == _position(trials, number))
+            pruned = study.pruner.prune(study, frozen)
+        else:
+            rungs = _rung_epochs(search.pruner, max_epochs)
+            pruned = _replay(study, search, dists, records, reports, until=number, rungs=rungs).should_prune()
     if not pruned:
         return None
     epoch, value = mine[-1][1], mine[-1][2]
     return _reason(search.pruner, study, metric, mode, epoch, value, [v for _, _, v in mine])
 
 
-def _replay(study, search: SearchSpec, dists: dict, records: dict, reports: list, until: int) -> dict:
-    """Every report before the member's last one, made as an Optuna loop makes them; returns the open trials."""
+def _position(trials: list[TrialRecord], number: int) -> int:
+    return sorted(r.number for r in trials).index(number)
+
+
+def _rung_epochs(pruner: PrunerSpec, max_epochs: int) -> set[int]:
+    """The epochs at which successive halving (any of Hyperband's brackets) may record a rung."""
+    factor = pruner.reduction_factor or (3 if pruner.type == "hyperband" else 4)
+    out, epoch = set(), pruner.min_resource
+    while epoch <= max_epochs:
+        out.add(epoch)
+        epoch *= factor
+    return out
+
+
+def _replay(study, search: SearchSpec, dists: dict, records: dict, reports: list, until: int,
+            rungs: set[int]) -> optuna.Trial:
+    """Every report up to the member's last one, made as an Optuna loop makes them (should_prune at the
+    epochs where a rung may be recorded: elsewhere it changes nothing); returns the member's trial."""
     last_report = {n: i for i, (n, _, _) in enumerate(reports)}
     live: dict[int, optuna.Trial] = {}
-    made = 0
     for i, (n, epoch, value) in enumerate(reports):
-        while made <= n:  # trials are made in number order
-            record = records.get(made)
-            study.enqueue_trial({k: search.space[k].encode(v) for k, v in record.params.items()} if record else {},
-                                skip_if_exists=False)
-            live[made] = study.ask(dists)
-            made += 1
+        while len(live) <= n:  # trials are made in number order
+            record = records.get(len(live))
+            study.enqueue_trial({k: search.space[k].encode(v) for k, v in record.params.items()} if record else {})
+            live[len(live)] = study.ask(dists)
         trial = live[n]
         trial.report(value, epoch)
         if n == until and i == last_report[until]:
-            return live  # the caller asks this one
-        trial.should_prune()  # the pruner's own bookkeeping (successive halving's rungs)
+            return trial  # the caller asks this one
+        if epoch in rungs:
+            trial.should_prune()  # successive halving records the trial's value at this rung
         if i == last_report[n] and records[n].state != "running":
             state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(records[n].state,
                                                                                       TrialState.FAIL)
             study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
-    return live
+    raise ValueError(f"trial {until} has no report")
 
 
 def _reason(pruner: PrunerSpec, study, metric: str, mode: str, epoch: int, value: float, mine: list[float]) -> str:
@@ -299,12 +345,22 @@ def _reason(pruner: PrunerSpec, study, metric: str, mode: str, epoch: int, value
             f"reached this rung ({rule}, reduction factor {factor}, first rung at epoch {pruner.min_resource})")
 
 
-if __name__ == "__main__":  # the cost of one pruning decision, for the docstring above
+if __name__ == "__main__":  # what one decision costs: python -m app.studies.search [trials] [epochs]
+    import sys
+
+    n, epochs = (int(a) for a in (sys.argv[1:3] or (200, 100)))
     rng = np.random.default_rng(0)
-    spec = SearchSpec(space={"optimizer.lr": Dimension(log_uniform=(1e-4, 1e-1))}, trials=40, pruner="median")
-    records = [TrialRecord(n, {"optimizer.lr": 10 ** -rng.uniform(1, 4)}, "complete" if n < 39 else "running",
-                           {e: float(rng.uniform()) for e in range(1, 51)}) for n in range(40)]
-    reports = [(r.number, e, v) for r in records for e, v in r.values.items()]
-    started = time.perf_counter()
-    prune_verdict(search=spec, metric="val_loss", mode="min", trials=records, reports=reports, number=39, max_epochs=50)
-    print(f"40 trials x 50 epochs: {time.perf_counter() - started:.3f} s")
+    for sampler, pruner in (("tpe", "median"), ("random", "successive_halving"), ("random", "hyperband"),
+                            ("cmaes", "none")):
+        spec = SearchSpec(space={"optimizer.lr": Dimension(log_uniform=(1e-4, 1e-1))}, trials=n, sampler=sampler,
+                          pruner=pruner)
+        records = [TrialRecord(i, {"optimizer.lr": 10 ** -rng.uniform(1, 4)}, "complete" if i < n - 1 else "running",
+                               {e: float(rng.uniform()) for e in range(1, epochs + 1)}) for i in range(n)]
+        reports = [(r.number, e, v) for r in records for e, v in r.values.items()]
+        started = time.perf_counter()
+        next_params(search=spec, mode="min", trials=records, seed=1)
+        asked = time.perf_counter()
+        prune_verdict(search=spec, metric="val_loss", mode="min", trials=records, reports=reports, number=n - 1,
+                      max_epochs=epochs)
+        print(f"{n} trials x {epochs} epochs, {sampler}: next_params {asked - started:.2f} s; "
+              f"{pruner}: prune_verdict {time.perf_counter() - asked:.2f} s")
