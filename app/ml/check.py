@@ -114,7 +114,8 @@ def _rows(t: S.TrainingSpec, data: DatasetInfo) -> tuple[int, int]:
 def _check_limits(spec: S.JobSpec, limits: Limits) -> None:
     count = layer_count(spec.model.layers)
     if count > limits.max_layers:
-        raise SpecError("model.layers", f"{count} layers is over the limit of {limits.max_layers}")
+        raise SpecError("model.layers", f"{count:,} layers (a recurrent layer's num_layers counted each) "
+                                        f"is over the limit of {limits.max_layers}")
     if spec.training.epochs > limits.max_epochs:
         raise SpecError("training.epochs", f"{spec.training.epochs} is over the limit of {limits.max_epochs}")
 

@@ -165,8 +165,10 @@ def walk(layers):
 
 
 def layer_count(layers) -> int:
-    """How many layers there are, those inside residual blocks included (for limits)."""
-    return sum(1 for _ in walk(layers))
+    """How many layers there are, those inside residual blocks included, a recurrent layer's stack
+    counted layer by layer (for limits: checked before anything is built, and PyTorch builds a
+    stack of a million GRU layers one Python object at a time, for minutes)."""
+    return sum(getattr(layer, "num_layers", 1) for layer in walk(layers))
 
 
 def _storage(t: torch.Tensor) -> tuple[int, int]:

@@ -85,6 +85,17 @@ def test_shape_error_names_the_layer(api, dataset):
     assert "out of range" in errors_for(r)["model.layers[0]"]
 
 
+def test_a_recurrent_stack_counts_toward_the_layer_limit_before_anything_is_built(api):
+    # Found by the contract test: a GRU of 10^6 stacked layers held the pre-flight check for minutes.
+    spec = {"dataset": {"name": "sine_sequence"}, "loss": {"type": "mse"}, "optimizer": {"type": "adam"},
+            "model": {"layers": [{"type": "gru", "hidden_size": 4, "num_layers": 1_000_000}, {"type": "linear",
+                                                                                        "out_features": 1}]}}
+    r = api.post("/v1/jobs", json=spec, params={"dry_run": "true"})
+    assert r.status_code == 422, r.text
+    assert errors_for(r)["model.layers"] == ("1,000,001 layers (a recurrent layer's num_layers counted each) is "
+                                             "over the limit of 200")
+
+
 def test_malformed_json_is_a_clear_422(api):
     r = api.post("/v1/jobs", content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 422
