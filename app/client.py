@@ -143,9 +143,11 @@ class Studies:
     def __init__(self, client: "Client"):
         self.client = client
 
-    def create(self, study: dict) -> dict:
-        """Checks every member (a bad one raises TrainyardError 422 naming it) and starts the study."""
-        return self.client.request("POST", "/v1/studies", json=study).json()
+    def create(self, study: dict, *, idempotency_key: str | None = None) -> dict:
+        """Checks every member (a bad one raises TrainyardError 422 naming it) and starts the study;
+        with ``idempotency_key``, a retry returns the study the first call made."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self.client.request("POST", "/v1/studies", json=study, headers=headers).json()
 
     def get(self, study_id: str) -> dict:
         """The study: status, counts, members and leaderboard."""
