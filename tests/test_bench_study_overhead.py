@@ -1,0 +1,30 @@
+"""bench/study_overhead.py still runs (on tiny sizes; the figures come from full runs, docs/benchmarks.md):
+every mode trains the same members as the in-process baseline, and the derived columns are the
+arithmetic of the printed seconds. Nothing here is timed."""
+from tests.test_bench_api import read_table, run_bench
+
+COLUMNS = ["deployment", "mode", "members", "rounds", "seconds", "range", "per member", "overhead/member",
+           "ratio", "same"]
+
+
+def test_study_overhead_bench_runs_every_mode_on_the_same_members():
+    out = run_bench("bench/study_overhead.py", "--lrs", "0.01,0.1", "--seeds", "1,2", "--epochs", "1",
+                    "--rounds", "2", "--deployments", "embedded")
+    rows = read_table(out, COLUMNS)
+    assert [(r["deployment"], r["mode"]) for r in rows] == [
+        ("in-process", "optuna"), ("embedded", "study"), ("embedded", "sequential"), ("embedded", "all-at-once")]
+    base = float(rows[0]["seconds"])
+    assert base > 0 and rows[0]["ratio"] == "1.0" and rows[0]["overhead/member"] == "-", rows[0]
+    for r in rows:
+        # Every way trained the same 4 networks to the same last val_loss as in process.
+        assert (r["members"], r["rounds"], r["same"]) == ("4", "2", "yes"), r
+        low, high = (float(v) for v in r["range"].split("-"))
+        seconds = float(r["seconds"])
+        assert 0 < low <= seconds <= high, r  # the median of two rounds lies between them
+        assert abs(float(r["per member"]) - seconds / 4) <= 0.001, r
+    for r in rows[1:]:
+        # Recomputed from the printed seconds (3 decimals), to within their rounding and the column's.
+        seconds, half = float(r["seconds"]), 0.0005
+        assert abs(float(r["overhead/member"]) - (seconds - base) / 4) <= 0.001, r
+        low, high = (seconds - half) / (base + half), (seconds + half) / (base - half)
+        assert low - 0.05 <= float(r["ratio"]) <= high + 0.05, r
