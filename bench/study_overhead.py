@@ -10,18 +10,21 @@ held out, an MLP 4-16-3, 3 epochs, mini-batches of 32), run:
                /v1/jobs/{id} every 0.05 s), then POSTs the next
   all-at-once  the 16 specs POSTed as lone jobs back to back, until the last one ends
 
-"seconds" runs from the client's clock just before the first POST to the last member's
-finished_at (stamped by the worker; one machine, one clock); in-process, around
-study.optimize(). Each mode runs --rounds times, the modes in turn (so a busier minute of a
-shared machine hits each of them); "seconds" is the median round, "range" the fastest and
-slowest. "per member" is seconds / 16; "overhead/member" is (seconds - the
-in-process seconds) / 16: what the service adds to each member (its API calls, the
-broker's delivery, the worker's claim, metric writes and finish; for the study also the
-conductor's release of the next member); "ratio" is seconds over the in-process seconds.
-"same" says whether every member's last val_loss equals the in-process one bit for bit:
-the four ways trained the same 16 networks. Each deployment (and the in-process run) is
-first warmed up with WARM_UP jobs of the spec, so no mode pays a first job's imports. The
-in-process rounds run first, before any deployment starts.
+On each deployment (API + one worker, as the tests start one) the four run --rounds times,
+in turn, so a busier minute of a shared machine hits each of them. A service round runs from
+the client's clock just before the first POST to the last member's finished_at (stamped by
+the worker; one machine, one clock); an in-process round, around study.optimize().
+"best s" is the fastest round: on a shared machine the slower ones measure the other
+processes (timeit's advice); "median s" shows how far they went. "per member" is best / 16;
+"overhead/member" is (best - the in-process best) / 16, what the service adds to each member;
+"ratio" is best over the in-process best. "run ms" is the median member's own time
+(started_at to finished_at: the claim, training, metric writes, weights and finish; in
+process, its train()), "gap ms" the median time from one member's end to the next one's
+start (the worker trains one at a time: the study's release of the next member or the
+client's POST, the broker's delivery, the claim; in process, Optuna's bookkeeping).
+"same" says whether every member's last val_loss equals the in-process one bit for bit: the
+four ways trained the same 16 networks. Each deployment and the process are first warmed up
+with WARM_UP jobs of the spec, so no mode pays the first jobs' lazy initialization.
 
     .venv/bin/python bench/study_overhead.py                                   # both deployments
     .venv/bin/python bench/study_overhead.py --lrs 0.01,0.1 --seeds 1 --epochs 1 --deployments embedded
@@ -29,6 +32,8 @@ in-process rounds run first, before any deployment starts.
 import argparse
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -65,11 +70,29 @@ def study_body(base: dict, lrs: list[float], seeds: list[int]) -> dict:
             "objective": {"metric": "val_loss", "mode": "min"}}
 
 
+@dataclass
+class Measured:
+    """One mode's rounds: each round's seconds, each member's last val_loss, and per member its own
+    time (run) and the time from the previous member's end to its start (gap)."""
+
+    seconds: list[float] = field(default_factory=list)
+    finals: dict[tuple[float, int], float] = field(default_factory=dict)
+    runs: list[float] = field(default_factory=list)
+    gaps: list[float] = field(default_factory=list)
+
+    def add_round(self, seconds: float, spans: list[tuple[float, float]]) -> None:
+        """A round's seconds and its members' (start, end), which ran one after another."""
+        spans = sorted(spans)
+        self.seconds.append(seconds)
+        self.runs += [end - start for start, end in spans]
+        self.gaps += [start - spans[i - 1][1] for i, (start, _) in enumerate(spans) if i]
+
+
 # ---- in one process ---------------------------------------------------------------
 
-def in_process(base: dict, lrs: list[float], seeds: list[int], rounds: int) -> tuple[list[float], dict]:
-    """An Optuna grid over (lr, seed) training each spec in this process, ``rounds`` times:
-    (seconds of each round, finals)."""
+def in_process(base: dict, lrs: list[float], seeds: list[int]) -> Callable[[], tuple[float, list, dict]]:
+    """A round of an Optuna grid over (lr, seed) training each spec in this process: a function that
+    runs one and returns (seconds, each trial's (start, end), finals). Warmed up here."""
     import optuna
     import torch
 
@@ -78,7 +101,6 @@ def in_process(base: dict, lrs: list[float], seeds: list[int], rounds: int) -> t
     from worker.training import Hooks, train
 
     data = builtin_datasets.load("iris")
-    finals: dict[tuple[float, int], float] = {}
 
     def final_val_loss(spec: dict) -> float:
         points: list[dict] = []
@@ -86,22 +108,26 @@ def in_process(base: dict, lrs: list[float], seeds: list[int], rounds: int) -> t
               Hooks(flush=lambda batch, epoch, step: points.extend(batch), flush_seconds=0))
         return [p for p in points if p["kind"] == "epoch"][-1]["val_loss"]
 
-    def objective(trial: "optuna.Trial") -> float:
-        lr, seed = trial.suggest_categorical("lr", lrs), trial.suggest_categorical("seed", seeds)
-        finals[lr, seed] = final_val_loss(member_spec(base, lr, seed))
-        return finals[lr, seed]
+    def one_round() -> tuple[float, list, dict]:
+        spans, finals = [], {}
 
-    for _ in range(WARM_UP):
-        final_val_loss(member_spec(base, lrs[0], seeds[0]))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    seconds = []
-    for _ in range(rounds):
+        def objective(trial: "optuna.Trial") -> float:
+            lr, seed = trial.suggest_categorical("lr", lrs), trial.suggest_categorical("seed", seeds)
+            started = time.perf_counter()
+            finals[lr, seed] = final_val_loss(member_spec(base, lr, seed))
+            spans.append((started, time.perf_counter()))
+            return finals[lr, seed]
+
         started = time.perf_counter()
         study = optuna.create_study(direction="minimize", sampler=optuna.samplers.GridSampler(
             {"lr": lrs, "seed": seeds}, seed=0))
         study.optimize(objective, n_trials=len(lrs) * len(seeds))
-        seconds.append(time.perf_counter() - started)
-    return seconds, finals
+        return time.perf_counter() - started, spans, finals
+
+    for _ in range(WARM_UP):
+        final_val_loss(member_spec(base, lrs[0], seeds[0]))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return one_round
 
 
 # ---- through the service ----------------------------------------------------------
@@ -175,31 +201,40 @@ def warm_up(api, spec: dict, timeout: float) -> None:
         wait_jobs(api, [submit(api, spec)], timeout)
 
 
-def bench(name: str, args, base: dict) -> dict[str, tuple[list[float], dict]]:
-    """The service's three modes on one deployment, ``rounds`` times in turn: mode -> (seconds, finals)."""
+def bench(name: str, args, base: dict, in_process_round: Callable) -> dict[str, Measured]:
+    """The in-process round and the service's three modes on one deployment, ``rounds`` times in turn."""
     specs = [member_spec(base, lr, seed) for seed in args.seeds for lr in args.lrs]  # the study's order
     modes = {"study": lambda api: run_study(api, study_body(base, args.lrs, args.seeds), args.timeout),
              "sequential": lambda api: run_sequential(api, specs, args.timeout),
              "all-at-once": lambda api: run_all_at_once(api, specs, args.timeout)}
-    results: dict[str, tuple[list[float], dict]] = {mode: ([], {}) for mode in modes}
+    results = {mode: Measured() for mode in ("in-process", *modes)}
     with deployment(name) as stack, stack.client(stack.new_key(f"bench-{name}")) as api:
         warm_up(api, specs[0], args.timeout)
         for _ in range(args.rounds):  # in turn, so a slower minute of a shared machine hits every mode
+            seconds, spans, finals = in_process_round()
+            results["in-process"].add_round(seconds, spans)
+            results["in-process"].finals.update(finals)
             for mode, run in modes.items():
                 seconds, jobs = run(api)
-                results[mode][0].append(seconds)
-                results[mode][1].update(finals_of(api, jobs))
+                results[mode].add_round(seconds, [(stamp(j["started_at"]), stamp(j["finished_at"])) for j in jobs])
+                results[mode].finals.update(finals_of(api, jobs))
     return results
 
 
-def row(deployment_name: str, mode: str, rounds: list[float], finals: dict, baseline: tuple[list[float], dict]) -> str:
-    """One line of the table: the median round, its range, and the figures over the in-process median."""
-    n, seconds, base = len(baseline[1]), float(np.median(rounds)), float(np.median(baseline[0]))
-    overhead = "-" if mode == "optuna" else f"{(seconds - base) / n:.3f}"
-    same = "yes" if finals == baseline[1] else "no"
-    spread = f"{min(rounds):.3f}-{max(rounds):.3f}"
-    return (f"{deployment_name:<11} {mode:<11} {n:>7} {len(rounds):>6} {seconds:>8.3f} {spread:>13} "
-            f"{seconds / n:>10.3f} {overhead:>15} {seconds / base:>6.1f} {same:>4}")
+HEADER = (f"{'deployment':<11} {'mode':<11} {'members':>7} {'rounds':>6} {'best s':>8} {'median s':>8} "
+          f"{'per member':>10} {'overhead/member':>15} {'ratio':>6} {'run ms':>6} {'gap ms':>6} {'same':>4}")
+
+
+def row(deployment_name: str, mode: str, m: Measured, baseline: Measured) -> str:
+    """One line of the table: the fastest and the median round, the figures over the in-process
+    fastest, and the members' median run and gap."""
+    n, best, base = len(baseline.finals), min(m.seconds), min(baseline.seconds)
+    overhead = "-" if m is baseline else f"{(best - base) / n:.3f}"
+    same = "yes" if m.finals == baseline.finals else "no"
+    gap = f"{np.median(m.gaps) * 1000:.0f}" if m.gaps else "-"
+    return (f"{deployment_name:<11} {mode:<11} {n:>7} {len(m.seconds):>6} {best:>8.3f} "
+            f"{float(np.median(m.seconds)):>8.3f} {best / n:>10.3f} {overhead:>15} {best / base:>6.1f} "
+            f"{np.median(m.runs) * 1000:>6.0f} {gap:>6} {same:>4}")
 
 
 def main() -> None:
@@ -208,18 +243,18 @@ def main() -> None:
     parser.add_argument("--lrs", type=floats, default=LRS, help="Adam learning rates, one variant each")
     parser.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=SEEDS)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3, help="times each mode runs (the median is shown)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="times each mode runs (the fastest and the median are shown)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds each mode may take")
     parser.add_argument("--deployments", default="embedded,production")
     args = parser.parse_args()
     base = base_spec(args.epochs)
-    print(f"{'deployment':<11} {'mode':<11} {'members':>7} {'rounds':>6} {'seconds':>8} {'range':>13} "
-          f"{'per member':>10} {'overhead/member':>15} {'ratio':>6} {'same':>4}", flush=True)
-    baseline = in_process(base, args.lrs, args.seeds, args.rounds)
-    print(row("in-process", "optuna", *baseline, baseline), flush=True)
+    in_process_round = in_process(base, args.lrs, args.seeds)
+    print(HEADER, flush=True)
     for name in args.deployments.split(","):
-        for mode, (seconds, finals) in bench(name.strip(), args, base).items():
-            print(row(name.strip(), mode, seconds, finals, baseline), flush=True)
+        results = bench(name.strip(), args, base, in_process_round)
+        for mode, measured in results.items():
+            print(row(name.strip(), mode, measured, results["in-process"]), flush=True)
 
 
 if __name__ == "__main__":
