@@ -41,6 +41,30 @@ def leaderboard_table(study: dict, specs: dict[str, dict]) -> list[str]:
     return lines
 
 
+def readings(study: dict, *, rise: float = 1.2) -> list[str]:
+    """Facts read off the leaderboard, as bullet lines: who never reached the target, who reached it
+    soonest, and who ended well above its own best (its curve turned back up: overfitting)."""
+    rows = [r for r in study["leaderboard"]["rows"] if r["final"]["n"]]
+    lines = []
+    target = study["leaderboard"]["objective"]["target"]
+    if target is not None:
+        never = [r["variant"] for r in rows if r["to_target"]["reached"] == 0]
+        reached = [r for r in rows if r["to_target"]["reached"]]
+        if never:
+            lines.append(f"- never reached the target ({target}) on any seed: {', '.join(never)}")
+        if reached:
+            soonest = min(reached, key=lambda r: (r["to_target"]["epochs"]["mean"], r["variant"]))
+            lines.append(f"- reached it soonest: {soonest['variant']}, at epoch "
+                         f"{figure(soonest['to_target']['epochs']['mean'])} on average over "
+                         f"{soonest['to_target']['reached']} of {soonest['to_target']['n']} seeds")
+    for r in rows:
+        if r["best"]["mean"] and r["final"]["mean"] > rise * r["best"]["mean"]:
+            lines.append(f"- {r['variant']} ended {r['final']['mean'] / r['best']['mean']:.1f}x above its best "
+                         f"(final {figure(r['final']['mean'])}, best {figure(r['best']['mean'])}, means over "
+                         "the seeds): its val_loss turned back up")
+    return lines
+
+
 def per_seed_table(curves: dict) -> list[str]:
     """Each member's last value by variant (rows) and seed (columns), with its rank among the
     variants on that seed in brackets (1: the lowest), and each variant's mean rank.

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from bench._study_report import per_seed_table
+from bench._study_report import per_seed_table, readings
 from bench.optimizer_study import OPTIMIZERS, study_request
 from tests.test_bench_api import run_bench
 
@@ -65,3 +65,20 @@ def test_the_per_seed_table_ranks_each_seed_by_its_last_value():
     # seed 1: b 0.2 < c 0.4 < a 0.5; seed 2: a 0.1 < b 0.3. Mean ranks: b 1.5, a 2, c 2.
     assert lines[2:] == ["| b | 0.2 (1) | 0.3 (2) | 1.5 |", "| a | 0.5 (3) | 0.1 (1) | 2 |",
                          "| c | 0.4 (2) | - | 2 |"]
+
+
+def test_the_readings_name_who_missed_the_target_who_reached_it_first_and_who_turned_back_up():
+    def stat(mean, n=3):
+        return {"mean": mean, "std": None, "min": mean, "max": mean, "n": n}
+
+    def row(variant, final, best, reached, epochs):
+        return {"variant": variant, "final": stat(final), "best": stat(best),
+                "to_target": {"reached": reached, "n": 3, "epochs": stat(epochs, reached), "seconds": stat(1.0)}}
+
+    study = {"leaderboard": {"objective": {"metric": "val_loss", "mode": "min", "target": 0.1}, "rows": [
+        row("a", 0.08, 0.075, 2, 9.0), row("b", 0.09, 0.05, 1, 4.0), row("c", 0.3, 0.29, 0, None)]}}
+    assert readings(study) == [
+        "- never reached the target (0.1) on any seed: c",
+        "- reached it soonest: b, at epoch 4 on average over 1 of 3 seeds",
+        # 0.09 / 0.05 = 1.8 > 1.2; a's 0.08 / 0.075 = 1.07 is not.
+        "- b ended 1.8x above its best (final 0.09, best 0.05, means over the seeds): its val_loss turned back up"]
