@@ -46,7 +46,7 @@ from bench._stack import deployment  # noqa: E402
 LRS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2]
 SEEDS = [1, 2]
 # Jobs (and train() calls) run before measuring: the first three train() calls in a fresh
-# process took 1.3-1.9 s, 0.07-0.5 s and 0.1-0.4 s on the dev VM, the next ones 0.01-0.1 s.
+# process took 1.1-2.1 s, then up to 0.5 s twice on the dev VM (6 tries), the next ones 0.005-0.1 s.
 WARM_UP = 3
 TERMINAL = ("succeeded", "failed", "cancelled", "pruned")
 MODEL = {"layers": [{"type": "linear", "out_features": 16}, {"type": "relu"},
