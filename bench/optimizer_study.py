@@ -116,9 +116,23 @@ def load_average() -> str:
 def report(*, study: dict, curves: dict, body: dict, wall: float, command: str, deployment_name: str, workers: int,
            when: str, where: str, loads: tuple[str, str], png: str) -> str:
     """docs/studies/optimizers.md: the leaderboard, the figure, and how to get them again."""
+    took = (f"The study took {wall:.0f} s from `POST /v1/studies` to its end ({study['planned']} members, "
+            f"{body['parallel']} at a time) on the {deployment_name} deployment with {workers} CPU "
+            f"worker{'s' if workers > 1 else ''}, after a 1-epoch warm-up job of the base spec.")
+    rerun = [
+        "## How to run it again", "", "```sh", command, "```", "",
+        f"Run {when} on {where}; load average {loads[0]} before the run, {loads[1]} after it. "
+        "The val_loss figures are the same on every run (CPU training is deterministic here); the seconds "
+        "move with the machine's load.",
+        "", "The request (`POST /v1/studies`):", "", "```json", json.dumps(body, indent=2), "```", ""]
+    return "\n".join([*_results(study, curves, body, png), took, "", *rerun])
+
+
+def _results(study: dict, curves: dict, body: dict, png: str) -> list[str]:
+    """The report's lines up to the study's time: what was run, the leaderboard, the figure, per seed."""
     board = study["leaderboard"]
     epochs, seeds = body["base"]["training"]["epochs"], body["seeds"]
-    lines = [
+    return [
         "# Seven first-order optimizers on digits (a study)",
         "",
         "Written by `bench/optimizer_study.py` from one study run through the API "
@@ -150,28 +164,7 @@ def report(*, study: dict, curves: dict, body: dict, wall: float, command: str, 
         "",
         *per_seed_table(curves),
         "",
-        f"The study took {wall:.0f} s from `POST /v1/studies` to its end ({study['planned']} members, "
-        f"{body['parallel']} at a time) on the {deployment_name} deployment with {workers} CPU "
-        f"worker{'s' if workers > 1 else ''}, after a 1-epoch warm-up job of the base spec.",
-        "",
-        "## How to run it again",
-        "",
-        "```sh",
-        command,
-        "```",
-        "",
-        f"Run {when} on {where}; load average {loads[0]} before the run, {loads[1]} after it. "
-        "The val_loss figures are the same on every run (CPU training is deterministic here); the seconds "
-        "move with the machine's load.",
-        "",
-        "The request (`POST /v1/studies`):",
-        "",
-        "```json",
-        json.dumps(body, indent=2),
-        "```",
-        "",
     ]
-    return "\n".join(lines)
 
 
 def main() -> None:
