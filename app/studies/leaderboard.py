@@ -65,6 +65,11 @@ class Lead(BaseModel):
     n_runner_up: int
     significant: bool | None  # p_value < SIGNIFICANCE; None without a p_value
     note: str | None
+    # The same finals paired by seed (scipy's ttest_rel), over the seeds both variants ran to the end:
+    # a seed draws the initial weights and the validation split, so pairing takes the split's share
+    # of the spread out. None with fewer than 2 pairs, or no spread in the differences.
+    paired_p_value: float | None = None
+    n_pairs: int = 0
 
 
 class Leaderboard(BaseModel):
@@ -88,11 +93,33 @@ def leaderboard(members: list[MemberHistory], objective: Objective) -> Leaderboa
     """Rank the variants by their members' final objective, and test the winner's lead."""
     groups = by_variant(members)
     finals = {label: [c[-1][1] for c in _succeeded_curves(group, objective)] for label, group in groups.items()}
+    by_seed = {label: _finals_by_seed(group, objective) for label, group in groups.items()}
     rows = _ranked([_row(label, group, objective) for label, group in groups.items()], objective)
     ranked = [row for row in rows if row.rank is not None]
     lead = _lead(ranked[0], ranked[1], finals) if len(ranked) >= 2 else None
+    if lead is not None:
+        lead.paired_p_value, lead.n_pairs = _paired(by_seed[ranked[0].variant], by_seed[ranked[1].variant])
     return Leaderboard(objective=objective, rows=rows, winner=ranked[0].variant if ranked else None,
                        lead=lead, summary=_summary(objective, ranked, lead))
+
+
+def _finals_by_seed(group: list[MemberHistory], objective: Objective) -> dict[int, float]:
+    out = {}
+    for m in group:
+        curve = metric_points(m, objective.metric) if m.status == "succeeded" else []
+        if curve:
+            out[m.seed] = curve[-1][1]
+    return out
+
+
+def _paired(a: dict[int, float], b: dict[int, float]) -> tuple[float | None, int]:
+    """Paired t-test of two variants' finals over the seeds both have; (p, pairs)."""
+    seeds = sorted(set(a) & set(b))
+    diffs = [a[s] - b[s] for s in seeds]
+    if len(seeds) < 2 or np.ptp(diffs) == 0:
+        return None, len(seeds)
+    p = float(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue)
+    return (p if math.isfinite(p) else None), len(seeds)
 
 
 def _succeeded_curves(group: list[MemberHistory], objective: Objective) -> list[list[tuple[dict, float]]]:
@@ -203,7 +230,9 @@ def _summary(objective: Objective, ranked: list[VariantRow], lead: Lead | None) 
     if lead.p_value is None:
         return f"{head}; {lead.note}"
     word = "larger than" if lead.significant else "within"
-    return f"{head}; Welch's t-test {format_p(lead.p_value)}: {word} the seed spread"
+    paired = "" if lead.paired_p_value is None else \
+        f" (paired by seed over {lead.n_pairs} seeds: {format_p(lead.paired_p_value)})"
+    return f"{head}; Welch's t-test {format_p(lead.p_value)}: {word} the seed spread{paired}"
 
 
 def _figure(stat: Stat) -> str:

@@ -174,3 +174,22 @@ def test_the_leaderboard_is_json():
     data = json.loads(board.model_dump_json())
     assert data["objective"] == {"metric": "val_loss", "mode": "min", "target": 0.4}
     assert data["rows"][0]["variant"] == "adam" and data["lead"]["against"] == "nesterov"
+
+
+def test_the_lead_is_also_tested_paired_by_seed_where_the_seeds_spread_is_the_splits():
+    # Each seed moves both variants alike (its split and its initial weights); a beats b on every seed.
+    seeds = {1: 0.05, 2: 0.30, 3: 0.15}
+    a = [member("a", s, "succeeded", [1.0, base]) for s, base in seeds.items()]
+    b = [member("b", s, "succeeded", [1.0, base + 0.02 + 0.001 * s]) for s, base in seeds.items()]
+    board = leaderboard(a + b, VAL_LOSS)
+    finals_a = [base for base in seeds.values()]
+    finals_b = [base + 0.02 + 0.001 * s for s, base in seeds.items()]
+    assert board.lead.p_value == pytest.approx(stats.ttest_ind(finals_a, finals_b, equal_var=False).pvalue)
+    assert board.lead.p_value > 0.5  # within the seed spread, unpaired
+    assert board.lead.n_pairs == 3
+    assert board.lead.paired_p_value == pytest.approx(stats.ttest_rel(finals_a, finals_b).pvalue)
+    assert board.lead.paired_p_value < 0.01
+    assert f"paired by seed over 3 seeds: p={board.lead.paired_p_value:.2g}" in board.summary \
+        or "paired by seed over 3 seeds: p<0.001" in board.summary
+    only_one = leaderboard(a + b[:1] + [member("b", 9, "succeeded", [1.0, 0.2])], VAL_LOSS)
+    assert (only_one.lead.paired_p_value, only_one.lead.n_pairs) == (None, 1)
