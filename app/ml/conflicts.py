@@ -14,6 +14,10 @@ LBFGS_MIN_BATCH = 64
 
 
 def _optimizer(spec: S.JobSpec, n_train: int, batch_size: int) -> list[str]:
+    if spec.optimizer.type == "rprop" and batch_size < n_train:
+        return [f"optimizer rprop is meant for full-batch training (\"batch_size\": \"full\"): it grows or shrinks "
+                f"each weight's step by the sign of successive gradients, and the noise of {batch_size}-row batches "
+                "flips those signs"]
     if spec.optimizer.type != "lbfgs":
         return []
     if batch_size < n_train and batch_size < LBFGS_MIN_BATCH:

@@ -99,6 +99,26 @@ class RAdam(StrictModel):
     decoupled_weight_decay: bool = False
 
 
+class Rprop(StrictModel):
+    """Resilient backpropagation (Riedmiller & Braun 1993): a step size per weight, grown while the
+    gradient keeps its sign and shrunk when it flips; the gradient's size is not used. Meant for
+    full-batch training."""
+
+    type: Literal["rprop"]
+    lr: Lr = 1e-2  # every weight's first step size
+    # (eta_minus, eta_plus): 0 < eta_minus < 1 < eta_plus
+    etas: tuple[Annotated[float, Field(gt=0, lt=1)], Annotated[float, Field(gt=1)]] = (0.5, 1.2)
+    # (smallest, largest) step size
+    step_sizes: tuple[NonNeg, Annotated[float, Field(gt=0)]] = (1e-6, 50.0)
+
+    @field_validator("step_sizes")
+    @classmethod
+    def _ordered(cls, sizes: tuple[float, float]) -> tuple[float, float]:
+        if sizes[0] > sizes[1]:
+            raise ValueError(f"the smallest step size must not exceed the largest, got {list(sizes)}")
+        return sizes
+
+
 class LBFGS(StrictModel):
     """Quasi-Newton: each step re-evaluates the loss up to max_iter times on one fixed batch."""
 
@@ -113,7 +133,7 @@ class LBFGS(StrictModel):
 
 
 Optimizer = Annotated[
-    Union[SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop, Adagrad, Adadelta, LBFGS],
+    Union[SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop, Adagrad, Adadelta, Rprop, LBFGS],
     Field(discriminator="type"),
 ]
 
@@ -127,6 +147,7 @@ OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
     "rmsprop": torch.optim.RMSprop,
     "adagrad": torch.optim.Adagrad,
     "adadelta": torch.optim.Adadelta,
+    "rprop": torch.optim.Rprop,
     "lbfgs": torch.optim.LBFGS,
 }
 
@@ -137,7 +158,7 @@ OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
 # small models. docs/equivalence.md names these flags: a plain loop passes the same ones
 # to compute the same bits (both can round differently from the per-tensor loop).
 FUSED = {"sgd", "adam", "adamw", "adagrad"}
-FOREACH = {"adamax", "nadam", "radam", "rmsprop", "adadelta"}  # L-BFGS has neither
+FOREACH = {"adamax", "nadam", "radam", "rmsprop", "adadelta", "rprop"}  # L-BFGS has neither
 
 
 def implementation(type_: str) -> dict[str, bool]:
@@ -152,8 +173,9 @@ def implementation(type_: str) -> dict[str, bool]:
 def build_optimizer(opt: Optimizer, params) -> torch.optim.Optimizer:
     """Builds the PyTorch optimizer with every option the spec gives."""
     options = opt.model_dump(exclude={"type"})
-    if "betas" in options:
-        options["betas"] = tuple(options["betas"])
+    for pair in ("betas", "etas", "step_sizes"):
+        if pair in options:
+            options[pair] = tuple(options[pair])
     return OPTIMIZER_CLASSES[opt.type](params, **options, **implementation(opt.type))
 
 

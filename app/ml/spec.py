@@ -13,7 +13,7 @@ from app.ml.layers.init import Init
 from app.ml.layers.specs import Layer
 from app.ml.losses import Loss, LossSpec, loss_spec  # noqa: F401  (re-exported: S.LossSpec, S.Adam, ...)
 from app.ml.optimizers import (SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, LBFGS,  # noqa: F401
-                               NAdam, Optimizer, RAdam, RMSprop)
+                               NAdam, Optimizer, RAdam, RMSprop, Rprop)
 from app.ml.regularization import Regularization
 from app.ml.schedules import Schedule
 from app.ml.strict import StrictModel

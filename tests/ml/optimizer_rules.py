@@ -128,3 +128,23 @@ def radam_rule(lr, betas, eps, weight_decay=0.0, decoupled=False):
         rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
         return p - lr * m_hat * adaptive * rect
     return update
+
+
+def rprop_rule(lr, etas, step_sizes):
+    """Rprop as Riedmiller & Braun (1993) give it, without weight backtracking (PyTorch's variant): a step
+    size per weight, times eta_plus while the gradient keeps its sign, eta_minus when it flips (and no step
+    that time: the gradient counts as zero), clamped to step_sizes; the weight moves by -sign(g) * step."""
+    eta_minus, eta_plus = etas
+    smallest, largest = step_sizes
+
+    def update(t, p, g, s):
+        prev = s.get("prev", torch.zeros_like(p))
+        step = s.get("step", torch.full_like(p, lr))
+        agree = g * prev
+        factor = torch.where(agree > 0, torch.full_like(p, eta_plus),
+                             torch.where(agree < 0, torch.full_like(p, eta_minus), torch.ones_like(p)))
+        s["step"] = (step * factor).clamp(smallest, largest)
+        g = torch.where(agree < 0, torch.zeros_like(g), g)
+        s["prev"] = g
+        return p - g.sign() * s["step"]
+    return update

@@ -68,6 +68,7 @@ ACCEPTED_WITH_WARNING = [
     ({"loss": {"type": "nll"}}, "log_softmax"),
     ({"optimizer": {"type": "lbfgs"}, "training": {"batch_size": "full"},
       "model": {"layers": [{"type": "linear", "out_features": 3}, {"type": "dropout"}]}}, "dropout"),
+    ({"optimizer": {"type": "rprop"}, "training": {"batch_size": 16}}, "rprop is meant for full-batch"),
 ]
 
 
@@ -75,6 +76,10 @@ ACCEPTED_WITH_WARNING = [
 def test_doubtful_settings_are_accepted_with_a_warning(sections, words):
     plan = plan_job(job(**sections), CLASSES, LIMITS)
     assert any(words in w for w in plan.warnings), plan.warnings
+
+
+def test_rprop_full_batch_is_fine():
+    assert plan_job(job(optimizer={"type": "rprop"}, training={"batch_size": "full"}), CLASSES, LIMITS).warnings == []
 
 
 def test_lbfgs_full_batch_and_plateau_on_train_loss_are_fine():

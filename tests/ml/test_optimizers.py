@@ -13,7 +13,7 @@ from torch import nn
 
 from app.ml import spec as S
 from app.ml.build import OPTIMIZER_CLASSES, build_optimizer
-from tests.ml.optimizer_rules import (adadelta_rule, adagrad_rule, adam_rule, adamax_rule, nadam_rule,
+from tests.ml.optimizer_rules import (rprop_rule, adadelta_rule, adagrad_rule, adam_rule, adamax_rule, nadam_rule,
                                       radam_rule, rmsprop_rule, sgd_rule)
 
 STEPS = 3
@@ -110,19 +110,22 @@ CASES = [
     ("radam-decoupled", {"type": "radam", "lr": 0.01, "betas": [0.9, 0.5], "weight_decay": 0.1,
                          "decoupled_weight_decay": True},
      radam_rule(lr=0.01, betas=(0.9, 0.5), eps=1e-8, weight_decay=0.1, decoupled=True)),
+    # lr 0.3 overshoots, so some gradients flip sign within the steps and eta_minus is exercised too
+    ("rprop", {"type": "rprop", "lr": 0.3, "etas": [0.4, 1.5], "step_sizes": [1e-3, 0.5]},
+     rprop_rule(lr=0.3, etas=(0.4, 1.5), step_sizes=(1e-3, 0.5))),
     ("lbfgs", {"type": "lbfgs", "lr": 0.5, "max_iter": 1, "history_size": 5}, None),
 ]
 TORCH_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
                  "adamax": torch.optim.Adamax, "nadam": torch.optim.NAdam, "radam": torch.optim.RAdam,
                  "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad,
-                 "adadelta": torch.optim.Adadelta, "lbfgs": torch.optim.LBFGS}
+                 "adadelta": torch.optim.Adadelta, "rprop": torch.optim.Rprop, "lbfgs": torch.optim.LBFGS}
 RULE_CASES = [c for c in CASES if c[2] is not None]
 # The implementation flags docs/equivalence.md names: fused where PyTorch has a fused
 # optimizer, the multi-tensor path for the rest, neither for L-BFGS.
 FLAGS = {"sgd": {"fused": True}, "adam": {"fused": True}, "adamw": {"fused": True},
          "adagrad": {"fused": True}, "adamax": {"foreach": True}, "nadam": {"foreach": True},
          "radam": {"foreach": True}, "rmsprop": {"foreach": True}, "adadelta": {"foreach": True},
-         "lbfgs": {}}
+         "rprop": {"foreach": True}, "lbfgs": {}}
 
 
 def parse(options: dict) -> S.Optimizer:
@@ -134,8 +137,9 @@ def parse(options: dict) -> S.Optimizer:
 
 def torch_kwargs(options: dict) -> dict:
     kw = {k: v for k, v in options.items() if k != "type"}
-    if "betas" in kw:
-        kw["betas"] = tuple(kw["betas"])
+    for pair in ("betas", "etas", "step_sizes"):
+        if pair in kw:
+            kw[pair] = tuple(kw[pair])
     return kw
 
 

@@ -225,6 +225,9 @@ def test_training_ranges(field, value):
     ({"type": "rmsprop", "alpha": 1.0}, "alpha"),
     ({"type": "adadelta", "rho": 1.5}, "rho"),
     ({"type": "adagrad", "lr_decay": -1}, "lr_decay"),
+    ({"type": "rprop", "etas": [0.5, 1.0]}, 1),
+    ({"type": "rprop", "etas": [1.0, 1.2]}, 0),
+    ({"type": "rprop", "step_sizes": [1.0, 0.5]}, "step_sizes"),
 ])
 def test_optimizer_ranges(opt, loc_tail):
     err = only_error(S.JobSpec, job(optimizer=opt))
@@ -255,7 +258,7 @@ OPTIMIZER_SPECS = [
     (S.SGD, torch.optim.SGD), (S.Adam, torch.optim.Adam), (S.AdamW, torch.optim.AdamW),
     (S.RMSprop, torch.optim.RMSprop), (S.Adagrad, torch.optim.Adagrad),
     (S.Adadelta, torch.optim.Adadelta), (S.Adamax, torch.optim.Adamax), (S.NAdam, torch.optim.NAdam),
-    (S.RAdam, torch.optim.RAdam), (S.LBFGS, torch.optim.LBFGS),
+    (S.RAdam, torch.optim.RAdam), (S.Rprop, torch.optim.Rprop), (S.LBFGS, torch.optim.LBFGS),
 ]
 
 
