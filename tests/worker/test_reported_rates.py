@@ -201,3 +201,16 @@ def test_a_checkpoint_without_rates_reports_the_rates_of_the_epochs_remaining_ba
     first = next(p for p in points if p["kind"] == "epoch")
     assert first["epoch"] == 1 and first["lr"] == steps[0] and first["lr_last"] == steps[1]
     assert first["lr_mean"] == pytest.approx((steps[0] + steps[1]) / 2, rel=1e-12)
+
+
+def test_the_apis_points_carry_the_rates_the_trainer_wrote():
+    # The metrics page builds its points from the stored values: a rate the schema lacks is dropped.
+    from app.jobs.schemas import EpochPoint, StepPoint
+
+    epoch_points, step_points, used = trained(job({"type": "one_cycle", "max_lr": 1.0}, epochs=2))
+    values = lambda p: {k: v for k, v in p.items() if k not in ("kind", "epoch", "step")}
+    steps = [StepPoint(epoch=p["epoch"], step=p["step"], **values(p)) for p in step_points]
+    assert [s.lr for s in steps] == used
+    epochs = [EpochPoint(epoch=p["epoch"], step=p["step"], **values(p)) for p in epoch_points]
+    assert [(e.lr, e.lr_last) for e in epochs] == [(used[0], used[STEPS - 1]), (used[STEPS], used[-1])]
+    assert all(e.lr_mean is not None for e in epochs)
