@@ -98,7 +98,9 @@ class EpochPoint(BaseModel):
     rollbacks: int | None = None
     val_loss: float | None = None
     val_accuracy: float | None = None
-    lr: float | None = None
+    lr: float | None = None  # the rate of the epoch's first batch (all its batches, per epoch)
+    lr_last: float | None = None  # per-batch schedules (one_cycle): the last batch's rate
+    lr_mean: float | None = None  # per-batch schedules: the mean over the epoch's batches
     epoch_seconds: float | None = None
     samples_per_second: float | None = None
 
@@ -107,6 +109,7 @@ class StepPoint(BaseModel):
     epoch: int
     step: int
     train_loss: float | None = None
+    lr: float | None = None  # the rate this step used; None in points from before it was recorded
 
 
 class MetricsRead(BaseModel):

@@ -83,10 +83,11 @@ def torch_lrs(make, epochs=8, per_batch_steps=None, lr=0.1):
     sched = make(opt)
     out = []
     for _ in range(epochs):
+        # An epoch reports its first batch's rate (per epoch: every batch's).
+        out.append(opt.param_groups[0]["lr"]) if per_batch_steps else None
         for _ in range(per_batch_steps or 0):
             opt.step()
             sched.step()
-        out.append(opt.param_groups[0]["lr"]) if per_batch_steps else None
         if not per_batch_steps:
             out.append(opt.param_groups[0]["lr"])
             opt.step()

@@ -160,13 +160,13 @@ class Trainer:
                 return loss, total
 
             loss = step_kind.update(gradients)  # the optimizer step (fp16: skipped on overflow)
-            self.scheduler.after_batch()  # per-batch schedules (one_cycle) only
+            lr = self.scheduler.after_batch()  # the rate this step used; steps one_cycle
             reg.clip_weights()
             self.batch, self.step = self.batch + 1, self.step + 1
             self.window.append((self.epoch, self.step, loss))  # checked for NaN/Inf at the flush
             self.epoch_loss += loss * xb.shape[0]
             if self.step % every == 0:
-                self.pending.add_step(self.epoch, self.step, loss)
+                self.pending.add_step(self.epoch, self.step, loss, lr)
             if time.monotonic() - self.last_flush >= self.hooks.flush_seconds:
                 self.epoch_seconds += time.perf_counter() - started
                 started = time.perf_counter()
@@ -198,7 +198,7 @@ class Trainer:
         """The epoch's point, validation, the per-epoch schedule, early stopping, flush and checkpoint."""
         epochs = self.spec.training.epochs
         point = {"kind": "epoch", "epoch": self.epoch, "step": self.step,
-                 "train_loss": self.epoch_loss / self.n, "lr": self.optimizer.param_groups[0]["lr"]}
+                 "train_loss": self.epoch_loss / self.n, **self.scheduler.epoch_rates()}
         if self.data.x_val is not None:
             point.update(evaluate(self.model, self.loss_fn, self.data.x_val, self.data.y_val,
                                   self.spec.loss.type, self.autocast))

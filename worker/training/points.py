@@ -8,15 +8,15 @@ import torch
 class Pending:
     """Metric points whose values are still tensors on the device: read back once per flush.
 
-    A step point is kept as an (epoch, step, loss) tuple until the flush builds its dict:
+    A step point is kept as an (epoch, step, loss, lr) tuple until the flush builds its dict:
     with a point every step, building and walking a dict per point cost about 1 us of a
     small model's 70-90 us step.
     """
 
     points: list[dict | tuple] = field(default_factory=list)
 
-    def add_step(self, epoch: int, step: int, loss: torch.Tensor) -> None:
-        self.points.append((epoch, step, loss))
+    def add_step(self, epoch: int, step: int, loss: torch.Tensor, lr: float) -> None:
+        self.points.append((epoch, step, loss, lr))
 
     def drop_from(self, step: int) -> None:
         """Forgets the points of ``step`` and after."""
@@ -30,7 +30,7 @@ class Pending:
             else:
                 tensors.extend(_tensors(p))
         floats = iter(torch.stack(tensors).float().tolist()) if tensors else iter(())
-        out = [{"kind": "step", "epoch": p[0], "step": p[1], "train_loss": next(floats)}
+        out = [{"kind": "step", "epoch": p[0], "step": p[1], "train_loss": next(floats), "lr": p[3]}
                if isinstance(p, tuple) else _fill(p, floats) for p in self.points]
         self.points = []
         return out
