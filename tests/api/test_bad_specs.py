@@ -144,3 +144,17 @@ def test_spec_schema_is_served_to_key_holders_only(api, anon):
     for word in ("lbfgs", "one_cycle", "early_stopping", "huber", "warmup"):
         assert word in text
     assert anon.get("/v1/schema/spec").status_code == 401
+
+
+def test_the_softmax_trap_is_a_422_naming_the_layer_or_a_warning(api, dataset):
+    spec = mlp_spec(dataset["id"])
+    spec["model"]["layers"] += [{"type": "softmax"}, {"type": "dropout", "p": 0.1}]
+    spec["loss"] = {"type": "nll"}  # trains on -p: refused, with the fix
+    r = api.post("/v1/jobs", json=spec)
+    assert r.status_code == 422, r.text
+    assert "use log_softmax with nll" in errors_for(r)["model.layers[3]"]
+    spec["loss"] = {"type": "cross_entropy"}  # trains, slowly: a warning in the plan, and on the created job
+    dry = api.post("/v1/jobs", json=spec, params={"dry_run": "true"})
+    assert dry.status_code == 200, dry.text
+    assert [w for w in dry.json()["warnings"] if w.startswith("model.layers[3] is softmax")]
+    assert api.get("/v1/jobs").json()["total"] == 0
