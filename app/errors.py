@@ -2,10 +2,12 @@
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.ml.errors import DataError, SpecError
+from app.suggest import suggestion
 
 
 class ApiError(Exception):
@@ -66,8 +68,12 @@ def _body(detail: str, errors: list[dict]) -> dict:
     return {"detail": detail, "errors": errors}
 
 
-def validation_errors(errors, body=None) -> list[dict]:
-    """One entry per field; a union's branches that all failed are joined with 'or'."""
+def validation_errors(errors, body=None, model: type[BaseModel] | None = None) -> list[dict]:
+    """One entry per field; a union's branches that all failed are joined with 'or'.
+
+    ``model`` is the model the body was validated against: an unknown field then gets the
+    closest allowed one ("did you mean 'lr'?"), as an unknown type always does.
+    """
     out: list[dict] = []
     for e in errors:
         tag = None
@@ -80,6 +86,9 @@ def validation_errors(errors, body=None) -> list[dict]:
         if isinstance(value, (str, int, float, bool)) and e.get("type") != "missing" \
                 and len(repr(value)) <= 80 and repr(value) not in message:
             message += f", got {value!r}"
+        hint = suggestion(e, model)
+        if hint:
+            message += f"; {hint}"
         field = field_path(tuple(e.get("loc", ())), body, tag)
         if e.get("type") == "json_invalid":
             field, message = "body", _json_message(e)
@@ -104,10 +113,18 @@ def error_response(exc: ApiError) -> JSONResponse:
     return JSONResponse(_body(exc.message, errors), status_code=exc.status, headers=exc.headers)
 
 
+def _body_model(request: Request) -> type[BaseModel] | None:
+    """The pydantic model the route validates its body with, if it has one."""
+    body_field = getattr(request.scope.get("route"), "body_field", None)
+    model = getattr(getattr(body_field, "field_info", None), "annotation", None)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError):
-        errors = validation_errors(exc.errors(), exc.body if isinstance(exc.body, (dict, list)) else None)
+    async def _validation(request: Request, exc: RequestValidationError):
+        errors = validation_errors(exc.errors(), exc.body if isinstance(exc.body, (dict, list)) else None,
+                                   _body_model(request))
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
         return JSONResponse(_body(f"invalid request: {summary}", errors), status_code=422)
 

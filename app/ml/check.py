@@ -158,9 +158,6 @@ def _warnings(spec: S.JobSpec, n_train: int, n_val: int, batch_size: int) -> lis
     if t.batch_size != "full" and t.batch_size > n_train:
         warnings.append(f"training.batch_size {t.batch_size} exceeds the {n_train} training rows; "
                         f"each epoch is one full batch")
-    if spec.loss.type == "cross_entropy" and spec.model.layers[-1].type == "softmax":
-        warnings.append("model.layers[-1] is softmax, but cross_entropy applies log-softmax itself; "
-                        "drop the softmax layer to train on logits")
     return warnings
 
 

@@ -5,6 +5,7 @@ that will train, but probably not as the user meant.
 """
 from app.ml import spec as S
 from app.ml.errors import SpecError
+from app.ml.loss_activation import check_loss_activation
 from app.ml.losses import CLASS_LABEL_LOSSES
 from app.ml.regularization import early_stopping_monitor
 from app.ml.schedules import plateau_monitor
@@ -92,15 +93,8 @@ def _regularization(spec: S.JobSpec, n_val: int) -> list[str]:
     return []
 
 
-def _loss(spec: S.JobSpec) -> list[str]:
-    if spec.loss.type == "nll" and spec.model.layers[-1].type != "log_softmax":
-        return ["loss nll expects log-probabilities: end the network with a log_softmax layer "
-                "(or use cross_entropy on logits)"]
-    return []
-
-
 def check_training(spec: S.JobSpec, *, n_train: int, n_val: int, batch_size: int) -> list[str]:
     """Raises SpecError for settings that cannot train together; returns warnings."""
     _precision(spec)
     return [*_optimizer(spec, n_train, batch_size), *_schedule(spec, n_val),
-            *_regularization(spec, n_val), *_loss(spec)]
+            *_regularization(spec, n_val), *check_loss_activation(spec)]

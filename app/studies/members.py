@@ -175,6 +175,6 @@ def spec_of(base: dict, member: Member) -> JobSpec:
     try:
         return JobSpec.model_validate(merged)
     except ValidationError as exc:
-        errors = validation_errors(exc.errors(), merged)
+        errors = validation_errors(exc.errors(), merged, JobSpec)
         raise MemberError([{"field": attribute(e["field"], member.overrides), "message": e["message"]}
                            for e in errors]) from None

@@ -144,3 +144,49 @@ def test_spec_schema_is_served_to_key_holders_only(api, anon):
     for word in ("lbfgs", "one_cycle", "early_stopping", "huber", "warmup"):
         assert word in text
     assert anon.get("/v1/schema/spec").status_code == 401
+
+
+def test_the_softmax_trap_is_a_422_naming_the_layer_or_a_warning(api, dataset):
+    spec = mlp_spec(dataset["id"])
+    spec["model"]["layers"] += [{"type": "softmax"}, {"type": "dropout", "p": 0.1}]
+    spec["loss"] = {"type": "nll"}  # trains on -p: refused, with the fix
+    r = api.post("/v1/jobs", json=spec)
+    assert r.status_code == 422, r.text
+    assert "use log_softmax with nll" in errors_for(r)["model.layers[3]"]
+    spec["loss"] = {"type": "cross_entropy"}  # trains, slowly: a warning in the plan, and on the created job
+    dry = api.post("/v1/jobs", json=spec, params={"dry_run": "true"})
+    assert dry.status_code == 200, dry.text
+    assert [w for w in dry.json()["warnings"] if w.startswith("model.layers[3] is softmax")]
+    assert api.get("/v1/jobs").json()["total"] == 0
+
+
+TYPOS = [  # (change to the spec, field named, the suggestion)
+    ("optimizer.learning_rate", 0.1, "optimizer.learning_rate", "did you mean 'lr'?"),  # Keras's name
+    ("model.layers.1.type", "lineer", "model.layers[1].type", "did you mean 'linear'?"),
+    ("model.layers.0.type", "dense", "model.layers[0].type", "did you mean 'linear'?"),
+    ("model.layers.0.out_feature", 3, "model.layers[0].out_feature", "did you mean 'out_features'?"),
+    ("training.epoch", 3, "training.epoch", "did you mean 'epochs'?"),
+    ("trainig", {}, "trainig", "did you mean 'training'?"),
+    ("loss.type", "categorical_crossentropy", "loss.type", "did you mean 'cross_entropy'?"),
+    ("optimizer.type", "adamw_", "optimizer.type", "did you mean 'adamw'?"),
+]
+
+
+@pytest.mark.parametrize("path,value,field,hint", TYPOS, ids=[t[0] + "=" + str(t[1]) for t in TYPOS])
+def test_a_typo_gets_the_closest_allowed_name(api, dataset, path, value, field, hint):
+    r = api.post("/v1/jobs", json=_set(mlp_spec(dataset["id"]), path, value), params={"dry_run": "true"})
+    assert r.status_code == 422, r.text
+    assert errors_for(r)[field].endswith(hint), r.json()
+
+
+def test_no_suggestion_when_nothing_is_close(api, dataset):
+    r = api.post("/v1/jobs", json=_set(mlp_spec(dataset["id"]), "colour", "red"), params={"dry_run": "true"})
+    assert errors_for(r)["colour"] == "Extra inputs are not permitted, got 'red'"
+    # the suggestion is one of the names allowed at that place: sgd has momentum, adam has not
+    spec = mlp_spec(dataset["id"])
+    spec["optimizer"] = {"type": "adam", "momentun": 0.9}
+    r = api.post("/v1/jobs", json=spec, params={"dry_run": "true"})
+    assert "did you mean" not in errors_for(r)["optimizer.momentun"]
+    spec["optimizer"]["type"] = "sgd"
+    r = api.post("/v1/jobs", json=spec, params={"dry_run": "true"})
+    assert errors_for(r)["optimizer.momentun"].endswith("did you mean 'momentum'?")

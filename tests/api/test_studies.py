@@ -226,3 +226,13 @@ def test_an_idempotency_key_returns_the_same_study_and_a_different_body_is_a_409
     conflict = api.post("/v1/studies", json=study(dataset["id"], seeds=[1]), headers=headers)
     assert conflict.status_code == 409 and "different study" in errors_for(conflict)["Idempotency-Key"]
     assert stored(api) == (1, 6)
+
+
+def test_a_typo_in_a_member_gets_the_closest_allowed_name_where_the_request_set_it(api, dataset):
+    variants = [{"label": "keras", "set": {"optimizer": {"type": "sgd", "learning_rate": 0.1}}}]
+    r = api.post("/v1/studies", json=study(dataset["id"], variants=variants, seeds=[]))
+    assert r.status_code == 422, r.text
+    assert errors_for(r)["variants[0].set.optimizer.learning_rate"].endswith("did you mean 'lr'?")
+    # the study's own fields, checked by the route's model
+    r = api.post("/v1/studies", json={**study(dataset["id"]), "seed": [1]})
+    assert r.status_code == 422 and errors_for(r)["seed"].endswith("did you mean 'seeds'?")
