@@ -89,13 +89,24 @@ def label_of(index: int, classes: list | None) -> Any:
     return index
 
 
-def predict(model: nn.Module, x: torch.Tensor, loss: str, classes: list | None) -> dict:
-    """Outputs, plus probabilities and labels for the classification losses."""
+def predict(model: nn.Module, x: torch.Tensor, loss: str, classes: list | None,
+            activation: str | None = None) -> dict:
+    """Outputs, plus probabilities and labels for the classification losses.
+
+    ``activation`` is the one the network ends with before the loss (app/ml/loss_activation.py):
+    outputs that are probabilities already (a softmax) or log-probabilities (a log_softmax, nll's
+    input) are not put through a softmax again.
+    """
     with torch.inference_mode():
         out = model(x)  # (rows, *output_shape)
     result: dict[str, Any] = {"outputs": out.tolist()}
-    if loss == "cross_entropy" and out.ndim == 2:
-        result["probabilities"] = torch.softmax(out, dim=1).tolist()
+    if loss in ("cross_entropy", "nll") and out.ndim == 2:
+        if activation == "softmax":
+            result["probabilities"] = out.tolist()
+        elif activation == "log_softmax":
+            result["probabilities"] = out.exp().tolist()
+        elif loss == "cross_entropy":  # logits
+            result["probabilities"] = torch.softmax(out, dim=1).tolist()
         result["labels"] = [label_of(i, classes) for i in out.argmax(dim=1).tolist()]
     elif loss == "bce_with_logits":
         result["probabilities"] = torch.sigmoid(out).tolist()

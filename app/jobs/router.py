@@ -16,6 +16,7 @@ from app.jobs.lifecycle import JobStatus
 from app.jobs.reads import SharedReads, shared_reads
 from app.jobs.schemas import (JobCreated, JobPage, JobRead, MetricsRead, PlanRead, PredictRead,
                               PredictRequest, SpecRead)
+from app.ml.loss_activation import feeding_activation
 from app.ml.spec import JobSpec
 from app.storage import get_store
 
@@ -131,7 +132,9 @@ def predict_job(job_id: str, body: PredictRequest, db: SessionDep, tenant: Curre
     predict.require_trained(job)
     x = predict.as_batch(body.inputs, job.input_shape, get_settings().max_predict_rows)
     classes = service.classes_of(db_session=db, job=job)
-    result = predict.predict(_models().get(job), x, job.spec["loss"]["type"], classes)
+    found = feeding_activation(JobSpec.model_validate(job.spec).model.layers)
+    result = predict.predict(_models().get(job), x, job.spec["loss"]["type"], classes,
+                             activation=found[1] if found else None)
     return PredictRead(job_id=job.id, **result)
 
 
