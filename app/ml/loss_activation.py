@@ -15,15 +15,13 @@ OUTPUT_ACTIVATIONS = ("softmax", "log_softmax", "sigmoid")
 _OUTPUTS_IN_0_1 = ("every output is in (0, 1), so the sigmoid bce_with_logits applies gives more than "
                    "0.5 and every label is predicted 1")
 
+_SQUEEZED = "cross_entropy applies log-softmax itself, so the logits are squeezed into (0, 1) and training is slow"
+
 # (loss, activation) -> (refused, why, the one-line fix). Pairs left out train as meant:
 # log_softmax before cross_entropy is exact (log_softmax of log-probabilities changes nothing).
 RULES = {
-    ("cross_entropy", "softmax"): (False, "cross_entropy applies log-softmax itself, so the logits are "
-                                   "squeezed into (0, 1) and training is slow",
-                                   "drop the softmax: cross_entropy takes logits"),
-    ("cross_entropy", "sigmoid"): (False, "cross_entropy applies log-softmax itself, so the logits are "
-                                   "squeezed into (0, 1) and training is slow",
-                                   "drop the sigmoid: cross_entropy takes logits"),
+    ("cross_entropy", "softmax"): (False, _SQUEEZED, "drop the softmax: cross_entropy takes logits"),
+    ("cross_entropy", "sigmoid"): (False, _SQUEEZED, "drop the sigmoid: cross_entropy takes logits"),
     ("nll", "softmax"): (True, "nll takes log-probabilities, but softmax gives probabilities: nll "
                          "trains on -p and the loss goes negative",
                          "use log_softmax with nll (or drop the softmax and use cross_entropy)"),

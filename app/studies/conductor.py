@@ -77,17 +77,17 @@ def _lock(db_session: Session, study_id: str) -> Study | None:
                               .execution_options(populate_existing=True)).one()
 
 
-def trial_records(*, db_session: Session, request: StudyCreate, jobs: list[Job]) -> list[search.TrialRecord]:
-    """The search's trials as Optuna sees them, from the member jobs and their epoch metrics."""
-    points = repository.epoch_points(db_session=db_session, job_ids=[j.id for j in jobs])
-    metric, space = request.objective.metric, request.search.space
-    records = []
-    for j in jobs:
-        values = {p["epoch"]: p[metric] for p in points[j.id] if p.get(metric) is not None}
-        params = {k: (j.params or {}).get(normalize(k)) for k in space}
-        records.append(search.TrialRecord(number=j.member, params=params, state=STATES.get(j.status, "running"),
-                                          values=values))
-    return records
+def trial_records(*, request: StudyCreate, jobs: list[Job],
+                  reports: list[tuple[int, int, float]]) -> list[search.TrialRecord]:
+    """The search's trials as Optuna sees them: the member jobs, with their objective values by epoch
+    from ``reports`` (repository.objective_reports)."""
+    values: dict[int, dict[int, float]] = {}
+    for member, epoch, value in reports:
+        values.setdefault(member, {})[epoch] = value
+    space = request.search.space
+    return [search.TrialRecord(number=j.member, params={k: (j.params or {}).get(normalize(k)) for k in space},
+                               state=STATES.get(j.status, "running"), values=values.get(j.member, {}))
+            for j in jobs]
 
 
 def _new_trials(db_session: Session, study: Study, request: StudyCreate, jobs: list[Job], wanted: int) -> list[Job]:
@@ -95,7 +95,8 @@ def _new_trials(db_session: Session, study: Study, request: StudyCreate, jobs: l
     check counts toward the trials, is recorded in the study's log, and is not run."""
     if wanted <= 0 or len(jobs) + study.refused >= study.planned:
         return []  # no room, or every trial made: no history to read
-    made, records = [], trial_records(db_session=db_session, request=request, jobs=jobs)
+    reports = repository.objective_reports(db_session=db_session, jobs=jobs, metric=request.objective.metric)
+    made, records = [], trial_records(request=request, jobs=jobs, reports=reports)
     seed = trial_seed(request)
     while len(made) < wanted and len(jobs) + len(made) + study.refused < study.planned:
         number = len(jobs) + len(made)

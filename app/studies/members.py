@@ -115,13 +115,10 @@ def _set(node: Any, path: list[str | int], value: Any, o: Override) -> None:
     *parents, last = path
     for i, key in enumerate(parents):
         node = _child(node, key, parents[i + 1] if i + 1 < len(parents) else last, o)
+    _check_step(node, last, o)
     if isinstance(last, int):
-        if not isinstance(node, list) or not -len(node) <= last < len(node):
-            raise MemberError([{"field": o.source, "message": f"there is no item {last} at {o.path}"}])
         node[last] = value
         return
-    if not isinstance(node, dict):
-        raise MemberError([{"field": o.source, "message": f"{o.path} does not lead into an object"}])
     if last == "type" and node.get("type") != value:
         node.clear()  # a new type starts afresh: the old type's options are not the new one's
     old = node.get(last)
@@ -131,14 +128,18 @@ def _set(node: Any, path: list[str | int], value: Any, o: Override) -> None:
         node[last] = value
 
 
-def _child(node: Any, key: str | int, next_key: str | int, o: Override) -> Any:
+def _check_step(node: Any, key: str | int, o: Override) -> None:
+    """A path's next step must exist: an item of a list, or a key into an object."""
     if isinstance(key, int):
         if not isinstance(node, list) or not -len(node) <= key < len(node):
             raise MemberError([{"field": o.source, "message": f"there is no item {key} at {o.path}"}])
-        return node[key]
-    if not isinstance(node, dict):
+    elif not isinstance(node, dict):
         raise MemberError([{"field": o.source, "message": f"{o.path} does not lead into an object"}])
-    if node.get(key) is None:
+
+
+def _child(node: Any, key: str | int, next_key: str | int, o: Override) -> Any:
+    _check_step(node, key, o)
+    if isinstance(key, str) and node.get(key) is None:
         node[key] = [] if isinstance(next_key, int) else {}
     return node[key]
 

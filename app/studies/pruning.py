@@ -1,10 +1,7 @@
 """Whether a search's pruner stops a member now: asked by the member's own worker as its epochs arrive."""
-import math
-
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import Job, Metric, Study
+from app.models import Job, Study
 from app.studies import conductor, repository, search
 from app.studies.schemas import StudyCreate
 
@@ -22,21 +19,9 @@ def verdict(*, db_session: Session, study_id: str, job_id: str) -> str | None:
     study, job = db_session.get(Study, study_id), db_session.get(Job, job_id)
     request = StudyCreate.model_validate(study.spec)
     jobs = repository.members(db_session=db_session, study_id=study_id)
-    records = conductor.trial_records(db_session=db_session, request=request, jobs=jobs)
+    # One read of the members' epoch values serves both the trials and the replay's order.
+    reports = repository.objective_reports(db_session=db_session, jobs=jobs, metric=request.objective.metric)
     return search.prune_verdict(search=request.search, metric=request.objective.metric,
-                                mode=request.objective.mode, trials=records,
-                                reports=reports(db_session=db_session, jobs=jobs, metric=request.objective.metric),
-                                number=job.member, max_epochs=job.spec["training"]["epochs"])
-
-
-def reports(*, db_session: Session, jobs: list[Job], metric: str) -> list[tuple[int, int, float]]:
-    """(member, epoch, objective) of every member's epoch points, in the order they were recorded."""
-    number = {j.id: j.member for j in jobs}
-    rows = db_session.execute(select(Metric.job_id, Metric.epoch, Metric.values)
-                              .where(Metric.job_id.in_(list(number)), Metric.kind == "epoch").order_by(Metric.id))
-    out = []
-    for job_id, epoch, values in rows:
-        value = values.get(metric)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            out.append((number[job_id], epoch, float(value)))
-    return out
+                                mode=request.objective.mode,
+                                trials=conductor.trial_records(request=request, jobs=jobs, reports=reports),
+                                reports=reports, number=job.member, max_epochs=job.spec["training"]["epochs"])

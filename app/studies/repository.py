@@ -1,4 +1,6 @@
 """Study and member queries; they write nothing (a study's status: app/studies/lifecycle.py)."""
+import math
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -47,6 +49,16 @@ def epoch_points(*, db_session: Session, job_ids: list[str]) -> dict[str, list[d
     for job_id, epoch, step, values in rows:
         out[job_id].append({**values, "epoch": epoch, "step": step})
     return out
+
+
+def objective_reports(*, db_session: Session, jobs: list[Job], metric: str) -> list[tuple[int, int, float]]:
+    """(member, epoch, value of ``metric``) of the jobs' epoch points, in the order they were recorded
+    (the metric ids): a search's trials and its pruner's replay (app/studies/search.py)."""
+    number = {j.id: j.member for j in jobs}
+    rows = db_session.execute(select(Metric.job_id, Metric.epoch, Metric.values)
+                              .where(Metric.job_id.in_(list(number)), Metric.kind == "epoch").order_by(Metric.id))
+    return [(number[job_id], epoch, float(values[metric])) for job_id, epoch, values in rows
+            if isinstance(values.get(metric), (int, float)) and math.isfinite(values[metric])]
 
 
 def histories(*, db_session: Session, jobs: list[Job]) -> list[MemberHistory]:
