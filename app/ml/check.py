@@ -8,6 +8,7 @@ from app.ml.preprocessing import MAX_ONE_HOT_VALUES, one_hot_width
 from app.ml.errors import SpecError
 from app.ml.layers.rules import fmt
 from app.ml.layers.sizes import Shape
+from app.ml.optim.checks import check_method, method_bytes
 from app.ml.losses import CLASS_LABEL_LOSSES
 from app.ml.shapes import (BYTES_PER_PARAMETER, LayerReport, NetworkTrace, largest_layer, layer_count,
                            size_field, trace_network, walk)
@@ -172,6 +173,8 @@ def plan_job(spec: S.JobSpec, data: DatasetInfo, limits: Limits) -> Plan:
     out = traced.layers[-1].output_shape
     check_targets(spec.loss, out, data)
     params = _check_cost(spec, traced, limits, bs)
+    check_method(spec, traced.layers, n_train=n_train, batch_size=bs, parameters=params,
+                 outputs_per_row=math.prod(out), max_memory_bytes=limits.max_memory_bytes)
     steps_per_epoch = math.ceil(n_train / bs)
     total = steps_per_epoch * t.epochs
     if total > limits.max_steps:
@@ -179,4 +182,4 @@ def plan_job(spec: S.JobSpec, data: DatasetInfo, limits: Limits) -> Plan:
                         f"over the limit of {limits.max_steps:,}")
     return Plan(list(traced.layers), params, out, n_train, n_val, bs, steps_per_epoch, total,
                 _warnings(spec, n_train, n_val, bs), flops_per_step=traced.flops_per_step,
-                memory_bytes=traced.memory_bytes)
+                memory_bytes=traced.memory_bytes + method_bytes(spec, params, n_train * math.prod(out)))

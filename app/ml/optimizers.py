@@ -2,8 +2,9 @@
 from typing import Annotated, Literal, Union
 
 import torch
-from pydantic import Field, PositiveInt, ValidationInfo, field_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, ValidationInfo, field_validator
 
+from app.ml.optim import conjugate_gradient, levenberg_marquardt, newton, scaled_conjugate_gradient
 from app.ml.strict import StrictModel
 
 Betas = tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]]
@@ -132,8 +133,68 @@ class LBFGS(StrictModel):
     line_search_fn: Literal["strong_wolfe"] | None = None
 
 
+Positive = Annotated[float, Field(gt=0)]
+Shrink = Annotated[float, Field(gt=0, lt=1)]
+Grow = Annotated[float, Field(gt=1)]
+
+
+class Newton(StrictModel):
+    """Newton's method on the exact Hessian of the full-batch loss, damped (app/ml/optim/newton.py).
+    Needs n² floats of memory for n parameters."""
+
+    type: Literal["newton"]
+    lr: Lr = 1.0  # the step's scale: 1 is the Newton step
+    damping: Positive = 1e-3  # λ's first value in (H + λI); the rest as trainlm adapts mu
+    damping_dec: Shrink = 0.1
+    damping_inc: Grow = 10.0
+    damping_max: Positive = 1e10
+    line_search: Literal["backtracking"] | None = "backtracking"  # Armijo backtracking, then a larger λ
+    c1: Shrink = 1e-4
+    max_backtracks: NonNegativeInt = 10
+
+
+class LevenbergMarquardt(StrictModel):
+    """MATLAB's trainlm for the mse loss (app/ml/optim/levenberg_marquardt.py); its defaults."""
+
+    type: Literal["levenberg_marquardt"]
+    mu: Positive = 1e-3
+    mu_dec: Shrink = 0.1
+    mu_inc: Grow = 10.0
+    mu_max: Positive = 1e10
+
+
+class ConjugateGradient(StrictModel):
+    """Nonlinear conjugate gradient with a strong-Wolfe line search (app/ml/optim/conjugate_gradient.py)."""
+
+    type: Literal["conjugate_gradient"]
+    lr: Lr = 1.0  # scales each line search's first trial step
+    beta: Literal["fletcher_reeves", "polak_ribiere", "hestenes_stiefel"] = "polak_ribiere"
+    restart: PositiveInt | None = None  # steps between restarts along -g; None: the number of parameters
+    c1: Shrink = 1e-4  # sufficient decrease
+    c2: Shrink = 0.1  # curvature (Nocedal & Wright's choice for CG)
+    max_ls: PositiveInt = 25  # evaluations per line search
+    tolerance_change: NonNeg = 1e-9
+
+    @field_validator("c2")
+    @classmethod
+    def _c1_below_c2(cls, c2: float, info: ValidationInfo) -> float:
+        if c2 <= info.data.get("c1", 0):
+            raise ValueError(f"the strong Wolfe conditions need 0 < c1 < c2 < 1, got c1 {info.data['c1']}, c2 {c2}")
+        return c2
+
+
+class ScaledConjugateGradient(StrictModel):
+    """Møller's scaled conjugate gradient (1993), MATLAB's trainscg: no line search
+    (app/ml/optim/scaled_conjugate_gradient.py). Bounds and defaults are the paper's and trainscg's."""
+
+    type: Literal["scaled_conjugate_gradient"]
+    sigma: Annotated[float, Field(gt=0, le=1e-4)] = 5e-5  # the finite-difference step for the curvature
+    lambda_1: Annotated[float, Field(gt=0, le=1e-6)] = 5e-7  # the first scale λ1 (trainscg's lambda)
+
+
 Optimizer = Annotated[
-    Union[SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop, Adagrad, Adadelta, Rprop, LBFGS],
+    Union[SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop, Adagrad, Adadelta, Rprop, LBFGS, Newton,
+          LevenbergMarquardt, ConjugateGradient, ScaledConjugateGradient],
     Field(discriminator="type"),
 ]
 
@@ -149,7 +210,17 @@ OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
     "adadelta": torch.optim.Adadelta,
     "rprop": torch.optim.Rprop,
     "lbfgs": torch.optim.LBFGS,
+    "newton": newton.Newton,
+    "levenberg_marquardt": levenberg_marquardt.LevenbergMarquardt,
+    "conjugate_gradient": conjugate_gradient.ConjugateGradient,
+    "scaled_conjugate_gradient": scaled_conjugate_gradient.ScaledConjugateGradient,
 }
+
+# Full-batch methods that step from the exact derivatives of the whole loss (the training
+# loop hands them the loss as a function of the weights: worker/training/step.py).
+CURVATURE = ("newton", "levenberg_marquardt")
+# Methods that need the one full-batch objective (line searches, curvature): refused with batches.
+FULL_BATCH = (*CURVATURE, "conjugate_gradient", "scaled_conjugate_gradient")
 
 
 # PyTorch's fastest implementation of each optimizer, on the CPU and on CUDA alike: one

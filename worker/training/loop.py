@@ -103,7 +103,8 @@ class Trainer:
         self.autocast = precision.autocast(t.precision, device)
         self.scaler = precision.grad_scaler(t.precision, device)
         direct = get_settings().direct_kernels if direct is None else direct
-        self.step_kind = make_step(self.model, self.loss_fn, self.optimizer, self.scaler, direct=direct)
+        self.step_kind = make_step(self.model, self.loss_fn, self.optimizer, self.scaler, direct=direct,
+                                   penalty=self.regularizer.named_penalty)
         # Where the loop is: the next epoch and batch to run, steps done.
         self.epoch, self.batch, self.step = 1, 0, 0
         self.order: torch.Tensor | None = None
@@ -159,7 +160,7 @@ class Trainer:
                 reg.clip_gradients()
                 return loss, total
 
-            loss = step_kind.update(gradients)  # the optimizer step (fp16: skipped on overflow)
+            loss = step_kind.update(gradients, (xb, yb))  # the optimizer step (fp16: skipped on overflow)
             lr = self.scheduler.after_batch()  # the rate this step used; steps one_cycle
             reg.clip_weights()
             self.batch, self.step = self.batch + 1, self.step + 1

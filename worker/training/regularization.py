@@ -60,6 +60,7 @@ class Regularizer:
     def __init__(self, reg: Regularization, model: nn.Module):
         self.reg, self.model = reg, model
         self.weights = weights(model)
+        self.weight_names = [n for n, p in model.named_parameters() if p.dim() >= 2]
         # Read once, and nothing entered when unset: clip_weights's no_grad context alone
         # costs about a microsecond a step.
         self.penalized = bool(reg.l1 or reg.l2)
@@ -70,6 +71,11 @@ class Regularizer:
         if not self.penalized:
             return loss
         return loss + penalty(self.reg, self.weights)
+
+    def named_penalty(self, params: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The l1/l2 penalty of the given values of the model's named parameters (the weights
+        among them): what Newton's Hessian includes (app/ml/optim/objective.py)."""
+        return penalty(self.reg, [params[n] for n in self.weight_names]) if self.penalized else None
 
     def clip_gradients(self) -> None:
         if self.grad_clip:

@@ -2,14 +2,16 @@
 
 The epoch function (worker/training/loop.py) writes one gradient evaluation out in full
 (zero grad, forward, penalty, backward, unscale, diagnostics, clipping) and hands it to
-``step_kind.update(gradients)``. The kinds differ only in the lines that must differ:
+``step_kind.update(gradients, batch)``. The kinds differ only in the lines that must differ:
 
 - GradientStep: first-order optimizers (SGD, Adam, ...): evaluate once, then step.
 - ScaledStep: the same under fp16's gradient scaler: a scaled backward, an unscale, and the
   scaler's step (skipped on overflow) and scale update.
-- ClosureStep: closure-driven optimizers (L-BFGS): the optimizer evaluates as often as it
-  needs. Newton, Levenberg-Marquardt and conjugate gradient plug in here: add their class
-  to CLOSURE_DRIVEN (or subclass ClosureStep where their step needs more than a closure).
+- ClosureStep: closure-driven optimizers (L-BFGS, conjugate gradient, scaled conjugate
+  gradient): the optimizer evaluates as often as it needs.
+- CurvatureStep: Newton and Levenberg-Marquardt: the gradients once (the loss reported and
+  the diagnostics), then the optimizer steps from the exact derivatives of the batch's loss as
+  a function of the weights (app/ml/optim/objective.py).
 
 With ``direct`` the forward, backward, update and zero-grad calls come from
 worker/training/direct.py; without it they are the ordinary PyTorch calls.
@@ -21,12 +23,20 @@ from torch import nn
 
 from app.ml.conflicts import FP16_LBFGS
 from app.ml.errors import SpecError
+from app.ml.optim.conjugate_gradient import ConjugateGradient
+from app.ml.optim.levenberg_marquardt import LevenbergMarquardt
+from app.ml.optim.newton import Newton
+from app.ml.optim.objective import Objective, Penalty
+from app.ml.optim.scaled_conjugate_gradient import ScaledConjugateGradient
 from worker.training import direct as fast
 
 # The gradient evaluation the epoch function builds: (data loss, loss with penalty).
 Gradients = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+Batch = tuple[torch.Tensor, torch.Tensor]  # (inputs, targets)
 
-CLOSURE_DRIVEN: tuple[type[torch.optim.Optimizer], ...] = (torch.optim.LBFGS,)
+CLOSURE_DRIVEN: tuple[type[torch.optim.Optimizer], ...] = (torch.optim.LBFGS, ConjugateGradient,
+                                                           ScaledConjugateGradient)
+CURVATURE_DRIVEN: tuple[type[torch.optim.Optimizer], ...] = (Newton, LevenbergMarquardt)
 
 
 class GradientStep:
@@ -49,7 +59,7 @@ class GradientStep:
     def unscale(self) -> None:
         """Nothing to undo: the gradients are the true ones."""
 
-    def update(self, gradients: Gradients) -> torch.Tensor:
+    def update(self, gradients: Gradients, batch: Batch) -> torch.Tensor:
         """Evaluate the gradients, step the optimizer; return the data loss, detached."""
         loss, _ = gradients()
         self.optimizer_step()
@@ -72,7 +82,7 @@ class ScaledStep(GradientStep):
         """Unscale the gradients, so that clipping and the diagnostics see the true ones."""
         self.scaler.unscale_(self.optimizer)
 
-    def update(self, gradients: Gradients) -> torch.Tensor:
+    def update(self, gradients: Gradients, batch: Batch) -> torch.Tensor:
         """Evaluate the gradients, step through the scaler, update the scale."""
         loss, _ = gradients()
         self.scaler.step(self.optimizer)
@@ -83,7 +93,7 @@ class ScaledStep(GradientStep):
 class ClosureStep(GradientStep):
     """A closure-driven step (L-BFGS): the optimizer evaluates the gradients as often as it needs."""
 
-    def update(self, gradients: Gradients) -> torch.Tensor:
+    def update(self, gradients: Gradients, batch: Batch) -> torch.Tensor:
         """Step with the evaluation as the closure; return the loss at the start of the step,
         as ``loss = optimizer.step(closure)`` gives."""
         first: list[torch.Tensor] = []
@@ -98,9 +108,31 @@ class ClosureStep(GradientStep):
         return first[0]
 
 
+class CurvatureStep(GradientStep):
+    """Newton, Levenberg-Marquardt: the optimizer differentiates the batch's loss as a function of
+    the weights (with the same l1/l2 penalty the gradients add)."""
+
+    def __init__(self, model: nn.Sequential, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+                 penalty: Penalty | None, *, direct: bool):
+        super().__init__(model, loss_fn, optimizer, direct=direct)
+        self.model, self.loss_fn, self.penalty = model, loss_fn, penalty
+
+    def update(self, gradients: Gradients, batch: Batch) -> torch.Tensor:
+        """The loss at the start of the step (and the gradients the diagnostics read), then the step."""
+        loss, _ = gradients()
+        params = self.optimizer.param_groups[0]["params"]
+        self.optimizer.step(Objective(self.model, self.loss_fn, *batch, params, self.penalty))
+        return loss.detach()
+
+
 def make_step(model: nn.Sequential, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
-              scaler: torch.amp.GradScaler | None, *, direct: bool) -> GradientStep:
-    """Return the step kind the optimizer and training.precision need."""
+              scaler: torch.amp.GradScaler | None, *, direct: bool, penalty: Penalty | None = None) -> GradientStep:
+    """Return the step kind the optimizer and training.precision need; ``penalty`` is the l1/l2
+    term as a function of the named weights (for the curvature methods)."""
+    if isinstance(optimizer, CURVATURE_DRIVEN):
+        if scaler is not None:
+            raise SpecError("training.precision", "newton and levenberg_marquardt train in fp32")
+        return CurvatureStep(model, loss_fn, optimizer, penalty, direct=direct)
     if isinstance(optimizer, CLOSURE_DRIVEN):
         if scaler is not None:
             raise SpecError("training.precision", FP16_LBFGS)  # a Trainer built without the pre-flight
