@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy.orm import Session
 
 from app.datasets import repository, service
-from app.ml.check import DatasetInfo, Limits, Plan, check_targets, plan_job
+from app.ml.check import DatasetInfo, Limits, Plan, check_targets, plan_job, probability_rows
 from app.ml.dataset_files import ParsedDataset
 from app.ml.preprocessing import one_hot_width
 from app.ml.data_spec import BUILTIN_SPECS
@@ -77,7 +77,10 @@ def _check_validation(spec: JobSpec, train: DatasetInfo, val: DatasetInfo, out: 
     if val.feature_shape != train.feature_shape:
         raise SpecError(VALIDATION, f"has rows of shape {list(val.feature_shape)}, but the training "
                         f"dataset's are {list(train.feature_shape)}")
-    if (val.target_kind, val.target_shape) != (train.target_kind, train.target_shape):
+    # Probability rows are floats to the loss however they were stored: one-hot rows sent as
+    # whole numbers are integer, soft labels float, and either validates the other.
+    kinds_matter = not probability_rows(spec.loss, train)
+    if val.target_shape != train.target_shape or (kinds_matter and val.target_kind != train.target_kind):
         raise SpecError(VALIDATION, f"has {val.target_kind} targets of shape {list(val.target_shape)}, but "
                         f"the training dataset has {train.target_kind} of shape {list(train.target_shape)}")
     if _has_text(train_classes) or _has_text(val_classes):

@@ -58,26 +58,83 @@ def one_hot_targets(loss: S.LossSpec, data: DatasetInfo) -> DatasetInfo:
                         f"{data.target_kind} with shape {fmt(data.target_shape)}; use targets: index")
     if data.target_min < 0:
         raise SpecError("data.targets", f"one_hot needs class labels from 0 up, got {data.target_min:g}")
-    if loss.type in CLASS_LABEL_LOSSES:
-        raise SpecError("data.targets", f"{loss.type} takes class indices; one_hot is for element-wise "
-                        "losses such as mse or bce_with_logits: use targets: index")
+    if loss.type == "nll":
+        raise SpecError("data.targets", "nll takes class indices only: use targets: index, or cross_entropy "
+                        "(it takes one-hot and probability rows)")
     width = one_hot_width(data.target_max)
     if width * data.rows > MAX_ONE_HOT_VALUES:
         raise SpecError("data.targets", f"one_hot of {data.rows:,} rows over {width:,} classes is "
                         f"{width * data.rows:,} values, over the limit of {MAX_ONE_HOT_VALUES:,}")
-    return replace(data, target_shape=(width,), target_kind="float", target_min=0.0, target_max=1.0,
-                   targets="index")
+    return replace(data, target_shape=(width,), target_kind="float", target_min=0.0, target_max=1.0)
+
+
+def probability_rows(loss: S.LossSpec, data: DatasetInfo) -> bool:
+    """Targets cross_entropy takes as class probabilities: a row of k values per sample (one-hot
+    or soft labels; integer or float) against k outputs. nll takes class indices only."""
+    return loss.type == "cross_entropy" and (len(data.target_shape) == 1 or data.targets == "one_hot")
+
+
+def _columns(data: DatasetInfo) -> str:
+    k = data.target_shape[0]
+    if data.targets == "one_hot":
+        return f"data.targets one_hot makes {k} columns (labels 0..{k - 1})"
+    return f"the targets have {k} columns (one probability per class)"
+
+
+def _check_probabilities(loss: S.LossSpec, out: Shape, data: DatasetInfo) -> None:
+    """cross_entropy on (batch, k) probability rows: PyTorch needs k outputs, and reads each value
+    as a class's probability, so a negative one is an error in the data."""
+    k = data.target_shape[0]
+    if len(out) != 1:
+        raise SpecError("model.layers", f"cross_entropy needs output (batch, classes), got {fmt(out)}")
+    if out[0] != k:
+        other = "; or use targets: index, which takes any width above the largest label" \
+            if data.targets == "one_hot" else ""
+        raise SpecError("model.layers", f"{_columns(data)}, so cross_entropy needs {k} outputs, "
+                        f"but the last layer gives {out[0]}{other}")
+    if data.target_min < 0:
+        raise SpecError("dataset", "cross_entropy reads each target row as class probabilities, which "
+                        f"cannot be negative, but the targets go down to {data.target_min:g}")
+    if loss.weight is not None and len(loss.weight) != k:
+        raise SpecError("loss.weight", f"gives {len(loss.weight)} class weights for {k} classes")
+
+
+def target_warnings(loss: S.LossSpec, data: DatasetInfo) -> list[str]:
+    """Probability rows that do not sum to 1: PyTorch trains on them as given, so a warning.
+
+    Told from the dataset's stored range alone (no pass over the rows): a value over 1 makes its
+    row sum to more than 1; a largest value under 1/k makes every row sum to less."""
+    if not probability_rows(loss, data) or data.targets == "one_hot":  # one-hot rows sum to 1
+        return []
+    k, top = data.target_shape[0], data.target_max
+    if top > 1:
+        return [f"target rows should sum to 1 (class probabilities), but a target is {top:g}, so its row "
+                "sums to more than 1; cross_entropy trains on the rows as given"]
+    if top * k < 1:
+        return [f"target rows should sum to 1 (class probabilities), but the largest target is {top:g} "
+                f"over {k} columns, so every row sums to less than 1; cross_entropy trains on the rows as given"]
+    return []
+
+
+def _not_indices(loss: S.LossSpec, data: DatasetInfo) -> str:
+    """Why these targets are not class indices, and what to use instead."""
+    if len(data.target_shape) == 1:  # rows of k values: one-hot or probabilities
+        return (f"{loss.type} takes class indices (one integer label per row), but the targets are rows "
+                f"of {data.target_shape[0]} values (one-hot or class probabilities); use cross_entropy "
+                "for probability rows, or give index labels")
+    return (f"{loss.type} needs one integer class label per row, but the targets are "
+            f"{data.target_kind} with shape {fmt(data.target_shape)}; use mse or l1 for regression")
 
 
 def check_targets(loss: S.LossSpec, out: Shape, data: DatasetInfo) -> None:
     """Raises SpecError when the loss cannot compare the model's output with the targets."""
     if data.targets == "one_hot":
         data = one_hot_targets(loss, data)
+    if probability_rows(loss, data):
+        return _check_probabilities(loss, out, data)
     if loss.type in CLASS_LABEL_LOSSES:
         if data.target_kind != "integer" or data.target_shape != ():
-            raise SpecError("loss.type", f"{loss.type} needs one integer class label per row, "
-                            f"but the targets are {data.target_kind} with shape {fmt(data.target_shape)}; "
-                            "use mse or l1 for regression")
+            raise SpecError("loss.type", _not_indices(loss, data))
         if len(out) != 1:
             raise SpecError("model.layers", f"{loss.type} needs output (batch, classes), got {fmt(out)}")
         if data.target_min < 0 or data.target_max >= out[0]:
@@ -181,5 +238,6 @@ def plan_job(spec: S.JobSpec, data: DatasetInfo, limits: Limits) -> Plan:
         raise SpecError("training.epochs", f"{t.epochs} epochs of {steps_per_epoch} steps is {total:,} steps, "
                         f"over the limit of {limits.max_steps:,}")
     return Plan(list(traced.layers), params, out, n_train, n_val, bs, steps_per_epoch, total,
-                _warnings(spec, n_train, n_val, bs), flops_per_step=traced.flops_per_step,
+                [*target_warnings(spec.loss, data), *_warnings(spec, n_train, n_val, bs)],
+                flops_per_step=traced.flops_per_step,
                 memory_bytes=traced.memory_bytes + method_bytes(spec, params, n_train * math.prod(out)))

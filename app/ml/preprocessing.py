@@ -28,8 +28,11 @@ def split_indices(n: int, validation_split: float, generator: torch.Generator) -
 
 
 def targets_for_loss(y: np.ndarray, loss_type: str):
-    """The target tensor a loss expects: class indices, or float columns."""
-    if loss_type in CLASS_LABEL_LOSSES:
+    """The target tensor a loss expects: class indices, or float columns.
+
+    Rows of k values for cross_entropy are class probabilities (one-hot or soft labels): float,
+    as nn.CrossEntropyLoss takes them, even when they were stored as whole numbers."""
+    if loss_type in CLASS_LABEL_LOSSES and np.ndim(y) == 1:
         return torch.as_tensor(y, dtype=torch.int64)
     t = torch.as_tensor(y, dtype=torch.float32)
     # A 1-D target is one column, matching a (batch, 1) output; left 1-D, the

@@ -78,7 +78,7 @@ BAD = [
     ({"data": {"validation_dataset": "ds_x"}, "training": {"validation_split": 0.2}}, "data",
      "validation_split to 0"),
     ({"data": {"validation_dataset": "ds_missing"}}, "data.validation_dataset", "no dataset"),
-    ({"data": {"targets": "one_hot"}}, "data.targets", "class indices"),
+    ({"data": {"targets": "one_hot"}, "loss": {"type": "nll"}}, "data.targets", "class indices only"),
     ({"data": {"standardise": True}}, "data.standardise", "Extra inputs"),
 ]
 

@@ -250,6 +250,13 @@ def test_cross_entropy_targets_are_int64_1d():
     assert t.tolist() == [2, 0, 1]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.int64])  # soft labels; one-hot rows sent as whole numbers
+def test_cross_entropy_probability_rows_are_float32(dtype):
+    t = targets_for_loss(np.array([[0.0, 1.0], [1.0, 0.0]], dtype=dtype), "cross_entropy")
+    assert t.dtype == torch.float32 and t.shape == (2, 2)
+    assert t.tolist() == [[0.0, 1.0], [1.0, 0.0]]
+
+
 @pytest.mark.parametrize("loss", ["mse", "l1", "bce_with_logits"])
 def test_elementwise_targets_are_float_columns(loss):
     t = targets_for_loss(np.array([1, 0, 1], dtype=np.int64), loss)

@@ -115,14 +115,17 @@ def labels_info(k=3, rows=50, lo=0) -> DatasetInfo:
                        target_min=lo, target_max=k - 1, targets="one_hot")
 
 
-@pytest.mark.parametrize("loss", ["mse", "l1", "bce_with_logits"])
-def test_preflight_takes_one_hot_labels_for_elementwise_losses(loss):
+@pytest.mark.parametrize("loss", ["mse", "l1", "bce_with_logits", "cross_entropy"])
+def test_preflight_takes_one_hot_labels_for_elementwise_losses_and_cross_entropy(loss):
     check_targets(job(loss).loss, (3,), labels_info())
 
 
 @pytest.mark.parametrize("info,loss,out,field,words", [
     (labels_info(), "mse", (1,), "model.layers", "(batch, 3)"),
-    (labels_info(), "cross_entropy", (3,), "data.targets", "class indices"),
+    (labels_info(), "nll", (3,), "data.targets", "nll takes class indices only: use targets: index, or "
+     "cross_entropy"),
+    (labels_info(), "cross_entropy", (4,), "model.layers", "one_hot makes 3 columns (labels 0..2), so "
+     "cross_entropy needs 3 outputs, but the last layer gives 4; or use targets: index"),
     (labels_info(lo=-1), "mse", (3,), "data.targets", "from 0 up"),
     (DatasetInfo(50, (4,), (), "float", 0.0, 1.0, targets="one_hot"), "mse", (2,), "data.targets",
      "integer class label"),

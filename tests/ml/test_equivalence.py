@@ -32,8 +32,9 @@ def plain_loop(x, y, *, make_model, make_optimizer, loss_fn, loss_type, epochs, 
     def targets(labels):
         if one_hot:                                # width: the training dataset's largest label + 1
             return nn.functional.one_hot(torch.as_tensor(labels), int(y.max()) + 1).to(torch.float32)
-        if loss_type == "cross_entropy":
+        if loss_type == "cross_entropy" and labels.ndim == 1:
             return torch.as_tensor(labels, dtype=torch.int64)
+        # cross_entropy's (n, k) class-probability rows, and every element-wise target: float32
         t = torch.as_tensor(labels, dtype=torch.float32)
         return t.unsqueeze(1) if t.ndim == 1 else t  # a 1-D target is one column
 
@@ -91,8 +92,8 @@ def plain_evaluate(model, loss_fn, xv, yv, loss_type, chunk=8192):
         for i in range(0, len(xv), chunk):
             out, yb = model(xv[i:i + chunk]), yv[i:i + chunk]
             total += loss_fn(out, yb) * len(yb)
-            if loss_type == "cross_entropy":
-                correct += (out.argmax(dim=1) == yb).sum()
+            if loss_type == "cross_entropy":               # a probability row's class: its argmax
+                correct += (out.argmax(dim=1) == (yb.argmax(dim=1) if yb.ndim == 2 else yb)).sum()
             elif loss_type == "bce_with_logits":
                 correct += ((out > 0) == (yb > 0.5)).float().mean(dim=1).sum()
     model.train()
@@ -267,6 +268,52 @@ def _one_hot_bce_validation_dataset():
     return spec, x, y, plain
 
 
+def _soft_labels_cross_entropy():
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((70, 4)).astype(np.float32)  # 14 val, 56 train
+    logits = x[:, :3] * 2 + rng.standard_normal((70, 3))
+    y = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32)  # soft labels
+    spec = {
+        "model": {"layers": [{"type": "linear", "out_features": 8}, {"type": "relu"},
+                             {"type": "linear", "out_features": 3}]},
+        "loss": {"type": "cross_entropy", "label_smoothing": 0.1, "weight": [1.0, 2.0, 0.5]},
+        "optimizer": {"type": "adam", "lr": 0.02},
+        "training": {"epochs": 3, "batch_size": 10, "validation_split": 0.2, "shuffle": True,
+                     "seed": 15, "log_every_steps": 2},
+    }
+    plain = dict(
+        make_model=lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)),
+        make_optimizer=lambda p: torch.optim.Adam(p, lr=0.02, fused=True),
+        loss_fn=nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 0.5]), label_smoothing=0.1),
+    )
+    return spec, x, y, plain
+
+
+def _integer_one_hot_rows_cross_entropy():
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((40, 3)).astype(np.float32)
+    y = np.eye(3, dtype=np.int64)[rng.integers(0, 3, 40)]  # (n, 3) of 0/1, as inline JSON stores them
+    spec = {
+        "model": {"layers": [{"type": "linear", "out_features": 3}]},
+        "loss": {"type": "cross_entropy"},
+        "optimizer": {"type": "sgd", "lr": 0.2},
+        "training": {"epochs": 3, "batch_size": 8, "validation_split": 0.25, "shuffle": True,
+                     "seed": 16, "log_every_steps": 1},
+    }
+    plain = dict(
+        make_model=lambda: nn.Sequential(nn.Linear(3, 3)),
+        make_optimizer=lambda p: torch.optim.SGD(p, lr=0.2, fused=True),
+        loss_fn=nn.CrossEntropyLoss(),
+    )
+    return spec, x, y, plain
+
+
+def _one_hot_cross_entropy():
+    spec, x, y, plain = _standardized()
+    spec = {**spec, "data": {"standardize": True, "targets": "one_hot"}}
+    return spec, x, y, {**plain, "one_hot": True}
+
+
 CASES = {
     "mlp_dropout_sgd_momentum_val_shuffle": _mlp_dropout,
     "mse_1d_target_full_batch_adam": _mse_full_batch_adam,
@@ -276,6 +323,9 @@ CASES = {
     "standardized_val_split": _standardized,
     "one_hot_mse_standardized": _one_hot_mse,
     "one_hot_bce_validation_dataset": _one_hot_bce_validation_dataset,
+    "soft_labels_cross_entropy_smoothing_weight": _soft_labels_cross_entropy,
+    "integer_one_hot_rows_cross_entropy": _integer_one_hot_rows_cross_entropy,
+    "one_hot_cross_entropy_standardized": _one_hot_cross_entropy,
 }
 
 

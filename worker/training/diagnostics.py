@@ -32,6 +32,12 @@ def norms(model: nn.Module, grads: dict) -> dict:
             "param_norm": params.pop("total", None), "param_norms": params}
 
 
+def class_of(targets: torch.Tensor) -> torch.Tensor:
+    """Each row's class: the index label, or the argmax of a probability (or one-hot) row; a tie
+    goes to the first of the tied classes, as torch.argmax breaks it."""
+    return targets.argmax(dim=1) if targets.ndim == 2 else targets
+
+
 def evaluate(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_type: str,
              autocast: Callable[[], AbstractContextManager]) -> dict:
     """The validation loss (and accuracy for classification losses), in chunks, without gradients."""
@@ -45,7 +51,7 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Ten
                 chunk_loss = loss_fn(out, yb)
             total += chunk_loss * len(yb)
             if loss_type in ("cross_entropy", "nll"):
-                correct += (out.argmax(dim=1) == yb).sum()
+                correct += (out.argmax(dim=1) == class_of(yb)).sum()
             elif loss_type == "bce_with_logits":
                 correct += ((out > 0) == (yb > 0.5)).float().mean(dim=1).sum()
     model.train()
