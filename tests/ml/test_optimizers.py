@@ -13,6 +13,10 @@ from torch import nn
 
 from app.ml import spec as S
 from app.ml.build import OPTIMIZER_CLASSES, build_optimizer
+from app.ml.optim.conjugate_gradient import ConjugateGradient
+from app.ml.optim.levenberg_marquardt import LevenbergMarquardt
+from app.ml.optim.newton import Newton
+from app.ml.optim.scaled_conjugate_gradient import ScaledConjugateGradient
 from tests.ml.optimizer_rules import (rprop_rule, adadelta_rule, adagrad_rule, adam_rule, adamax_rule, nadam_rule,
                                       radam_rule, rmsprop_rule, sgd_rule)
 
@@ -114,18 +118,27 @@ CASES = [
     ("rprop", {"type": "rprop", "lr": 0.3, "etas": [0.4, 1.5], "step_sizes": [1e-3, 0.5]},
      rprop_rule(lr=0.3, etas=(0.4, 1.5), step_sizes=(1e-3, 0.5))),
     ("lbfgs", {"type": "lbfgs", "lr": 0.5, "max_iter": 1, "history_size": 5}, None),
+    # Trainyard's own (app/ml/optim): their steps are checked against references written out by
+    # hand in tests/ml/test_newton_lm.py, test_conjugate_gradient.py, test_scaled_conjugate_gradient.py.
+    ("newton", {"type": "newton", "lr": 0.5, "damping": 1e-2, "line_search": None, "max_backtracks": 3}, None),
+    ("levenberg_marquardt", {"type": "levenberg_marquardt", "mu": 0.01, "mu_inc": 5.0, "mu_max": 1e8}, None),
+    ("conjugate_gradient", {"type": "conjugate_gradient", "beta": "fletcher_reeves", "restart": 3, "c2": 0.2}, None),
+    ("scaled_conjugate_gradient", {"type": "scaled_conjugate_gradient", "sigma": 1e-5, "lambda_1": 1e-7}, None),
 ]
 TORCH_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
                  "adamax": torch.optim.Adamax, "nadam": torch.optim.NAdam, "radam": torch.optim.RAdam,
                  "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad,
                  "adadelta": torch.optim.Adadelta, "rprop": torch.optim.Rprop, "lbfgs": torch.optim.LBFGS}
+OWN_CLASSES = {"newton": Newton, "levenberg_marquardt": LevenbergMarquardt,
+               "conjugate_gradient": ConjugateGradient, "scaled_conjugate_gradient": ScaledConjugateGradient}
+TORCH_CASES = [c for c in CASES if c[1]["type"] in TORCH_CLASSES]
 RULE_CASES = [c for c in CASES if c[2] is not None]
 # The implementation flags docs/equivalence.md names: fused where PyTorch has a fused
 # optimizer, the multi-tensor path for the rest, neither for L-BFGS.
 FLAGS = {"sgd": {"fused": True}, "adam": {"fused": True}, "adamw": {"fused": True},
          "adagrad": {"fused": True}, "adamax": {"foreach": True}, "nadam": {"foreach": True},
          "radam": {"foreach": True}, "rmsprop": {"foreach": True}, "adadelta": {"foreach": True},
-         "rprop": {"foreach": True}, "lbfgs": {}}
+         "rprop": {"foreach": True}, "lbfgs": {}, **{tag: {} for tag in OWN_CLASSES}}
 
 
 def parse(options: dict) -> S.Optimizer:
@@ -155,7 +168,7 @@ def test_options_reach_the_param_groups(options):
     model = fresh_model()
     opt = build_optimizer(spec, model.parameters())
     assert type(opt) is OPTIMIZER_CLASSES[options["type"]]
-    assert type(opt) is TORCH_CLASSES[options["type"]]
+    assert type(opt) is {**TORCH_CLASSES, **OWN_CLASSES}[options["type"]]
     (group,) = opt.param_groups
     assert [id(p) for p in group["params"]] == [id(model.weight), id(model.bias)]
     # every field of the parsed spec, defaults included, is what torch uses
@@ -186,7 +199,7 @@ def test_first_steps_follow_the_documented_update_rule(options, rule):
         torch.testing.assert_close(g, w, **TOL)
 
 
-@pytest.mark.parametrize("options", [c[1] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("options", [c[1] for c in TORCH_CASES], ids=[c[0] for c in TORCH_CASES])
 def test_first_steps_equal_torchs_own_optimizer_bitwise(options):
     spec = parse(options)
     cls = TORCH_CLASSES[options["type"]]
@@ -230,7 +243,7 @@ def test_adam_and_adamw_are_not_interchangeable():
 
 
 def test_default_options_equal_torch_defaults_step_for_step():
-    for tag, cls in OPTIMIZER_CLASSES.items():
+    for tag, cls in TORCH_CLASSES.items():
         got = run_torch(lambda params: build_optimizer(parse({"type": tag}), params))
         want = run_torch(lambda params: cls(params, **FLAGS[tag]))
         for g, w in zip(got, want):
@@ -290,3 +303,11 @@ def test_lbfgs_follows_the_two_loop_recursion():
         torch.testing.assert_close(g, w, **TOL)
     start = fresh_model()
     assert not torch.equal(got[0], start.weight.detach())
+
+
+def test_our_optimizers_defaults_are_the_specs():
+    """The spec's defaults (documented with their sources) are the classes' own."""
+    for tag, cls in OWN_CLASSES.items():
+        built = build_optimizer(parse({"type": tag}), fresh_model().parameters()).param_groups[0]
+        plain = cls(fresh_model().parameters()).param_groups[0]
+        assert {k: v for k, v in built.items() if k != "params"} == {k: v for k, v in plain.items() if k != "params"}

@@ -222,7 +222,7 @@ def test_one_group_only_and_options_checked():
         ScaledConjugateGradient([{"params": [a]}, {"params": [b]}])
     with pytest.raises(ValueError, match="sigma"):
         ScaledConjugateGradient([a], sigma=0)
-    with pytest.raises(ValueError, match="lambda_"):
-        ScaledConjugateGradient([a], lambda_=-1.0)
+    with pytest.raises(ValueError, match="lambda_1"):
+        ScaledConjugateGradient([a], lambda_1=-1.0)
     group = ScaledConjugateGradient([a]).param_groups[0]
-    assert (group["lr"], group["sigma"], group["lambda_"]) == (1.0, 5e-5, 5e-7)
+    assert (group["lr"], group["sigma"], group["lambda_1"]) == (1.0, 5e-5, 5e-7)

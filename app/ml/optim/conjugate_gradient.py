@@ -18,6 +18,8 @@ Restarts (d_k = -g_k): on the first step; every ``restart`` steps since the last
 n, the number of parameters, N&W's choice in 5.2 "Practical versions"); whenever d_k is not a
 descent direction (g_k.d_k >= 0); after a line search that did not lower the loss.
 """
+import math
+
 import torch
 from torch.optim import Optimizer
 
@@ -87,6 +89,8 @@ class ConjugateGradient(Optimizer):
 
         orig_loss = closure()
         loss = float(orig_loss)
+        if not math.isfinite(loss):  # no line search from here: the training loop's divergence guard acts
+            return orig_loss
         g = flat_grad(params)
         state["n_iter"] = state.get("n_iter", 0) + 1
 

@@ -21,7 +21,7 @@ class ScaledConjugateGradient(Optimizer):
     Args:
         sigma: the finite-difference scale, sigma_k = sigma / |p_k| (default 5e-5, MATLAB
             trainscg's; Møller asks 0 < sigma <= 1e-4).
-        lambda_: lambda_1, the first scale of the Hessian's stand-in (default 5e-7, trainscg's;
+        lambda_1: the first scale of the Hessian's stand-in (default 5e-7, trainscg's;
             Møller asks 0 < lambda_1 <= 1e-6).
 
     The group also has ``lr`` = 1.0, which SCG does not use: Møller's method sets its own step
@@ -37,12 +37,12 @@ class ScaledConjugateGradient(Optimizer):
     numbers, so ``state_dict`` round-trips and a loaded optimizer continues exactly.
     """
 
-    def __init__(self, params, sigma=5e-5, lambda_=5e-7):
+    def __init__(self, params, sigma=5e-5, lambda_1=5e-7):
         if not sigma > 0:
             raise ValueError(f"sigma must be > 0, not {sigma}")
-        if not lambda_ > 0:
-            raise ValueError(f"lambda_ must be > 0, not {lambda_}")
-        super().__init__(params, dict(lr=1.0, sigma=sigma, lambda_=lambda_))
+        if not lambda_1 > 0:
+            raise ValueError(f"lambda_1 must be > 0, not {lambda_1}")
+        super().__init__(params, dict(lr=1.0, sigma=sigma, lambda_1=lambda_1))
         if len(self.param_groups) != 1:
             raise ValueError("ScaledConjugateGradient doesn't support per-parameter options (parameter groups)")
 
@@ -61,7 +61,7 @@ class ScaledConjugateGradient(Optimizer):
 
         if "p" not in state:  # step 1
             state.update(k=1, success=True, p=r.clone(), lambda_bar=0.0)
-            state["lambda"] = group["lambda_"]
+            state["lambda"] = group["lambda_1"]
         k, p = state["k"], state["p"]
         lam, lam_bar = state["lambda"], state["lambda_bar"]
         p_sq = float(p.dot(p))
