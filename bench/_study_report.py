@@ -24,9 +24,9 @@ def _options(spec: dict) -> str:
     return f"`{' '.join(parts)}`"
 
 
-def leaderboard_table(study: dict, specs: dict[str, dict]) -> list[str]:
+def leaderboard_table(study: dict, specs: dict[str, dict], metric: str = "val_loss") -> list[str]:
     """The leaderboard's rows as markdown lines, in the service's rank order."""
-    lines = ["| rank | variant | optimizer | final val_loss | best | target reached | epochs to target | "
+    lines = [f"| rank | variant | optimizer | final {metric} | best | target reached | epochs to target | "
              "s to target | AUC | wall s |",
              "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in study["leaderboard"]["rows"]:
@@ -92,15 +92,18 @@ def _mean_rank(rank: dict, variant: str) -> float:
     return sum(ranks) / len(ranks) if ranks else float("inf")
 
 
-def plot_curves(curves: dict, path: Path, *, title: str) -> None:
-    """Each variant's mean against x, with its min-max band, log-y; saved as a PNG."""
+def plot_curves(curves: dict, path: Path | None, *, title: str, ax=None) -> None:
+    """Each variant's mean against x, with its min-max band, log-y; saved as a PNG (or drawn on
+    ``ax``, a panel of a caller's figure, when path is None)."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: the figure goes to a file
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-    colors = plt.get_cmap("tab10").colors
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    colors = plt.get_cmap("tab20" if len(curves["variants"]) > 10 else "tab10").colors
     for i, variant in enumerate(curves["variants"]):
         color = colors[i % len(colors)]
         # Dashed every other line: two variants that train alike (momentum, Nesterov) stay visible.
@@ -113,6 +116,7 @@ def plot_curves(curves: dict, path: Path, *, title: str) -> None:
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(ncol=2, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    if fig is not None:
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)

@@ -12,8 +12,9 @@ from app.ml.data_spec import DataOptions, DatasetRef
 from app.ml.layers.init import Init
 from app.ml.layers.specs import Layer
 from app.ml.losses import Loss, LossSpec, loss_spec  # noqa: F401  (re-exported: S.LossSpec, S.Adam, ...)
-from app.ml.optimizers import (SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, LBFGS,  # noqa: F401
-                               NAdam, Optimizer, RAdam, RMSprop, Rprop)
+from app.ml.optimizers import (SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, ConjugateGradient,  # noqa: F401
+                               LBFGS, LevenbergMarquardt, NAdam, Newton, Optimizer, RAdam, RMSprop, Rprop,
+                               ScaledConjugateGradient)
 from app.ml.regularization import Regularization
 from app.ml.schedules import Schedule
 from app.ml.strict import StrictModel

@@ -17,8 +17,17 @@ from app.ml.optim.conjugate_gradient import ConjugateGradient
 from app.ml.optim.levenberg_marquardt import LevenbergMarquardt
 from app.ml.optim.newton import Newton
 from app.ml.optim.scaled_conjugate_gradient import ScaledConjugateGradient
-from tests.ml.optimizer_rules import (rprop_rule, adadelta_rule, adagrad_rule, adam_rule, adamax_rule, nadam_rule,
-                                      radam_rule, rmsprop_rule, sgd_rule)
+from tests.ml.optimizer_rules import (
+    adadelta_rule,
+    adagrad_rule,
+    adam_rule,
+    adamax_rule,
+    nadam_rule,
+    radam_rule,
+    rmsprop_rule,
+    rprop_rule,
+    sgd_rule,
+)
 
 STEPS = 3
 TOL = {"rtol": 1e-5, "atol": 1e-6}

@@ -7,6 +7,10 @@ from pydantic import ValidationError
 
 from app.ml import spec as S
 from app.ml.layers import specs as L
+from app.ml.optim.conjugate_gradient import ConjugateGradient
+from app.ml.optim.levenberg_marquardt import LevenbergMarquardt
+from app.ml.optim.newton import Newton
+from app.ml.optim.scaled_conjugate_gradient import ScaledConjugateGradient
 
 
 def job(**over):
@@ -241,7 +245,7 @@ def test_adam_betas_need_exactly_two_values():
 
 
 def test_unknown_optimizer_and_loss_are_refused():
-    err = only_error(S.JobSpec, job(optimizer={"type": "newton"}))
+    err = only_error(S.JobSpec, job(optimizer={"type": "quickprop"}))
     assert err["type"] == "union_tag_invalid" and err["loc"] == ("optimizer",)
     err = only_error(S.JobSpec, job(loss={"type": "hinge"}))
     assert err["type"] == "union_tag_invalid" and err["loc"] == ("loss",)
@@ -259,6 +263,9 @@ OPTIMIZER_SPECS = [
     (S.RMSprop, torch.optim.RMSprop), (S.Adagrad, torch.optim.Adagrad),
     (S.Adadelta, torch.optim.Adadelta), (S.Adamax, torch.optim.Adamax), (S.NAdam, torch.optim.NAdam),
     (S.RAdam, torch.optim.RAdam), (S.Rprop, torch.optim.Rprop), (S.LBFGS, torch.optim.LBFGS),
+    # Trainyard's own: the spec's defaults are the classes' (whose docstrings give the sources).
+    (S.Newton, Newton), (S.LevenbergMarquardt, LevenbergMarquardt), (S.ConjugateGradient, ConjugateGradient),
+    (S.ScaledConjugateGradient, ScaledConjugateGradient),
 ]
 
 

@@ -54,12 +54,12 @@ def failing_step(fail, models: list):
         step, calls = make_step(model, *args, **kwargs), []
         update = step.update
 
-        def failing_update(gradients):
+        def failing_update(gradients, batch):
             calls.append(1)
             if len(calls) == 3:
                 activations = torch.empty(1 << 20)  # noqa: F841 held by the frame, as in a real step
                 fail()
-            return update(gradients)
+            return update(gradients, batch)
         step.update = failing_update
         return step
     return build
