@@ -64,3 +64,27 @@ def test_rollback_recovers_from_divergence_and_keeps_one_history(api):
     assert [p["step"] for p in history["steps"]] == list(range(1, 49))
     assert [p["epoch"] for p in history["epochs"]] == list(range(1, 7))
     assert all(p["rollbacks"] >= 1 for p in history["epochs"][-1:])
+
+
+def test_full_batch_methods_train_through_the_service(api):
+    """newton, levenberg_marquardt, conjugate_gradient and scaled_conjugate_gradient as a user runs
+    them: through the API and a worker process, checkpointing every epoch, then predicting."""
+    x = np.linspace(-np.pi, np.pi, 80, dtype=np.float32)[:, None]
+    ds = upload_npz(api, x, np.sin(x[:, 0]).astype(np.float32))
+    base = {"dataset": ds["id"], "loss": {"type": "mse"},
+            "model": {"layers": [{"type": "linear", "out_features": 10}, {"type": "tanh"},
+                                 {"type": "linear", "out_features": 1}]},
+            "training": {"epochs": 25, "batch_size": "full", "validation_split": 0.2, "checkpoint_every": 5}}
+    ids = {m: api.post("/v1/jobs", json={**base, "optimizer": {"type": m}}).json()["id"]
+           for m in ("newton", "levenberg_marquardt", "conjugate_gradient", "scaled_conjugate_gradient")}
+    for method, job_id in ids.items():
+        job = wait_for(api, job_id)
+        assert job["status"] == "succeeded", (method, job["error"])
+        epochs = api.get(f"/v1/jobs/{job_id}/metrics").json()["epochs"]
+        assert len(epochs) == 25 and epochs[-1]["train_loss"] < 0.02 * epochs[0]["train_loss"], method
+        assert epochs[-1]["val_loss"] is not None
+        out = api.post(f"/v1/jobs/{job_id}/predict", json={"inputs": x.tolist()})
+        assert out.status_code == 200, out.text
+        # The trained weights answer: their error over all rows is of the order of the last losses.
+        error = float(np.mean((np.array(out.json()["outputs"])[:, 0] - np.sin(x[:, 0])) ** 2))
+        assert error < 2 * max(epochs[-1]["train_loss"], epochs[-1]["val_loss"]), method
