@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     # An API process remembers a live key's tenant this long, so most requests skip the key
     # lookup; a revoked key keeps working for at most this long. 0 looks every key up.
     auth_cache_seconds: float = 5
+    # A dashboard sign-in lasts this long (and only while its API key is live).
+    session_hours: float = 12
 
     worker_id: str = Field(default="", description="Name a worker reports; host:pid by default")
     # Workers report to the registry (GET /v1/workers) every HEARTBEAT_SECONDS; one not

@@ -13,6 +13,7 @@ from app.openapi import install_openapi
 from app.request_limits import RequestLimits
 from app.schema_router import router as schema_router
 from app.studies.router import router as studies_router
+from app.ui.signin import install_sign_in
 from app.warmup import warm_up
 from app.workers.router import router as workers_router
 
@@ -35,6 +36,7 @@ def create_app() -> FastAPI:
     app.include_router(workers_router)
     app.include_router(schema_router)
     app.include_router(health_router)
+    install_sign_in(app)
     return app
 
 
