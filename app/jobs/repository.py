@@ -71,6 +71,14 @@ def metrics_after(*, db_session: Session, job_id: str, after_step: int, limit: i
     ).all())
 
 
+def metric_rows(*, db_session: Session, job_id: str, after_step: int) -> list:
+    """The whole history after ``after_step`` as plain rows (kind, epoch, step, values): about
+    half the time of reading the ORM objects for the tens of thousands a chart cuts down"""
+    return list(db_session.execute(
+        select(Metric.kind, Metric.epoch, Metric.step, Metric.values)
+        .where(Metric.job_id == job_id, Metric.step > after_step).order_by(Metric.step, Metric.id)).all())
+
+
 def queue_of(*, db_session: Session, job_id: str) -> str:
     """The queue the job waits on (gpu | cpu)."""
     return db_session.scalar(select(Job.queue).where(Job.id == job_id))

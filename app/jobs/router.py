@@ -73,10 +73,15 @@ def cancel_job(job_id: str, db: SessionDep, tenant: CurrentTenant, response: Res
 @router.get("/{job_id}/metrics", response_model=MetricsRead, responses=errors(404))
 def get_metrics(job_id: str, db: SessionDep, tenant: CurrentTenant,
                 after_step: Annotated[int, Query(ge=-1, le=SQL_INT_MAX)] = -1,
-                limit: Annotated[int, Query(ge=2, le=100_000)] = 10_000):
+                limit: Annotated[int, Query(ge=2, le=100_000)] = 10_000,
+                max_points: Annotated[int | None, Query(ge=4, le=100_000, description=(
+                    "Cut each kind (epochs, steps) to at most this many points, keeping each bucket's "
+                    "first point and its lowest and highest train_loss, so spikes survive; the whole "
+                    "history after after_step is read and limit does not apply."))] = None):
     """The loss history after ``after_step``: epoch points and logged steps, in step order."""
     service.get_or_404(db_session=db, tenant_id=tenant, job_id=job_id)
-    return service.metrics_page(db_session=db, job_id=job_id, after_step=after_step, limit=limit)
+    return service.metrics_page(db_session=db, job_id=job_id, after_step=after_step, limit=limit,
+                                max_points=max_points)
 
 
 @router.get("/{job_id}/spec", response_model=SpecRead, responses=errors(404))
