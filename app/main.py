@@ -13,7 +13,10 @@ from app.openapi import install_openapi
 from app.request_limits import RequestLimits
 from app.schema_router import router as schema_router
 from app.studies.router import router as studies_router
+from app.ui.docs import router as docs_router
+from app.ui.headers import SecurityHeaders
 from app.ui.signin import install_sign_in
+from app.ui.static import install_static
 from app.warmup import warm_up
 from app.workers.router import router as workers_router
 
@@ -26,10 +29,15 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description="Training as a service: POST a network spec and a dataset, "
                     "get a trained PyTorch model back.",
+        docs_url=None,  # app/ui/docs.py serves /docs and /redoc from vendored files, offline
+        redoc_url=None,
     )
     install_error_handlers(app)
     install_openapi(app)
     app.add_middleware(RequestLimits)  # every body counted and checked before a route reads it
+    app.add_middleware(SecurityHeaders)  # added last, so outermost: RequestLimits' refusals carry them too
+    install_static(app)
+    app.include_router(docs_router)
     app.include_router(datasets_router)
     app.include_router(jobs_router)
     app.include_router(studies_router)
