@@ -15,6 +15,7 @@ from app.schema_router import router as schema_router
 from app.studies.router import router as studies_router
 from app.ui.docs import router as docs_router
 from app.ui.headers import SecurityHeaders
+from app.ui.pages import router as pages_router
 from app.ui.signin import install_sign_in
 from app.ui.static import install_static
 from app.warmup import warm_up
@@ -45,6 +46,7 @@ def create_app() -> FastAPI:
     app.include_router(schema_router)
     app.include_router(health_router)
     install_sign_in(app)
+    app.include_router(pages_router)
     return app
 
 

@@ -117,3 +117,15 @@ def test_revoking_the_key_or_expiry_ends_its_sessions(deployment, browser):
 
 def test_a_bearer_key_still_needs_no_csrf_token(api):
     assert api.post("/v1/jobs", json={}).status_code == 422  # validated, not refused for CSRF
+
+
+@pytest.mark.parametrize("path", ["/", "/jobs/job_x", "/compare?jobs=a,b", "/studies", "/studies/st_x", "/datasets",
+                                  "/submit"])
+def test_every_page_sends_a_stranger_to_sign_in_and_back(deployment, browser, path):
+    r = browser.get(path, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/signin?next=")
+    back = sign_in(browser, deployment.new_key(), path)
+    assert back == path
+    page = browser.get(path)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert f'<meta name="csrf-token" content="{csrf_of(deployment, browser)}">' in page.text
