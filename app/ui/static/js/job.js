@@ -33,6 +33,8 @@
   const gradChart = TrainyardChart.create(chartBox("chart-grad"), { title: "Gradient norm per layer (log)",
                                                                      xLabel: "epoch", logY: true });
 
+  // replaceChildren() writes null as the text "null": the absent parts are left out first.
+  const fill = (node, ...parts) => node.replaceChildren(...parts.filter(x => x !== null && x !== undefined && x !== ""));
   const col = (points, key) => points.map(p => p[key] ?? null);
 
   function drawCharts() {
@@ -62,7 +64,7 @@
 
   function drawJob() {
     const p = job.progress;
-    head.replaceChildren(
+    fill(head, 
       el("span", { class: `status ${job.status}`, id: "job-status" }, job.status),
       " ", el("code", {}, job.id),
       job.study_id ? el("span", {}, " · study ", el("a", { href: `/studies/${job.study_id}` }, job.study_id),
@@ -70,7 +72,7 @@
       el("span", { class: "muted" }, ` · ${number(job.parameter_count)} parameters · ${job.device || "no device yet"}`),
     );
     const time = eta();
-    progressBox.replaceChildren(
+    fill(progressBox, 
       el("progress", { max: p.total_steps || 1, value: p.step }),
       ` epoch ${p.epoch}/${p.epochs} · step ${p.step}/${p.total_steps}`,
       time ? ` · ETA ${time}` : "",
@@ -85,8 +87,8 @@
     const cancel = ACTIVE.includes(job.status) && !job.cancel_requested
       ? el("button", { class: "danger", id: "job-cancel", type: "button" }, "Cancel") : null;
     if (cancel) cancel.addEventListener("click", cancelJob);
-    actions.replaceChildren(...links, cancel || "",
-                            job.cancel_requested && ACTIVE.includes(job.status) ? el("span", { class: "muted" }, "cancelling…") : "",
+    fill(actions, ...links, cancel,
+                            job.cancel_requested && ACTIVE.includes(job.status) ? el("span", { class: "muted" }, "cancelling…") : null,
                             el("a", { href: `/compare?jobs=${job.id}` }, "Open in compare"));
     drawAttempts();
   }

@@ -1,0 +1,50 @@
+"""The job page: live curves without a reload, the plan, downloads, and cancel."""
+from tests.browser.pages import alice, dataset, finished, sign_in, slow, stop, submit, until  # noqa: F401
+
+
+def points(page, chart: str) -> int:
+    return int(page.locator(f"#{chart}").get_attribute("data-points") or 0)
+
+
+def test_a_running_jobs_chart_gains_points_without_a_reload(page, server_key, alice, dataset):  # noqa: F811
+    job = slow(alice, dataset)
+    try:
+        until(lambda: alice.get(f"/v1/jobs/{job['id']}").json()["progress"]["step"] > 0)
+        sign_in(page, server_key, f"/jobs/{job['id']}")
+        page.locator("#job-status", has_text="running").wait_for()
+        before = until(lambda: points(page, "chart-loss"))
+        navigations = []
+        page.on("framenavigated", lambda frame: navigations.append(frame.url))
+        until(lambda: points(page, "chart-loss") > before + 10, timeout=30)
+        assert navigations == []  # the points came over the stream, not by reloading
+        assert page.locator("#job-plan table tbody tr").count() == 3  # linear, relu, linear
+        assert "null" not in page.locator(".job-head").inner_text() + page.locator(".job-progress").inner_text()
+    finally:
+        stop(alice, job["id"])
+
+
+def test_the_cancel_button_cancels_a_running_job(page, server_key, alice, dataset):  # noqa: F811
+    job = slow(alice, dataset)
+    try:
+        until(lambda: alice.get(f"/v1/jobs/{job['id']}").json()["status"] == "running")
+        sign_in(page, server_key, f"/jobs/{job['id']}")
+        page.click("#job-cancel")
+        assert finished(alice, job["id"], timeout=30)["status"] == "cancelled"
+        page.locator("#job-status", has_text="cancelled").wait_for()  # the page follows without a reload
+        assert page.locator("#job-cancel").count() == 0
+    finally:
+        stop(alice, job["id"])
+
+
+def test_a_finished_job_shows_its_curves_and_download_links(page, server_key, alice, dataset):  # noqa: F811
+    job = finished(alice, submit(alice, dataset, epochs=4)["id"])
+    sign_in(page, server_key, f"/jobs/{job['id']}")
+    page.locator("#job-status", has_text="succeeded").wait_for()
+    until(lambda: points(page, "chart-accuracy") == 4)
+    assert int(page.locator("#chart-grad").get_attribute("data-series")) == 2  # the two linear layers
+    link = page.locator("a", has_text="Weights")
+    assert link.get_attribute("href") == f"/v1/jobs/{job['id']}/weights"
+    with page.expect_download() as got:
+        link.click()
+    assert got.value.suggested_filename == f"{job['id']}.safetensors"
+    assert page.locator("#job-cancel").count() == 0

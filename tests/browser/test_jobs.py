@@ -1,0 +1,35 @@
+"""The jobs list (/): signing in lands on it, it shows the tenant's jobs newest first with
+their status, filters by status, and the picked jobs go to /compare."""
+from urllib.parse import urlparse
+
+from tests.browser.pages import alice, dataset, finished, sign_in, submit  # noqa: F401
+
+
+def test_sign_in_lands_on_the_jobs_list_showing_a_job(page, server_key, alice, dataset):  # noqa: F811
+    first = submit(alice, dataset)
+    second = submit(alice, dataset)
+    finished(alice, first["id"]), finished(alice, second["id"])
+
+    sign_in(page, server_key)
+    assert urlparse(page.url).path == "/"
+    rows = page.locator("#jobs-table tbody tr[data-job-id]")
+    rows.first.wait_for()
+    ids = rows.evaluate_all("rows => rows.map(r => r.dataset.jobId)")
+    assert ids.index(second["id"]) < ids.index(first["id"])  # newest first
+    row = page.locator(f"tr[data-job-id='{first['id']}']")
+    assert row.locator(".status").inner_text() == "succeeded"
+    assert row.locator("a", has_text=first["id"]).get_attribute("href") == f"/jobs/{first['id']}"
+
+    # A status filter nobody matches empties the table; the filter is in the URL.
+    page.select_option("#jobs-status", "failed")
+    page.locator("#jobs-table td", has_text="No jobs.").wait_for()
+    assert "status=failed" in page.url
+    page.select_option("#jobs-status", "")
+    row.wait_for()
+
+    # Two ticked jobs go to /compare together.
+    page.check(f"input.pick[value='{first['id']}']")
+    page.check(f"input.pick[value='{second['id']}']")
+    page.click("#jobs-compare")
+    page.wait_for_url("**/compare?jobs=*")
+    assert set(page.url.split("jobs=")[1].split(",")) == {first["id"], second["id"]}
