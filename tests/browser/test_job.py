@@ -48,3 +48,23 @@ def test_a_finished_job_shows_its_curves_and_download_links(page, server_key, al
         link.click()
     assert got.value.suggested_filename == f"{job['id']}.safetensors"
     assert page.locator("#job-cancel").count() == 0
+
+
+def test_ten_thousand_epochs_draw_in_under_a_second(page, server_key, alice, dataset):  # noqa: F811
+    """The chart itself, fed a 10,000-epoch history of four series (GET /metrics?max_points cuts a
+    real one to 2,000 before it gets here, so this is the page's worst case)."""
+    job = finished(alice, submit(alice, dataset, epochs=1)["id"])
+    sign_in(page, server_key, f"/jobs/{job['id']}")
+    page.locator("#job-status", has_text="succeeded").wait_for()
+    seconds = page.evaluate("""() => {
+        const box = document.createElement("div");
+        document.querySelector("#job-root").append(box);
+        const x = Array.from({length: 10000}, (_, i) => i + 1);
+        const series = ["train", "val", "acc", "lr"].map((label, k) =>
+            ({label, x, y: x.map(e => Math.exp(-e / 3000) + k + 0.01 * Math.sin(e))}));
+        const start = performance.now();
+        TrainyardChart.create(box, {title: "long", xLabel: "epoch"}).update(series, {now: true});
+        return [(performance.now() - start) / 1000, Number(box.dataset.points)];
+    }""")
+    assert seconds[1] == 40_000
+    assert seconds[0] < 1.0, seconds

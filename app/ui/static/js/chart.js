@@ -13,6 +13,7 @@
 const TrainyardChart = (() => {
   const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04",
                    "#db2777", "#4b5563", "#65a30d", "#7c3aed", "#0f766e"];
+  const WHOLE = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000];
   const color = i => PALETTE[i % PALETTE.length];
 
   // A fill colour from a palette colour: its rgb at low opacity (for the seed bands).
@@ -66,7 +67,8 @@ const TrainyardChart = (() => {
       return {
         width: width(), height: options.height || 280, title: options.title,
         scales: { x: { time: false }, y: state.logY ? { distr: 3 } : { auto: true } },
-        axes: [{ label: options.xLabel }, { label: options.yLabel, size: 60,
+        // Epochs are whole numbers: no tick at epoch 1.5.
+        axes: [{ label: options.xLabel, incrs: options.xLabel === "epoch" ? WHOLE : undefined }, { label: options.yLabel, size: 60,
                                              values: (u, ticks) => ticks.map(v => Trainyard.number(v, 3)) }],
         series: uSeries,
         bands: state.bands.map(([upper, lower], i) => ({
