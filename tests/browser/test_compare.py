@@ -31,6 +31,20 @@ def test_two_jobs_are_overlaid_and_the_toggles_redraw(page, server_key, alice, d
     rows = open(got.value.path()).read().splitlines()
     assert rows[0] == "job,label,epoch,val_loss" and len(rows) == 1 + 24
 
+    # x as training seconds: the same points on a time axis, in the CSV too.
+    page.select_option("#compare-x", "seconds")
+    with page.expect_download() as got:
+        page.click("#compare-csv")
+    rows = open(got.value.path()).read().splitlines()
+    assert rows[0] == "job,label,seconds,val_loss" and len(rows) == 1 + 24
+    seconds = [float(r.split(",")[2]) for r in rows[1:13]]
+    assert seconds == sorted(seconds) and seconds[0] > 0  # cumulative epoch_seconds
+    assert chart.get_attribute("data-points") == "24"
+    with page.expect_download() as got:
+        page.click("#compare-png")
+    assert got.value.suggested_filename == "compare-val_loss.png"
+    assert open(got.value.path(), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
 
 def test_without_jobs_it_lists_recent_jobs_to_pick(page, server_key, alice, dataset):  # noqa: F811
     job = finished(alice, submit(alice, dataset, epochs=2)["id"])

@@ -2,7 +2,7 @@
 their status, filters by status, and the picked jobs go to /compare."""
 from urllib.parse import urlparse
 
-from tests.browser.pages import alice, dataset, finished, sign_in, submit  # noqa: F401
+from tests.browser.pages import alice, dataset, finished, sign_in, slow, stop, submit, until  # noqa: F401
 
 
 def test_sign_in_lands_on_the_jobs_list_showing_a_job(page, server_key, alice, dataset):  # noqa: F811
@@ -33,3 +33,17 @@ def test_sign_in_lands_on_the_jobs_list_showing_a_job(page, server_key, alice, d
     page.click("#jobs-compare")
     page.wait_for_url("**/compare?jobs=*")
     assert set(page.url.split("jobs=")[1].split(",")) == {first["id"], second["id"]}
+
+
+def test_a_running_rows_progress_moves_without_a_reload(page, server_key, alice, dataset):  # noqa: F811
+    job = slow(alice, dataset)
+    try:
+        until(lambda: alice.get(f"/v1/jobs/{job['id']}").json()["progress"]["step"] > 0)
+        sign_in(page, server_key)
+        bar = page.locator(f"tr[data-job-id='{job['id']}'] progress")
+        first = until(lambda: float(bar.get_attribute("value") or 0))
+        until(lambda: float(bar.get_attribute("value")) > first, timeout=20)
+        alice.post(f"/v1/jobs/{job['id']}/cancel")
+        page.locator(f"tr[data-job-id='{job['id']}'] .status", has_text="cancelled").wait_for()
+    finally:
+        stop(alice, job["id"])

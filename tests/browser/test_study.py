@@ -11,10 +11,12 @@ def test_the_study_page_shows_its_leaderboard_and_labels_as_text(page, server_ke
                      {"label": XSS, "set": {"optimizer.lr": 0.1}}]})
     assert r.status_code == 201, r.text
     study = r.json()
-    until(lambda: alice.get(f"/v1/studies/{study['id']}").json()["status"] == "completed", timeout=120)
 
+    # Opened while it runs: the page follows the study to its end without a reload.
     sign_in(page, server_key, f"/studies/{study['id']}")
-    page.locator("#study-status", has_text="completed").wait_for()
+    page.locator("#study-status", has_text="running").wait_for()
+    page.locator("#study-status", has_text="completed").wait_for(timeout=120_000)
+    until(lambda: page.locator("#leaderboard .status", has_text="winner").count() == 1)
     rows = page.locator("#leaderboard tbody tr")
     assert rows.count() == 2
     board = alice.get(f"/v1/studies/{study['id']}").json()["leaderboard"]
