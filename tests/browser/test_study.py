@@ -24,6 +24,8 @@ def test_the_study_page_shows_its_leaderboard_and_labels_as_text(page, server_ke
     winner = page.locator("#leaderboard tr.winner td").nth(1).inner_text()
     assert winner.startswith(board["winner"])
     until(lambda: page.locator("#study-chart").get_attribute("data-series") == "6")  # mean, max, min each
+    legend = page.locator("#study-chart .u-legend tr:visible .u-label").all_inner_texts()
+    assert legend[1:] == ["slow", XSS]  # the band edges are unnamed
     assert XSS in page.locator("#leaderboard").inner_text()
     assert page.locator("img").count() == 0
 

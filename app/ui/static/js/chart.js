@@ -60,7 +60,7 @@ const TrainyardChart = (() => {
         const stroke = s.color || color(i);
         uSeries.push({
           label: s.label, stroke, width: s.width || 1.5, spanGaps: true,
-          dash: s.dash, points: { show: false },
+          dash: s.dash, points: { show: false }, class: s.hidden ? "legend-hidden" : undefined,
           fill: s.fill, value: (u, v) => (v === null ? "–" : Trainyard.number(v)),
         });
       });
@@ -110,7 +110,7 @@ const TrainyardChart = (() => {
     }).observe(container);
 
     return {
-      // series: [{label, x, y, color?, dash?}]; bands: [[upperIndex, lowerIndex]] into series.
+      // series: [{label, x, y, color?, dash?, width?, hidden? (left out of the legend)}]; bands: [[upperIndex, lowerIndex]] into series.
       update(series, { bands = [], now = false } = {}) {
         state.series = series;
         state.bands = bands;

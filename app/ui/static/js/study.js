@@ -68,8 +68,8 @@
       const c = TrainyardChart.color(i);
       const at = series.length;
       series.push({ label: v.variant, x: v.x, y: v.mean, color: c, width: 2 },
-                  { label: `${v.variant} max`, x: v.x, y: v.max, color: c, width: 0.5, dash: [4, 4] },
-                  { label: `${v.variant} min`, x: v.x, y: v.min, color: c, width: 0.5, dash: [4, 4] });
+                  { label: `${v.variant} max`, x: v.x, y: v.max, color: c, width: 0.5, dash: [4, 4], hidden: true },
+                  { label: `${v.variant} min`, x: v.x, y: v.min, color: c, width: 0.5, dash: [4, 4], hidden: true });
       bands.push([at + 1, at + 2]);
     });
     chart.update(series, { bands });
