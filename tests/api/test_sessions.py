@@ -129,3 +129,38 @@ def test_every_page_sends_a_stranger_to_sign_in_and_back(deployment, browser, pa
     page = browser.get(path)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert f'<meta name="csrf-token" content="{csrf_of(deployment, browser)}">' in page.text
+
+
+@pytest.mark.services
+def test_twenty_pages_watching_one_job_share_one_stream_tail(deployment, api, browser):
+    """The dashboard's EventSource, signed in by the cookie, joins the job's one shared tail: twenty
+    open pages on a job cost one read per wake-up, as one does."""
+    import asyncio
+
+    from app.jobs.stream import get_hub
+
+    x, y = blobs(40)
+    job = api.post("/v1/jobs", json=mlp_spec(upload_npz(api, x, y)["id"])).json()["id"]
+    sign_in(browser, api.async_client.headers["authorization"].split()[1])
+    client = browser.async_client
+
+    async def watch() -> str:
+        async with client.stream("GET", f"/v1/jobs/{job}/events") as r:
+            assert r.status_code == 200
+            return "".join([chunk async for chunk in r.aiter_text()])
+
+    async def twenty_then_cancel():
+        watchers = [asyncio.ensure_future(watch()) for _ in range(20)]
+        for _ in range(200):
+            tail = get_hub().tails.get(job)
+            if tail is not None and len(tail.watchers) == 20:
+                break
+            await asyncio.sleep(0.02)
+        shared = len(get_hub().tails[job].watchers)  # one tail for the job, holding every page
+        await client.post(f"/v1/jobs/{job}/cancel", headers={"X-CSRF-Token": csrf})
+        return shared, await asyncio.wait_for(asyncio.gather(*watchers), 30)
+
+    csrf = csrf_of(deployment, browser)
+    shared, bodies = browser.portal_call(twenty_then_cancel)
+    assert shared == 20
+    assert all(b == bodies[0] for b in bodies) and "event: end" in bodies[0] and '"cancelled"' in bodies[0]
