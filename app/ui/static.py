@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse
 from starlette.staticfiles import StaticFiles
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -10,6 +11,12 @@ STATIC_PREFIX = "/ui/static"
 
 def install_static(app: FastAPI) -> None:
     app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="ui-static")
+    # Browsers ask for /favicon.ico on every page that names no icon; a 404 there is a console error.
+    app.add_api_route("/favicon.ico", favicon, methods=["GET"], include_in_schema=False)
+
+
+def favicon() -> FileResponse:
+    return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
 
 def static_url(request: Request, path: str) -> str:

@@ -1,11 +1,11 @@
 """app/ui/headers.py: every response carries the Content-Security-Policy, nosniff and the
-Referrer-Policy (JSON, refusals, static files, the docs pages, event streams); only /docs and
-/redoc get the relaxed style policy; streamed bodies pass through as they are sent.
+Referrer-Policy (JSON, refusals, static files, the docs pages, event streams); only /redoc
+gets a relaxed policy (inline styles, a blob: worker); streamed bodies pass through as they are sent.
 /docs and /redoc are served from the vendored files (tests/browser/ renders them)."""
 import anyio
 import pytest
 
-from app.ui.headers import CSP, SecurityHeaders
+from app.ui.headers import CSP, REDOC_CSP, SecurityHeaders
 from tests.api.routes import ended_job
 from tests.e2e.helpers import blobs, upload_npz
 
@@ -31,21 +31,30 @@ def test_json_routes_and_refusals_carry_the_strict_headers(api, anon):
     assert_strict(anon.get("/v1/nothing-here"))
 
 
+def directives(policy: str) -> dict[str, str]:
+    return dict(d.strip().split(" ", 1) for d in policy.split(";"))
+
+
 def test_the_strict_policy_forbids_inline_code_and_other_origins():
-    directives = dict(d.strip().split(" ", 1) for d in CSP.split(";"))
-    assert directives["script-src"] == "'self'" and directives["style-src"] == "'self'"
-    assert directives["default-src"] == "'self'" and directives["object-src"] == "'none'"
-    assert directives["frame-ancestors"] == "'none'"
+    strict = directives(CSP)
+    assert strict["script-src"] == "'self'" and strict["style-src"] == "'self'"
+    assert strict["default-src"] == "'self'" and strict["object-src"] == "'none'"
+    assert strict["frame-ancestors"] == "'none'"
+    # Redoc's relaxation is styles and a blob: worker, nothing else: scripts stay 'self' only.
+    relaxed = directives(REDOC_CSP)
+    changed = {k: v for k, v in relaxed.items() if strict.get(k) != v}
+    assert changed == {"style-src": "'self' 'unsafe-inline'", "worker-src": "'self' blob:"}
 
 
 @pytest.mark.parametrize("path", ["/docs", "/redoc"])
-def test_docs_pages_are_served_offline_with_only_their_styles_relaxed(anon, path):
+def test_docs_pages_are_served_offline(anon, path):
     r = anon.get(path)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-    policy = r.headers["content-security-policy"]
-    assert "style-src 'self' 'unsafe-inline'" in policy
-    assert "script-src 'self';" in policy  # scripts stay strict: no inline ones anywhere
-    assert r.headers["x-content-type-options"] == "nosniff"
+    if path == "/docs":
+        assert_strict(r)
+    else:
+        assert r.headers["content-security-policy"] == REDOC_CSP
+        assert r.headers["x-content-type-options"] == "nosniff"
     assert "http" not in r.text.replace('lang="en"', "")  # no CDN, no absolute URL at all
     assert 'src="/ui/static/vendor/' in r.text
     assert "<script>" not in r.text  # every script is a file
@@ -133,3 +142,10 @@ def test_a_responses_own_policy_is_kept():
     headers = received[0]["headers"]
     assert [v for k, v in headers if k == b"content-security-policy"] == [b"default-src 'none'"]
     assert (b"x-content-type-options", b"nosniff") in headers
+
+
+def test_the_favicon_is_served(anon):
+    # Browsers ask for /favicon.ico on any page that names no icon: a 404 is a console error.
+    r = anon.get("/favicon.ico")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/svg+xml"
+    assert r.content.startswith(b"<svg")

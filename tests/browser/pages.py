@@ -1,6 +1,7 @@
 """What the chart pages' browser tests share: signing a page in through the form, a small
 dataset, jobs to show, and waiting for the API to report something."""
 import time
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -11,8 +12,9 @@ XSS = "<img src=x onerror=alert(1)>"
 
 
 def sign_in(page, key: str, next_path: str = "/") -> None:
-    """Signs the page in through /signin, as a person does, and waits for ``next_path`` to load."""
-    page.goto(f"/signin?next={next_path}")
+    """Signs the page in through /signin, as a person does, and waits for ``next_path`` to load.
+    (tests/browser/dashboard.py's sign_in takes a path without a query; these pages have one.)"""
+    page.goto(f"/signin?next={quote(next_path, safe='')}")
     page.fill("#api_key", key)
     page.click("button[type=submit]")
     page.wait_for_load_state("load")

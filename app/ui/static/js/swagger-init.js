@@ -9,7 +9,8 @@
     deepLinking: true,
     presets: [SwaggerUIBundle.presets.apis],
     layout: "BaseLayout",
-    // "Authorize" takes the API key for the ApiKey (Bearer) scheme; "Try it out" sends it.
+    // "Authorize" takes the API key (the ApiKey Bearer scheme) and "Try it out" sends it; the
+    // key lives in the page only, never in localStorage, where any script of the origin reads it.
     persistAuthorization: false,
     // The default posts the document to validator.swagger.io: nothing leaves this origin.
     validatorUrl: null,
