@@ -6,7 +6,7 @@ from tests.e2e.helpers import mlp_spec
 
 def test_the_study_page_shows_its_leaderboard_and_labels_as_text(page, server_key, alice, dataset):  # noqa: F811
     r = alice.post("/v1/studies", json={
-        "name": "lr study", "base": mlp_spec(dataset, epochs=3),
+        "name": "lr study", "base": mlp_spec(dataset, epochs=40),  # runs long enough to be watched
         "variants": [{"label": "slow", "set": {"optimizer.lr": 0.01}},
                      {"label": XSS, "set": {"optimizer.lr": 0.1}}]})
     assert r.status_code == 201, r.text
