@@ -4,7 +4,7 @@ those characters, and no element is made from it (the page fixture would also fa
 alert's script error)."""
 import pytest
 
-from tests.browser.dashboard import sign_in
+from tests.browser.pages import sign_in
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from tests.browser.dashboard import sign_in
+from tests.browser.pages import sign_in
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.browser.dashboard import forgive_refusals, sign_in
+from tests.browser.pages import forgive_refusals, sign_in
 
 
 @pytest.fixture
