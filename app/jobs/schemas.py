@@ -117,6 +117,9 @@ class MetricsRead(BaseModel):
     epochs: list[EpochPoint]
     steps: list[StepPoint]
     last_step: int
+    # The job's newest event when this history was read: GET /v1/jobs/{id}/events?after= it
+    # streams what came since without a gap (a point already here may come once more).
+    last_event_id: int = 0
 
 
 class SpecRead(BaseModel):

@@ -12,7 +12,7 @@ from app.config import Settings
 from app.datasets import job_data
 from app.db import after_commit, complete
 from app.errors import ApiError
-from app.jobs import lifecycle, repository, sending
+from app.jobs import events, lifecycle, repository, sending
 from app.jobs.downsample import downsample
 from app.jobs.lifecycle import JobStatus
 from app.jobs.preprocessing import read as read_preprocessing
@@ -161,13 +161,14 @@ def metrics_page(*, db_session: Session, job_id: str, after_step: int, limit: in
                  max_points: int | None = None) -> MetricsRead:
     """The loss history after ``after_step``: epoch points and logged steps, in step order.
     With ``max_points``, all of it, each kind cut to at most that many points (app/jobs/downsample.py)."""
+    last_event = events.last_seq(db_session=db_session, job_id=job_id)  # before the points: no gap
     if max_points is not None:
         rows = repository.metric_rows(db_session=db_session, job_id=job_id, after_step=after_step)
         epochs = downsample([m for m in rows if m.kind == "epoch"], max_points)
         steps = downsample([m for m in rows if m.kind == "step"], max_points)
         return MetricsRead(job_id=job_id, epochs=[EpochPoint(epoch=m.epoch, step=m.step, **m.values) for m in epochs],
                            steps=[StepPoint(epoch=m.epoch, step=m.step, **m.values) for m in steps],
-                           last_step=rows[-1].step if rows else after_step)
+                           last_step=rows[-1].step if rows else after_step, last_event_id=last_event)
     rows = repository.metrics_after(db_session=db_session, job_id=job_id, after_step=after_step, limit=limit)
     if len(rows) == limit and rows[0].step != rows[-1].step:
         # Never end a page inside a step (a step and its epoch point share one number),
@@ -176,7 +177,7 @@ def metrics_page(*, db_session: Session, job_id: str, after_step: int, limit: in
     epochs = [EpochPoint(epoch=m.epoch, step=m.step, **m.values) for m in rows if m.kind == "epoch"]
     steps = [StepPoint(epoch=m.epoch, step=m.step, **m.values) for m in rows if m.kind == "step"]
     last = rows[-1].step if rows else after_step
-    return MetricsRead(job_id=job_id, epochs=epochs, steps=steps, last_step=last)
+    return MetricsRead(job_id=job_id, epochs=epochs, steps=steps, last_step=last, last_event_id=last_event)
 
 
 def spec_of(job: Job) -> SpecRead:

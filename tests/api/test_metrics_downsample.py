@@ -72,3 +72,11 @@ def test_the_route_cuts_each_kind_and_keeps_the_spike(api, long_job):
 def test_max_points_is_bounded(api, long_job):
     r = api.get(f"/v1/jobs/{long_job}/metrics", params={"max_points": 2})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "max_points"
+
+
+def test_the_history_says_which_event_it_was_read_at(api, long_job):
+    """The dashboard streams from there (?after=), so a long job's page replays nothing it has."""
+    assert api.get(f"/v1/jobs/{long_job}/metrics", params={"max_points": 100}).json()["last_event_id"] == 1
+    api.post(f"/v1/jobs/{long_job}/cancel")  # one more status event
+    assert api.get(f"/v1/jobs/{long_job}/metrics", params={"max_points": 100}).json()["last_event_id"] == 2
+    assert api.get(f"/v1/jobs/{long_job}/metrics").json()["last_event_id"] == 2

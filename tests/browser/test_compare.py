@@ -1,5 +1,5 @@
 """/compare overlays jobs' curves; the log toggle and the smoothing slider change the drawing."""
-from tests.browser.pages import alice, dataset, finished, sign_in, submit, until  # noqa: F401
+from tests.browser.pages import alice, dataset, finished, sign_in, slow, stop, submit, until  # noqa: F401
 
 
 def canvas(page) -> str:
@@ -53,3 +53,15 @@ def test_without_jobs_it_lists_recent_jobs_to_pick(page, server_key, alice, data
     page.click("#compare-go")
     page.wait_for_url(f"**/compare?jobs={job['id']}")
     until(lambda: page.locator("#compare-chart").get_attribute("data-points") == "2")
+
+
+def test_a_running_job_keeps_drawing_on_compare(page, server_key, alice, dataset):  # noqa: F811
+    job = slow(alice, dataset)
+    try:
+        sign_in(page, server_key, f"/compare?jobs={job['id']}")
+        chart = page.locator("#compare-chart")
+        first = until(lambda: int(chart.get_attribute("data-points") or 0) > 0 and
+                      int(chart.get_attribute("data-points")))
+        until(lambda: int(chart.get_attribute("data-points")) > first + 2, timeout=60)  # no reload
+    finally:
+        stop(alice, job["id"])

@@ -68,3 +68,21 @@ def test_ten_thousand_epochs_draw_in_under_a_second(page, server_key, alice, dat
     }""")
     assert seconds[1] == 40_000
     assert seconds[0] < 1.0, seconds
+
+
+def test_a_vanishing_gradient_draws_on_the_log_chart(page, server_key, alice, dataset):  # noqa: F811
+    """uPlot's log axis throws past about 25 decades; a layer's gradient norm of 1e-30 beside 1 is
+    what a vanishing gradient looks like, so the chart floors such values instead (the page
+    fixture fails the test on the exception)."""
+    job = finished(alice, submit(alice, dataset, epochs=1)["id"])
+    sign_in(page, server_key, f"/jobs/{job['id']}")
+    page.locator("#job-status", has_text="succeeded").wait_for()
+    drawn = page.evaluate("""() => {
+        const box = document.createElement("div");
+        document.querySelector("#job-root").append(box);
+        const series = [{label: "layers[0]", x: [1, 2, 3], y: [1e-30, 1e-35, 0]},
+                        {label: "layers[2]", x: [1, 2, 3], y: [1, 0.5, 2]}];
+        TrainyardChart.create(box, {xLabel: "epoch", logY: true}).update(series, {now: true});
+        return Number(box.dataset.points);
+    }""")
+    assert drawn == 5  # the zero is left out; the tiny ones are drawn at the floor

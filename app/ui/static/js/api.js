@@ -3,6 +3,9 @@
 "use strict";
 
 const Trainyard = (() => {
+  // A job in one of these may still change: pages keep following it.
+  const ACTIVE = ["held", "queued", "retrying", "running"];
+
   const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
 
   class ApiError extends Error {
@@ -64,5 +67,5 @@ const Trainyard = (() => {
     box.hidden = false;
   }
 
-  return { api, el, number, showError, csrf, ApiError };
+  return { api, el, number, showError, csrf, ApiError, ACTIVE };
 })();

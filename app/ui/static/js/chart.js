@@ -38,9 +38,20 @@ const TrainyardChart = (() => {
     return [xs, ...columns];
   }
 
-  // A log scale cannot show 0, negatives or non-finite values: those points are left out.
+  // A log scale cannot show 0, negatives or non-finite values: those points are left out. And
+  // uPlot's log axis fails ("Invalid array length") past about 25 decades, which a vanishing
+  // gradient reaches (1e-30 beside 1): values under 1e-20 of the largest are drawn at that floor.
+  const LOG_DECADES = 20;
   function clean(values, logY) {
     return values.map(v => (v === null || v === undefined || !Number.isFinite(v) || (logY && v <= 0)) ? null : v);
+  }
+
+  function floorLog(columns) {
+    let top = -Infinity;
+    for (const c of columns) for (const v of c) if (v !== null && v > top) top = v;
+    if (!Number.isFinite(top)) return columns;
+    const floor = top * 10 ** -LOG_DECADES;
+    return columns.map(c => c.map(v => (v !== null && v < floor ? floor : v)));
   }
 
   function create(container, given = {}) {
@@ -80,8 +91,9 @@ const TrainyardChart = (() => {
     }
 
     function draw() {
-      const data = join(state.series);
+      let data = join(state.series);
       for (let i = 1; i < data.length; i++) data[i] = clean(data[i], state.logY);
+      if (state.logY) data = [data[0], ...floorLog(data.slice(1))];
       const key = JSON.stringify([state.logY, state.bands, state.series.map(s => [s.label, s.color, s.dash])]);
       if (state.plot && key === state.key) {
         state.plot.setData(data);

@@ -80,14 +80,18 @@
     TrainyardChart.download(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }), `compare-${metric}.csv`);
   }
 
+  // Loaded whole, then again every few seconds while any of the jobs still trains: a compare view
+  // follows live runs as the job page does, with one cheap downsampled read per job.
+  const ACTIVE = Trainyard.ACTIVE;
   async function load() {
     const loaded = await Promise.all(ids.map(async id => {
       const [job, metrics] = await Promise.all([api(`/v1/jobs/${id}`),
                                                 api(`/v1/jobs/${id}/metrics`, { params: { max_points: MAX_POINTS } })]);
       return { job, epochs: metrics.epochs };
     }));
-    runs.push(...loaded);
+    runs.splice(0, runs.length, ...loaded);
     draw();
+    if (loaded.some(r => ACTIVE.includes(r.job.status))) setTimeout(() => load().catch(showError), 3000);
   }
 
   metricSelect.addEventListener("change", draw);

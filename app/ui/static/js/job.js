@@ -7,7 +7,7 @@
   const { api, el, number, showError } = Trainyard;
   const root = document.getElementById("job-root");
   const jobId = root.dataset.jobId;
-  const ACTIVE = ["held", "queued", "retrying", "running"];
+  const ACTIVE = Trainyard.ACTIVE;
   const ETA_EPOCHS = 5; // the ETA is the mean epoch time of this many recent epochs, times those left
 
   const steps = [];  // StepPoint, in step order
@@ -150,9 +150,9 @@
     if (refreshTimer === null) refreshTimer = setTimeout(() => { refreshTimer = null; refreshJob().catch(showError); }, 300);
   }
 
-  function follow() {
-    // From the first event: the history above may lack the newest points; add() drops repeats.
-    const source = new EventSource(`/v1/jobs/${jobId}/events`);
+  function follow(after) {
+    // From the event the history was read at: nothing missed; add() drops a point seen twice.
+    const source = new EventSource(`/v1/jobs/${jobId}/events?after=${after}`);
     const onPoint = list => e => {
       if (add(list, JSON.parse(e.data))) drawCharts();
       if (list === epochs) refreshSoon();
@@ -177,7 +177,7 @@
     drawCharts();
     drawJob();
     drawPlan();
-    if (ACTIVE.includes(job.status)) follow();
+    if (ACTIVE.includes(job.status)) follow(history.last_event_id);
   }
 
   start().catch(showError);

@@ -8,7 +8,7 @@
   const root = document.getElementById("jobs-root");
   const PAGE = 25;
   const POLL_MS = 2000;
-  const ACTIVE = ["held", "queued", "retrying", "running"];
+  const ACTIVE = Trainyard.ACTIVE;
   const STATUSES = ["", ...ACTIVE, "succeeded", "failed", "cancelled", "pruned"];
 
   const query = new URLSearchParams(location.search);
