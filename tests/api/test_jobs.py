@@ -149,7 +149,7 @@ def test_metrics_and_spec_of_a_job_not_yet_trained(api, dataset):
     spec = mlp_spec(dataset["id"])
     job = queued_job(api, dataset["id"])
     assert api.get(f"/v1/jobs/{job['id']}/metrics").json() == \
-        {"job_id": job["id"], "epochs": [], "steps": [], "last_step": -1}
+        {"job_id": job["id"], "epochs": [], "steps": [], "last_step": -1, "last_event_id": 1}
     served = api.get(f"/v1/jobs/{job['id']}/spec").json()
     assert served["spec"]["dataset"] == dataset["id"] and served["input_shape"] == [4]
     assert [l["type"] for l in served["spec"]["model"]["layers"]] == ["linear", "relu", "linear"]
