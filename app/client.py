@@ -3,7 +3,8 @@
     from app.client import Client
     with Client("http://127.0.0.1:8000", api_key) as ty:
         ds = ty.datasets.upload("iris.csv", target="species")
-        job = ty.submit(spec, dataset=ds["id"])
+        job = ty.jobs.create(spec, dataset=ds["id"], name="baseline", labels={"team": "vision"})
+        ty.jobs.list(label={"team": "vision"})     # ?label=team:vision; name=, name_prefix= too
         for event in ty.stream(job["id"]):      # resumes by itself after a dropped connection
             print(event.event, event.data)
         model = ty.load_model(job["id"])         # the trained nn.Module
