@@ -2,11 +2,11 @@
 the real artifact store; a job that may still train is a 409 naming the cancel call, a study's
 member a 409 naming the study's delete; a second delete, and another tenant's, are 404s."""
 import pytest
-
-from app.models import JobEvent, Metric
-from app.db import session_scope
-from app.storage import get_store, job_folder
 from sqlalchemy import func, select
+
+from app.db import session_scope
+from app.models import JobEvent, Metric
+from app.storage import get_store, job_folder
 from tests.api.routes import ended_job, held_study, queued_job
 from tests.e2e.helpers import blobs, errors_for, mlp_spec, upload_npz
 from worker.runner import run_job
