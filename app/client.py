@@ -3,7 +3,8 @@
     from app.client import Client
     with Client("http://127.0.0.1:8000", api_key) as ty:
         ds = ty.datasets.upload("iris.csv", target="species")
-        job = ty.submit(spec, dataset=ds["id"])
+        job = ty.jobs.create(spec, dataset=ds["id"], name="baseline", labels={"team": "vision"})
+        ty.jobs.list(label={"team": "vision"})     # ?label=team:vision; name=, name_prefix= too
         for event in ty.stream(job["id"]):      # resumes by itself after a dropped connection
             print(event.event, event.data)
         model = ty.load_model(job["id"])         # the trained nn.Module
@@ -137,6 +138,52 @@ class Datasets:
                                    params={"limit": limit, "offset": offset}).json()
 
 
+def _list_params(*, status, label, name, name_prefix, limit, offset, **more) -> dict:
+    """A list's query: ``label`` is {"key": "value"}, or "key:value" strings (all must match)."""
+    labels = [f"{k}:{v}" for k, v in label.items()] if isinstance(label, dict) else \
+        [label] if isinstance(label, str) else list(label or [])
+    given = {"status": status, "name": name, "name_prefix": name_prefix, **more}
+    return {"limit": limit, "offset": offset, **{k: v for k, v in given.items() if v is not None},
+            **({"label": labels} if labels else {})}
+
+
+class Jobs:
+    """Jobs (/v1/jobs): create, list, get, cancel, delete. ``Client.submit`` and friends call these."""
+
+    def __init__(self, client: "Client"):
+        self.client = client
+
+    def create(self, spec: dict, *, dataset: str | None = None, name: str | None = None,
+               labels: dict[str, str] | None = None, idempotency_key: str | None = None,
+               dry_run: bool = False) -> dict:
+        """Queues a job (or, with dry_run, returns its plan); ``dataset`` overrides the spec's;
+        ``name`` and ``labels`` (string key/values) are the job's, to find it again."""
+        body = {**spec, **({"dataset": dataset} if dataset else {}), **({"name": name} if name is not None else {}),
+                **({"labels": labels} if labels else {})}
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self.client.request("POST", "/v1/jobs", json=body, headers=headers,
+                                   params={"dry_run": "true"} if dry_run else None).json()
+
+    def get(self, job_id: str) -> dict:
+        return self.client.request("GET", f"/v1/jobs/{job_id}").json()
+
+    def list(self, *, status: str | None = None, label: dict | list | str | None = None, name: str | None = None,
+             name_prefix: str | None = None, study_id: str | None = None, limit: int = 50, offset: int = 0) -> dict:
+        """A page of jobs, newest first; ``label`` {"team": "vision"} (or ["team:vision", ...]) keeps
+        the jobs that have every one of them; ``name`` is exact, ``name_prefix`` its start."""
+        return self.client.request("GET", "/v1/jobs", params=_list_params(
+            status=status, label=label, name=name, name_prefix=name_prefix, study_id=study_id,
+            limit=limit, offset=offset)).json()
+
+    def cancel(self, job_id: str) -> dict:
+        return self.client.request("POST", f"/v1/jobs/{job_id}/cancel").json()
+
+    def delete(self, job_id: str) -> None:
+        """Deletes an ended job with its metrics and files; a job that may still train is a
+        TrainyardError 409 (cancel it first), as is a study's member (delete the study)."""
+        self.client.request("DELETE", f"/v1/jobs/{job_id}")
+
+
 class Studies:
     """Studies (/v1/studies): many jobs, variants x seeds or a search, compared in one leaderboard."""
 
@@ -153,9 +200,11 @@ class Studies:
         """The study: status, counts, members and leaderboard."""
         return self.client.request("GET", f"/v1/studies/{study_id}").json()
 
-    def list(self, *, status: str | None = None, limit: int = 50, offset: int = 0) -> dict:
-        params = {"limit": limit, "offset": offset, **({"status": status} if status else {})}
-        return self.client.request("GET", "/v1/studies", params=params).json()
+    def list(self, *, status: str | None = None, label: dict | list | str | None = None, name: str | None = None,
+             name_prefix: str | None = None, limit: int = 50, offset: int = 0) -> dict:
+        """A page of studies, newest first, filtered as Jobs.list is."""
+        return self.client.request("GET", "/v1/studies", params=_list_params(
+            status=status, label=label, name=name, name_prefix=name_prefix, limit=limit, offset=offset)).json()
 
     def wait(self, study_id: str, *, timeout: float | None = None, poll_seconds: float = 0.5) -> dict:
         """Polls until the study is no longer running; returns it. TimeoutError after ``timeout`` seconds."""
@@ -206,6 +255,7 @@ class Client:
         # Longer than the server's keep-alive ping interval (15 s by default).
         self.stream_timeout = stream_timeout
         self.datasets = Datasets(self)
+        self.jobs = Jobs(self)
         self.studies = Studies(self)
 
     def __enter__(self) -> "Client":
@@ -225,20 +275,19 @@ class Client:
 
     # ---- jobs ----------------------------------------------------------------------
 
-    def submit(self, spec: dict, *, dataset: str | None = None,
-               idempotency_key: str | None = None, dry_run: bool = False) -> dict:
-        """Queues a job (or, with dry_run, returns its plan); ``dataset`` overrides the spec's."""
-        spec = {**spec, "dataset": dataset} if dataset else spec
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self.request("POST", "/v1/jobs", json=spec, headers=headers,
-                            params={"dry_run": "true"} if dry_run else None).json()
+    def submit(self, spec: dict, *, dataset: str | None = None, name: str | None = None,
+               labels: dict[str, str] | None = None, idempotency_key: str | None = None,
+               dry_run: bool = False) -> dict:
+        """Queues a job (or, with dry_run, returns its plan): Jobs.create."""
+        return self.jobs.create(spec, dataset=dataset, name=name, labels=labels,
+                                idempotency_key=idempotency_key, dry_run=dry_run)
 
     def get(self, job_id: str) -> dict:
-        return self.request("GET", f"/v1/jobs/{job_id}").json()
+        return self.jobs.get(job_id)
 
-    def list_jobs(self, *, status: str | None = None, limit: int = 50, offset: int = 0) -> dict:
-        params = {"limit": limit, "offset": offset, **({"status": status} if status else {})}
-        return self.request("GET", "/v1/jobs", params=params).json()
+    def list_jobs(self, *, status: str | None = None, limit: int = 50, offset: int = 0, **filters) -> dict:
+        """Jobs.list (``label``, ``name``, ``name_prefix``, ``study_id`` as there)."""
+        return self.jobs.list(status=status, limit=limit, offset=offset, **filters)
 
     def wait(self, job_id: str, *, timeout: float | None = None, poll_seconds: float = 0.5) -> dict:
         """Polls until the job has ended; returns it. TimeoutError after ``timeout`` seconds."""
@@ -250,7 +299,7 @@ class Client:
         return self.request("GET", "/v1/workers", params={"include_offline": include_offline}).json()
 
     def cancel(self, job_id: str) -> dict:
-        return self.request("POST", f"/v1/jobs/{job_id}/cancel").json()
+        return self.jobs.cancel(job_id)
 
     def spec(self, job_id: str) -> dict:
         return self.request("GET", f"/v1/jobs/{job_id}/spec").json()

@@ -226,3 +226,40 @@ def test_cli_errors_cancel_and_config_file(stack, key, tmp_path, api):
     assert no_key.returncode == 2 and "no API key" in no_key.stderr
     bad = cli({**env, "TRAINYARD_API_KEY": "ty_wrong"}, "list")
     assert bad.returncode == 1 and "401" in bad.stderr
+
+
+def test_names_labels_and_delete_from_the_client_and_the_cli(stack, key, tmp_path, client, api):
+    env = cli_env(stack, key, tmp_path)
+    tag = os.urandom(4).hex()  # alice's jobs are shared by this module's tests: filter on this run's label
+    spec = mlp_spec(upload_npz(api, *blobs(40))["id"], epochs=1)
+    (tmp_path / "job.json").write_text(__import__("json").dumps({**spec, "labels": {"from": "file"}}))
+    submitted = cli(env, "submit", str(tmp_path / "job.json"), "--name", f"cli-{tag}", "--label", f"run={tag}",
+                    "-l", "team:vision", "--follow")
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    cli_job = submitted.stdout.split("job ", 1)[1].split()[0]
+    assert client.jobs.get(cli_job)["labels"] == {"from": "file", "run": tag, "team": "vision"}
+
+    made = client.jobs.create(spec, name=f"py-{tag}", labels={"run": tag, "team": "nlp"})
+    assert made["name"] == f"py-{tag}"
+    client.wait(made["id"], timeout=60)
+    assert [j["id"] for j in client.jobs.list(label={"run": tag})["items"]] == [made["id"], cli_job]
+    assert [j["id"] for j in client.jobs.list(label=[f"run:{tag}", "team:vision"])["items"]] == [cli_job]
+    assert [j["id"] for j in client.jobs.list(name_prefix=f"py-{tag}")["items"]] == [made["id"]]
+
+    listing = cli(env, "list", "--label", f"run={tag}", "--label", "team=vision")
+    assert listing.returncode == 0 and cli_job in listing.stdout and made["id"] not in listing.stdout, listing.stdout
+    assert f"cli-{tag}" in listing.stdout
+    status = cli(env, "status", cli_job)
+    assert re.search(rf"name\s+cli-{tag}", status.stdout) and f"run={tag}" in status.stdout, status.stdout
+    bad = cli(env, "list", "--label", "no-separator")
+    assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr
+
+    client.jobs.delete(made["id"])
+    with pytest.raises(TrainyardError) as gone:
+        client.jobs.get(made["id"])
+    assert gone.value.status == 404
+    deleted = cli(env, "delete", cli_job)
+    assert deleted.returncode == 0 and f"deleted job {cli_job}" in deleted.stdout, deleted.stderr
+    again = cli(env, "delete", cli_job)
+    assert again.returncode == 1 and "404" in again.stderr
+    assert client.jobs.list(label={"run": tag})["total"] == 0

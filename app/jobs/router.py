@@ -1,4 +1,4 @@
-"""/v1/jobs: submit, list, read, cancel, metrics, spec, live events, predict, weights."""
+"""/v1/jobs: submit, list, read, delete, cancel, metrics, spec, live events, predict, weights."""
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -10,14 +10,15 @@ from app.config import get_settings
 from app.db import SQL_BIGINT_MAX, SQL_INT_MAX
 from app.deps import CurrentTenant, SessionDep
 from app.errors import ApiError
-from app.openapi import errors
 from app.jobs import export, lifecycle, predict, repository, service, stream
 from app.jobs.lifecycle import JobStatus
 from app.jobs.reads import SharedReads, shared_reads
-from app.jobs.schemas import (JobCreated, JobPage, JobRead, MetricsRead, PlanRead, PredictRead,
+from app.jobs.schemas import (JobCreate, JobCreated, JobPage, JobRead, MetricsRead, PlanRead, PredictRead,
                               PredictRequest, SpecRead)
+from app.labels import LabelQuery, NamePrefixQuery, NameQuery, parse_filters
 from app.ml.loss_activation import feeding_activation
 from app.ml.spec import JobSpec
+from app.openapi import errors
 from app.storage import get_store
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -27,25 +28,28 @@ SharedReadsDep = Annotated[SharedReads, Depends(shared_reads)]
 @router.post("", status_code=202, response_model=JobCreated | PlanRead,
              responses={200: {"model": PlanRead, "description": "dry run: the plan, nothing queued"},
                         **errors(why={409: "the Idempotency-Key was used for a different job spec"})})
-def submit_job(spec: JobSpec, db: SessionDep, tenant: CurrentTenant, response: Response,
+def submit_job(body: JobCreate, db: SessionDep, tenant: CurrentTenant, response: Response,
                dry_run: bool = False,
                idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None):
     """Checks a job spec against its dataset and queues it (or, with dry_run, only checks it)."""
     if dry_run:
-        job_plan, _ = service.plan(db_session=db, tenant_id=tenant, spec=spec, settings=get_settings())
+        job_plan, _ = service.plan(db_session=db, tenant_id=tenant, spec=body.spec(), settings=get_settings())
         response.status_code = 200
         return PlanRead.model_validate(job_plan)
-    return service.submit(db_session=db, tenant_id=tenant, spec=spec, settings=get_settings(),
-                          idempotency_key=idempotency_key)
+    return service.submit(db_session=db, tenant_id=tenant, spec=body.spec(), settings=get_settings(),
+                          idempotency_key=idempotency_key, name=body.name, labels=body.labels)
 
 
 @router.get("", response_model=JobPage)
 def list_jobs(db: SessionDep, tenant: CurrentTenant, status: JobStatus | None = None,
               study_id: Annotated[str | None, Query(max_length=40, description="a study's members only")] = None,
+              label: LabelQuery = None, name: NameQuery = None, name_prefix: NamePrefixQuery = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 50,
               offset: Annotated[int, Query(ge=0, le=SQL_BIGINT_MAX)] = 0):
+    """The jobs, newest first; filters combine with AND (every ``label`` given must match)."""
     rows, total = repository.list_page(db_session=db, tenant_id=tenant, status=status,
-                                       limit=limit, offset=offset, study_id=study_id)
+                                       limit=limit, offset=offset, study_id=study_id,
+                                       labels=parse_filters(label), name=name, name_prefix=name_prefix)
     return JobPage(items=[service.to_read(j) for j in rows], total=total, limit=limit, offset=offset)
 
 
@@ -58,6 +62,14 @@ async def get_job(job_id: str, tenant: CurrentTenant, reads: SharedReadsDep):
     if body is None:
         raise ApiError(404, f"no job {job_id!r}")
     return Response(body, media_type="application/json")
+
+
+@router.delete("/{job_id}", status_code=204, responses=errors(404, why={
+    409: "the job may still train (cancel it first), or it is a study's member (delete the study)"}))
+def delete_job(job_id: str, db: SessionDep, tenant: CurrentTenant):
+    """Deletes an ended job with its metrics, events and stored files (weights, checkpoint, ONNX)."""
+    service.remove(db_session=db, job=service.get_or_404(db_session=db, tenant_id=tenant, job_id=job_id))
+    return Response(status_code=204)
 
 
 @router.post("/{job_id}/cancel", response_model=JobRead,

@@ -4,7 +4,7 @@ import json
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import Row
+from sqlalchemy import Row, delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -14,14 +14,14 @@ from app.db import after_commit, complete
 from app.errors import ApiError
 from app.jobs import events, lifecycle, repository, sending
 from app.jobs.downsample import downsample
-from app.jobs.lifecycle import JobStatus
+from app.jobs.lifecycle import ACTIVE, JobStatus
 from app.jobs.preprocessing import read as read_preprocessing
 from app.jobs.schemas import AttemptRead, EpochPoint, JobCreated, JobRead, MetricsRead, Progress, SpecRead, StepPoint
 from app.ml.check import Limits, Plan
 from app.ml.spec import JobSpec
-from app.models import Dataset, Job
+from app.models import Dataset, Job, JobEvent, Metric
 from app.models.base import new_id
-from app.storage import dataset_key, get_store
+from app.storage import dataset_key, get_store, job_folder
 from app.workers import routing
 
 
@@ -37,14 +37,19 @@ def plan(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Settin
     return job_data.plan(spec, data, limits(settings)), list(data.dataset.feature_shape)
 
 
-def request_hash(spec: JobSpec) -> str:
-    return hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+def request_hash(spec: JobSpec, *, name: str | None = None, labels: dict[str, str] | None = None) -> str:
+    """The digest a replayed Idempotency-Key is compared on: the whole request, so a retry that
+    renames or relabels is a different request (409). A job without either hashes as before."""
+    body = spec.model_dump(mode="json") | ({"name": name} if name is not None else {}) | \
+        ({"labels": labels} if labels else {})
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def create(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Settings,
-           idempotency_key: str | None) -> tuple[Job, Plan | None, bool]:
+           idempotency_key: str | None, name: str | None = None,
+           labels: dict[str, str] | None = None) -> tuple[Job, Plan | None, bool]:
     """Checks and records a job. Returns (job, plan, created); created is False on a replay."""
-    digest = request_hash(spec)
+    digest = request_hash(spec, name=name, labels=labels)
     if idempotency_key:
         existing = repository.get_by_idempotency_key(db_session=db_session, tenant_id=tenant_id,
                                                      key=idempotency_key)
@@ -54,7 +59,7 @@ def create(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Sett
     data = job_data.resolve(db_session=db_session, tenant_id=tenant_id, spec=spec)
     job_plan = job_data.plan(spec, data, limits(settings))
     job = build(db_session=db_session, tenant_id=tenant_id, spec=spec, data=data, job_plan=job_plan,
-                idempotency_key=idempotency_key, request_hash=digest)
+                idempotency_key=idempotency_key, request_hash=digest, name=name, labels=labels or {})
     if not idempotency_key:  # nothing unique to collide on: no savepoint (two round trips)
         lifecycle.create(db_session=db_session, job=job)
     else:
@@ -86,10 +91,11 @@ def build(*, db_session: Session, tenant_id: str, spec: JobSpec, data: job_data.
 
 
 def submit(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Settings,
-           idempotency_key: str | None) -> JobCreated:
+           idempotency_key: str | None, name: str | None = None,
+           labels: dict[str, str] | None = None) -> JobCreated:
     """Records a job (or finds the one this key made) and publishes its message after the commit."""
     job, job_plan, created = create(db_session=db_session, tenant_id=tenant_id, spec=spec,
-                                    settings=settings, idempotency_key=idempotency_key)
+                                    settings=settings, idempotency_key=idempotency_key, name=name, labels=labels)
     unsent: list[str] = []
     if created:
         after_commit(db_session, lambda: unsent.extend(sending.send([(job.id, job.queue)])))
@@ -110,7 +116,8 @@ def _check_replay(job: Job, digest: str) -> None:
 def to_read(job: Job | Row, cls=JobRead, *, epochs: int | None = None, **extra) -> JobRead:
     """The job as the API shows it; a Row of repository._READ brings ``epochs`` instead of the spec."""
     return cls(
-        id=job.id, status=job.status, dataset_id=job.dataset_id, parameter_count=job.parameter_count,
+        id=job.id, name=job.name, labels=job.labels or {}, status=job.status, dataset_id=job.dataset_id,
+        parameter_count=job.parameter_count,
         progress=Progress(epoch=job.epoch, step=job.step, total_steps=job.total_steps,
                           epochs=job.spec["training"]["epochs"] if epochs is None else epochs),
         latest_metrics=job.latest_metrics, device=job.device, attempts=job.attempts, error=job.error,
@@ -147,6 +154,24 @@ def get_or_404(*, db_session: Session, tenant_id: str, job_id: str) -> Job:
     if job is None:
         raise ApiError(404, f"no job {job_id!r}")
     return job
+
+
+def remove(*, db_session: Session, job: Job) -> None:
+    """Deletes an ended job: its row (no tombstone: a second DELETE is a 404), its metric points and
+    events, and once that has committed its folder of artifacts (weights, checkpoint, preprocessing,
+    the ONNX export). A study's member goes with its study; a job that may still train, not at all."""
+    if job.study_id is not None:
+        raise ApiError(409, f"job {job.id} is a member of study {job.study_id}, whose leaderboard counts it; "
+                            f"delete the study instead: DELETE /v1/studies/{job.study_id}")
+    if job.status in ACTIVE:
+        if job.cancel_requested:
+            raise ApiError(409, f"job {job.id} is stopping (cancel requested); delete it once it has ended")
+        raise ApiError(409, f"job {job.id} is {job.status}; cancel it first: POST /v1/jobs/{job.id}/cancel")
+    for table in (Metric, JobEvent):
+        db_session.execute(delete(table).where(table.job_id == job.id))
+    db_session.execute(delete(Job).where(Job.id == job.id))
+    store, folder = get_store(), job_folder(job.id)
+    after_commit(db_session, lambda: store.delete_folder(folder))
 
 
 def read_many(*, db_session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], JobRead]:

@@ -64,6 +64,11 @@ class Job(Base):
     member: Mapped[int | None] = mapped_column(Integer, default=None)
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
+    # What the user calls it and tags it with (app/labels.py): metadata, not part of the spec.
+    # A study's members carry their study's labels.
+    name: Mapped[str | None] = mapped_column(String(200), default=None)
+    labels: Mapped[dict[str, str] | None] = mapped_column(JSON, default=dict)
+
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

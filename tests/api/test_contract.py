@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
 
 from app.main import app
 from tests.api.inprocess import BASE_URL, Client, Deployment
-from tests.api.routes import REFUSALS, V1_ROUTES, held_study, queued_job
+from tests.api.routes import REFUSALS, V1_ROUTES, ended_job, held_study, queued_job
 from tests.e2e.helpers import blobs, upload_npz
 from worker.runner import run_job
 
@@ -60,12 +60,15 @@ class World:
     running_study_id: str
     completed_study_id: str
     cancelled_study_id: str
+    ended_job_id: str
 
     def path_ids(self, path: str, method: str) -> dict[str, str]:
-        # The cancel takes the queued job (200 once, 409 after); the rest the trained one, so
-        # predict and weights reach the model and the event stream ends. Likewise a study's cancel
-        # takes the running study, its delete the cancelled one, the reads the completed one.
-        job = self.queued_job_id if path.endswith("/cancel") else self.trained_job_id
+        # The cancel takes the queued job (200 once, 409 after), the delete an ended one (204 once,
+        # 404 after); the rest the trained one, so predict and weights reach the model and the event
+        # stream ends. Likewise a study's cancel takes the running study, its delete the cancelled
+        # one, the reads the completed one.
+        job = self.queued_job_id if path.endswith("/cancel") else \
+            self.ended_job_id if method.upper() == "DELETE" else self.trained_job_id
         study = self.running_study_id if path.endswith("/cancel") else \
             self.cancelled_study_id if method.upper() == "DELETE" else self.completed_study_id
         return {"job_id": job, "dataset_id": self.dataset_id, "study_id": study}
@@ -101,9 +104,10 @@ def world(deployment: Deployment):
         assert api.get(f"/v1/studies/{completed['id']}").json()["status"] == "completed"
         running, cancelled = held_study(api, dataset["id"]), held_study(api, dataset["id"])
         assert api.post(f"/v1/studies/{cancelled['id']}/cancel").status_code == 200
+        ended = ended_job(api, dataset["id"])
     with deployment.client(None) as client:
         yield World(key, client, dataset["id"], queued["id"], trained["id"], running["id"], completed["id"],
-                    cancelled["id"])
+                    cancelled["id"], ended["id"])
 
 
 def test_the_document_tested_is_the_one_served(anon):

@@ -67,6 +67,11 @@
     fill(head, 
       el("span", { class: `status ${job.status}`, id: "job-status" }, job.status),
       " ", el("code", {}, job.id),
+      job.name ? el("strong", { id: "job-name" }, " ", job.name) : null,
+      Object.keys(job.labels || {}).length
+        ? el("span", { class: "muted", id: "job-labels" }, " · ",
+             Object.entries(job.labels).map(([k, v]) => `${k}=${v}`).join(", "))
+        : null,
       job.study_id ? el("span", {}, " · study ", el("a", { href: `/studies/${job.study_id}` }, job.study_id),
                         " · variant ", job.variant || "") : null,
       el("span", { class: "muted" }, ` · ${number(job.parameter_count)} parameters · ${job.device || "no device yet"}`),
