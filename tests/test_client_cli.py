@@ -226,3 +226,22 @@ def test_cli_errors_cancel_and_config_file(stack, key, tmp_path, api):
     assert no_key.returncode == 2 and "no API key" in no_key.stderr
     bad = cli({**env, "TRAINYARD_API_KEY": "ty_wrong"}, "list")
     assert bad.returncode == 1 and "401" in bad.stderr
+
+
+def test_client_manages_the_tenants_keys(stack, client):
+    """ty.keys over the API, against a real API process: the new key works, is listed without its
+    secret, and is refused as soon as it is revoked (the process drops its cached entry)."""
+    made = client.keys.create("ci", expires_at="2099-01-01")
+    assert made["key"].startswith("ty_") and made["expires_at"].startswith("2099-01-01")
+    with Client(stack.url, made["key"]) as ci:
+        assert {k["id"] for k in ci.keys.list()["items"]} == {k["id"] for k in client.keys.list()["items"]}
+        listed = {k["id"]: k for k in client.keys.list()["items"]}
+        assert listed[made["id"]]["status"] == "active" and "key" not in listed[made["id"]]
+        client.keys.revoke(made["id"])
+        with pytest.raises(TrainyardError) as refused:
+            ci.keys.list()
+        assert refused.value.status == 401 and refused.value.detail == "unknown or revoked API key"
+    assert {k["id"]: k for k in client.keys.list()["items"]}[made["id"]]["status"] == "revoked"
+    with pytest.raises(TrainyardError) as past:
+        client.keys.create("old", expires_at="2020-01-01")
+    assert past.value.status == 422 and [e["field"] for e in past.value.errors] == ["expires_at"]

@@ -49,7 +49,9 @@ def create_key(*, db_session: Session, name: str, tenant_name: str, expires_at: 
 
 
 def add_key(*, db_session: Session, tenant: Tenant, name: str, expires_at: datetime | None) -> CreatedKey:
-    """Another key for ``tenant``."""
+    """Another key for ``tenant``; ``expires_at`` (aware) must be in the future."""
+    if expires_at is not None and expires_at <= utcnow():
+        raise ApiError(422, f"expires_at must be in the future, got {expires_at.isoformat()}", "expires_at")
     key = KEY_PREFIX + secrets.token_urlsafe(32)  # 256 random bits
     row = ApiKey(id=new_id("key"), tenant_id=tenant.id, name=name, key_hash=hash_key(key),
                  prefix=key[:10], expires_at=expires_at)
@@ -60,8 +62,6 @@ def add_key(*, db_session: Session, tenant: Tenant, name: str, expires_at: datet
 
 def create_for_tenant(*, db_session: Session, tenant_id: str, name: str, expires_at: datetime | None) -> CreatedKey:
     """POST /v1/keys: another key for the caller's own tenant."""
-    if expires_at is not None and expires_at <= utcnow():
-        raise ApiError(422, f"expires_at must be in the future, got {expires_at.isoformat()}", "expires_at")
     tenant = db_session.get(Tenant, tenant_id)
     return add_key(db_session=db_session, tenant=tenant, name=name, expires_at=expires_at)
 
