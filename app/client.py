@@ -17,11 +17,15 @@
         print(ty.studies.leaderboard(study["id"])["summary"])
         curves = ty.studies.curves(study["id"], as_frame=True)   # variant, epoch, x, mean, std, min, max, n
 
+        ci = ty.keys.create("ci", expires_at="2027-01-01")   # ci["key"]: the secret, shown once
+        ty.keys.revoke(ci["id"])
+
 Every refused request raises TrainyardError carrying the HTTP status and the server's body.
 """
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +251,29 @@ class Studies:
                                    max_retries=max_retries)
 
 
+class Keys:
+    """The tenant's API keys (/v1/keys)."""
+
+    def __init__(self, client: "Client"):
+        self.client = client
+
+    def list(self, *, limit: int = 50, offset: int = 0) -> dict:
+        """Newest first: id, name, prefix, created, last used (to the minute), expiry, revoked, status;
+        never a key itself."""
+        return self.client.request("GET", "/v1/keys", params={"limit": limit, "offset": offset}).json()
+
+    def create(self, name: str, *, expires_at: datetime | str | None = None) -> dict:
+        """Another key for this tenant; ``key`` in the answer is the secret, shown this once.
+        ``expires_at``: a datetime or ISO 8601 string in the future (UTC when it names no zone)."""
+        when = expires_at.isoformat() if hasattr(expires_at, "isoformat") else expires_at
+        body = {"name": name, **({"expires_at": when} if when is not None else {})}
+        return self.client.request("POST", "/v1/keys", json=body).json()
+
+    def revoke(self, key_id: str) -> None:
+        """Revokes a key (this client's own included); revoking a revoked key changes nothing."""
+        self.client.request("DELETE", f"/v1/keys/{key_id}")
+
+
 class Client:
     def __init__(self, url: str = "http://127.0.0.1:8000", api_key: str | None = None, *,
                  timeout: float = 30.0, stream_timeout: float = 60.0):
@@ -257,6 +284,7 @@ class Client:
         self.datasets = Datasets(self)
         self.jobs = Jobs(self)
         self.studies = Studies(self)
+        self.keys = Keys(self)
 
     def __enter__(self) -> "Client":
         return self

@@ -6,7 +6,7 @@ from fastapi.security import HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.auth.service import remembered_tenant, tenant_for_key
+from app.auth.service import ExpiredKey, remembered_tenant, tenant_for_key
 from app.db import get_db, session_scope
 from app.errors import ApiError
 from app.ui import sessions
@@ -71,7 +71,11 @@ async def current_tenant(request: Request, authorization: Annotated[str | None, 
             raise CsrfRequired()
         return found.tenant_id
     key = bearer_key(authorization)
-    tenant = remembered_tenant(key) or await run_in_threadpool(_look_up, key)
+    try:
+        tenant = remembered_tenant(key) or await run_in_threadpool(_look_up, key)
+    except ExpiredKey:
+        raise Unauthorized("expired API key; create another (POST /v1/keys with a live key, "
+                           "or `trainyard keys create`)") from None
     if tenant is None:
         raise Unauthorized("unknown or revoked API key")
     return tenant

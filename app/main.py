@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.auth.router import router as keys_router
 from app.datasets.router import router as datasets_router
 from app.errors import install_error_handlers
 from app.health import router as health_router
@@ -43,6 +44,7 @@ def create_app() -> FastAPI:
     app.include_router(jobs_router)
     app.include_router(studies_router)
     app.include_router(workers_router)
+    app.include_router(keys_router)
     app.include_router(schema_router)
     app.include_router(health_router)
     install_sign_in(app)

@@ -263,3 +263,22 @@ def test_names_labels_and_delete_from_the_client_and_the_cli(stack, key, tmp_pat
     again = cli(env, "delete", cli_job)
     assert again.returncode == 1 and "404" in again.stderr
     assert client.jobs.list(label={"run": tag})["total"] == 0
+
+
+def test_client_manages_the_tenants_keys(stack, client):
+    """ty.keys over the API, against a real API process: the new key works, is listed without its
+    secret, and is refused as soon as it is revoked (the process drops its cached entry)."""
+    made = client.keys.create("ci", expires_at="2099-01-01")
+    assert made["key"].startswith("ty_") and made["expires_at"].startswith("2099-01-01")
+    with Client(stack.url, made["key"]) as ci:
+        assert {k["id"] for k in ci.keys.list()["items"]} == {k["id"] for k in client.keys.list()["items"]}
+        listed = {k["id"]: k for k in client.keys.list()["items"]}
+        assert listed[made["id"]]["status"] == "active" and "key" not in listed[made["id"]]
+        client.keys.revoke(made["id"])
+        with pytest.raises(TrainyardError) as refused:
+            ci.keys.list()
+        assert refused.value.status == 401 and refused.value.detail == "unknown or revoked API key"
+    assert {k["id"]: k for k in client.keys.list()["items"]}[made["id"]]["status"] == "revoked"
+    with pytest.raises(TrainyardError) as past:
+        client.keys.create("old", expires_at="2020-01-01")
+    assert past.value.status == 422 and [e["field"] for e in past.value.errors] == ["expires_at"]

@@ -6,25 +6,102 @@ import sys
 import time
 
 import typer
+from rich.markup import escape
 
-from app.cli.base import app, console
+from app.cli.base import app, console, errors
 
-keys = typer.Typer(help="API keys.", no_args_is_help=True)
+keys = typer.Typer(help="API keys (run on the server: these commands use the database directly; a tenant "
+                        "manages its own keys over the API, /v1/keys).", no_args_is_help=True)
 app.add_typer(keys, name="keys")
+
+
+def _expiry(value: str | None):
+    """--expires as POST /v1/keys reads expires_at: ISO 8601, UTC when it names no zone."""
+    if value is None:
+        return None
+    from pydantic import ValidationError
+
+    from app.auth.schemas import KeyCreate
+
+    try:
+        return KeyCreate(name="-", expires_at=value).expires_at
+    except ValidationError as exc:
+        raise typer.BadParameter(exc.errors()[0]["msg"], param_hint="--expires") from None
 
 
 @keys.command("create")
 def keys_create(name: str = typer.Argument(..., help="A name for the key, e.g. 'laptop'"),
-                tenant: str = typer.Option(None, help="Tenant to add the key to (default: NAME)")):
+                tenant: str = typer.Option(None, help="Tenant to add the key to (default: NAME)"),
+                expires: str = typer.Option(None, help="When the key stops working: ISO 8601, e.g. 2027-01-01 "
+                                                       "(UTC unless it names a zone); default: never")):
     """Creates an API key and prints it once; only its SHA-256 digest is stored."""
     from app.auth.service import create_key
     from app.db import session_scope
+    from app.errors import ApiError
+
+    expires_at = _expiry(expires)
+    try:
+        with session_scope() as session:
+            created = create_key(db_session=session, name=name, tenant_name=tenant or name, expires_at=expires_at)
+    except ApiError as exc:
+        raise typer.BadParameter(exc.message, param_hint="--expires") from None
+    if sys.stdout.isatty():
+        until = f", expires {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else ""
+        console.print(f"API key for tenant [bold]{created.tenant_name}[/]{until} (shown once, keep it):")
+    print(created.key)
+
+
+@keys.command("list")
+def keys_list(tenant: str = typer.Option(None, help="Only this tenant's keys (default: every tenant's)"),
+              limit: int = typer.Option(200, min=1, help="At most this many, newest first")):
+    """Lists API keys: id, tenant, name, prefix, created, last used, expiry, status; never a key itself."""
+    from rich import box
+    from rich.table import Column, Table
+    from sqlalchemy import select
+
+    from app.auth.schemas import KeyRead
+    from app.auth.service import list_page
+    from app.db import session_scope
+    from app.models import Tenant
 
     with session_scope() as session:
-        created = create_key(db_session=session, name=name, tenant_name=tenant or name)
-    if sys.stdout.isatty():
-        console.print(f"API key for tenant [bold]{created.tenant_name}[/] (shown once, keep it):")
-    print(created.key)
+        names = dict(session.execute(select(Tenant.id, Tenant.name)).tuples().all())
+        tenant_id = next((i for i, n in names.items() if n == tenant), None)
+        if tenant is not None and tenant_id is None:
+            raise typer.BadParameter(f"no tenant named {tenant!r}", param_hint="--tenant")
+        rows, total = list_page(db_session=session, tenant_id=tenant_id, limit=limit, offset=0)
+        listed = [(names[row.tenant_id], KeyRead.model_validate(row)) for row in rows]
+    table = Table(Column("id", no_wrap=True), "tenant", "name", "prefix", "created", "last used", "expires",
+                  "status", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for tenant_name, k in listed:
+        table.add_row(k.id, escape(tenant_name), escape(k.name), k.prefix,
+                      _when(k.created_at), _when(k.last_used_at), _when(k.expires_at), k.status)
+    console.print(table)
+    if total > len(listed):
+        console.print(f"{len(listed)} of {total} keys (--limit for more)")
+
+
+def _when(moment) -> str:
+    return f"{moment:%Y-%m-%d %H:%M}" if moment else "-"
+
+
+@keys.command("revoke")
+def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (key_...), from `trainyard keys list`")):
+    """Revokes a key; API processes refuse it within AUTH_CACHE_SECONDS (they remember live keys that long)."""
+    from app.auth.service import revoke
+    from app.config import get_settings
+    from app.db import session_scope
+    from app.errors import ApiError
+
+    try:
+        with session_scope() as session:
+            row = revoke(db_session=session, key_id=key_id, tenant_id=None)
+            revoked_at = row.revoked_at
+    except ApiError as exc:
+        errors.print(f"[red]error:[/] {escape(exc.message)}")
+        raise typer.Exit(1) from None
+    console.print(f"{key_id} revoked at {revoked_at:%Y-%m-%d %H:%M:%S} UTC; running API processes refuse it "
+                  f"within {get_settings().auth_cache_seconds:g} s", highlight=False)
 
 
 @app.command()

@@ -25,3 +25,8 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # None: the key never expires. Past it the key is refused (app/auth/service.py).
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Written at most once a minute per key (app/auth/service.py says why), so it is the
+    # last use to within a minute.
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

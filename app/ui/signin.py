@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from app.auth.service import ExpiredKey
 from app.db import session_scope
 from app.ui import sessions
 from app.ui.sessions import COOKIE, Current
@@ -61,10 +62,15 @@ def sign_in_page(request: Request, next: str = "/"):
 
 @router.post("/signin")
 def sign_in(request: Request, api_key: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/"):
-    with session_scope() as db:
-        made = sessions.sign_in(db_session=db, key=api_key.strip()) if api_key.strip() else None
+    expired = False
+    try:
+        with session_scope() as db:
+            made = sessions.sign_in(db_session=db, key=api_key.strip()) if api_key.strip() else None
+    except ExpiredKey:
+        made, expired = None, True
     if made is None:
-        error = "unknown or revoked API key" if api_key.strip() else "enter your API key"
+        error = "expired API key" if expired else "unknown or revoked API key" if api_key.strip() else \
+            "enter your API key"
         return templates.TemplateResponse(request, "signin.html", {"next": local_path(next), "error": error},
                                           status_code=401)
     response = RedirectResponse(local_path(next), status_code=303)

@@ -27,6 +27,9 @@ V1_ROUTES = [
     ("POST", "/v1/studies/{study_id}/cancel", None),
     ("DELETE", "/v1/studies/{study_id}", None),
     ("GET", "/v1/workers", None),
+    ("GET", "/v1/keys", None),
+    ("POST", "/v1/keys", {"name": "spare"}),
+    ("DELETE", "/v1/keys/{key_id}", None),
     ("GET", "/v1/schema/spec", None),
 ]
 
@@ -57,6 +60,9 @@ REFUSALS = {
     ("POST", "/v1/studies/{study_id}/cancel"): SHARED | {404, 409, 413, 422},
     ("DELETE", "/v1/studies/{study_id}"): SHARED | {404, 409, 422},
     ("GET", "/v1/workers"): SHARED | {422},
+    ("GET", "/v1/keys"): SHARED | {422},
+    ("POST", "/v1/keys"): SHARED | {400, 413, 422},
+    ("DELETE", "/v1/keys/{key_id}"): SHARED | {404, 422},
     ("GET", "/v1/schema/spec"): SHARED,
 }
 

@@ -1,7 +1,8 @@
 """Dashboard sign-in: the API key once in a form's body, then an HttpOnly SameSite=Strict session
 cookie that authenticates the API's routes for the same tenant; state-changing requests need the
 page's CSRF token; signing out, or revoking the key, ends the session."""
-from datetime import datetime, timezone
+import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import update
@@ -113,6 +114,27 @@ def test_revoking_the_key_or_expiry_ends_its_sessions(deployment, browser):
         db.execute(update(ApiKey).where(ApiKey.key_hash == hash_key(key)).values(revoked_at=datetime.now(timezone.utc)))
         db.commit()
     assert browser.get("/v1/jobs").status_code == 401
+
+
+@pytest.mark.services
+def test_a_keys_expiry_ends_its_sessions_and_an_expired_key_cannot_sign_in(deployment, api, browser):
+    expires = datetime.now(timezone.utc) + timedelta(seconds=1.5)
+    made = api.post("/v1/keys", json={"name": "brief", "expires_at": expires.isoformat()})
+    assert made.status_code == 201, made.text
+    r = browser.post("/signin", data={"api_key": made.json()["key"]}, follow_redirects=False)
+    assert r.status_code == 303 and int(r.headers["set-cookie"].split("Max-Age=")[1].split(";")[0]) <= 2
+    assert browser.get("/v1/jobs").status_code == 200
+    token = browser.async_client.cookies["trainyard_session"]
+    with get_session_factory()() as db:  # the session row outlasting the key: the key's expiry still ends it
+        db.execute(update(BrowserSession).where(BrowserSession.token_hash == _digest(token))
+                   .values(expires_at=datetime(2100, 1, 1, tzinfo=timezone.utc)))
+        db.commit()
+    time.sleep(max(0.0, (expires - datetime.now(timezone.utc)).total_seconds()) + 0.2)
+    browser.async_client.cookies.set("trainyard_session", token)  # as a browser ignoring Max-Age would
+    ended = browser.get("/v1/jobs")
+    assert ended.status_code == 401 and "session has ended" in ended.json()["detail"]
+    again = browser.post("/signin", data={"api_key": made.json()["key"]}, follow_redirects=False)
+    assert again.status_code == 401 and "expired API key" in again.text and "set-cookie" not in again.headers
 
 
 def test_a_bearer_key_still_needs_no_csrf_token(api):
