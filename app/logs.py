@@ -82,3 +82,29 @@ def configure(log_format: str | None = None, level: int | str = logging.INFO) ->
     handler._trainyard = True
     root.addHandler(handler)
     root.setLevel(level)
+
+
+class JobPathFields:
+    """ASGI middleware: a request on a job's path (/v1/jobs/{job_id}...) logs with the job's id.
+
+    Set as the response starts, after the router has matched the path (its parameters are on
+    the scope by then) and before the server's access line, which is logged in this same
+    context: uvicorn writes it while sending the response's start.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                job_id = scope.get("path_params", {}).get("job_id")
+                if job_id:
+                    add_job_fields(job_id=job_id)
+            await send(message)
+
+        await self.app(scope, receive, sending)

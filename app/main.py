@@ -8,6 +8,7 @@ from app.datasets.router import router as datasets_router
 from app.errors import install_error_handlers
 from app.health import router as health_router
 from app.jobs.router import router as jobs_router
+from app.logs import JobPathFields
 from app.logs import configure as configure_logging
 from app.monitoring.requests import RequestMetrics
 from app.monitoring.router import router as monitoring_router
@@ -39,6 +40,7 @@ def create_app() -> FastAPI:
     install_openapi(app)
     app.add_middleware(RequestLimits)  # every body counted and checked before a route reads it
     app.add_middleware(SecurityHeaders)  # outside RequestLimits: its refusals carry them too
+    app.add_middleware(JobPathFields)  # a job's requests log with its job_id
     app.add_middleware(RequestMetrics)  # outermost: every answer is counted, refusals included
     install_static(app)
     app.include_router(docs_router)

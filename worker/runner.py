@@ -189,7 +189,9 @@ def _finish(run: JobRun, status: JobStatus, *, error: str | None = None,
     if not unit_of_work.run(lifecycle.finish, job_id=run.job_id, worker_id=run.owner, status=status,
                             error=error, weights_path=weights_path):
         log.warning("job %s was no longer ours to finish", run.job_id)
-    elif run.attempt is not None and run.attempt.study_id:
+        return
+    log.info("job %s %s%s", run.job_id, status, f": {error}" if error else "")
+    if run.attempt is not None and run.attempt.study_id:
         # Its study may have room now, or be done. Should this fail, the next reaper sweep does it.
         reaper.advance_study(run.attempt.study_id)
 

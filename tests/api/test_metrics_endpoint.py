@@ -78,7 +78,7 @@ def test_requests_are_counted_by_route_template_without_ids(api, anon):
     text = anon.get("/metrics").text
     # Counts only: no job, dataset or tenant id, nor a path as asked, in any label.
     assert job["id"] not in text and dataset["id"] not in text and "job_nothing_here" not in text
-    assert "/no/such/path" not in text and "ten_" not in text
+    assert "/no/such/path" not in text and "tn_" not in text
     assert 'route="/metrics"' not in text  # the scrapes themselves are not counted
 
 
