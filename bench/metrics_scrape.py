@@ -9,6 +9,7 @@ INSERTs, then app/monitoring/service.snapshot runs --repeat times; the median is
 import argparse
 import os
 import random
+import shutil
 import statistics
 import tempfile
 import time
@@ -69,6 +70,14 @@ def main() -> None:
     os.environ["DATA_DIR"] = str(folder)
     if args.database_url:
         os.environ["DATABASE_URL"] = args.database_url
+
+    try:
+        run(args)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run(args) -> None:
     from app.db import get_engine, session_scope
     from app.migrate import upgrade
     from app.monitoring.service import snapshot

@@ -2,6 +2,7 @@
 and prometheus-client's process metrics), then the service's state from the database (service.py)."""
 import hmac
 import time
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
