@@ -1,6 +1,7 @@
 """Every setting Trainyard reads from the environment, in one place."""
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -86,6 +87,13 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = 5
     # A dashboard sign-in lasts this long (and only while its API key is live).
     session_hours: float = 12
+
+    # Log lines: text for a terminal, json (one object a line, with job_id, tenant, attempt
+    # and worker on a job's lines) for a log store; docker-compose.yml sets json (app/logs.py).
+    log_format: Literal["text", "json"] = "text"
+    # GET /metrics: open when empty (Prometheus scrapes it inside the network, and it shows
+    # counts only); when set, a scrape must send 'Authorization: Bearer <METRICS_TOKEN>'.
+    metrics_token: str = ""
 
     worker_id: str = Field(default="", description="Name a worker reports; host:pid by default")
     # Workers report to the registry (GET /v1/workers) every HEARTBEAT_SECONDS; one not

@@ -118,7 +118,15 @@ def api(host: str = "127.0.0.1", port: int = 8000, workers: int = 1):
     """Starts the HTTP API (uvicorn)."""
     import uvicorn
 
-    uvicorn.run("app.main:app", host=host, port=port, workers=workers, log_level="info")
+    from app.config import get_settings
+    from app.logs import configure
+
+    configure()
+    # JSON: uvicorn's own lines (startup, access) go through the root logger's JSON handler
+    # rather than uvicorn's text handlers.
+    json_logs = get_settings().log_format == "json"
+    uvicorn.run("app.main:app", host=host, port=port, workers=workers, log_level="info",
+                **({"log_config": None} if json_logs else {}))
 
 
 def _devices(value: str | None) -> list[int] | None:

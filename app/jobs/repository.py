@@ -87,6 +87,11 @@ def queue_of(*, db_session: Session, job_id: str) -> str:
     return db_session.scalar(select(Job.queue).where(Job.id == job_id))
 
 
+def tenant_of(*, db_session: Session, job_id: str) -> str | None:
+    """The job's tenant id (for its log lines)."""
+    return db_session.scalar(select(Job.tenant_id).where(Job.id == job_id))
+
+
 def waiting_sent_before(*, db_session: Session, before: datetime) -> list[str]:
     """Waiting jobs whose message was last sent before ``before``, or never (the creation time counts)."""
     sent = func.coalesce(Job.enqueued_at, Job.created_at)

@@ -135,6 +135,7 @@ def test_every_refusal_is_documented_in_the_one_error_shape():
                     assert response["content"] == {"application/json": {"schema": error_body}}, (method, path, code)
     assert {key: codes for key, codes in documented.items() if key[1].startswith("/v1")} == REFUSALS
     assert documented[("GET", "/healthz")] == set() and documented[("GET", "/readyz")] == {503}
+    assert documented[("GET", "/metrics")] == {401, 503}  # 401 only while METRICS_TOKEN is set
 
 
 @schema.parametrize()
