@@ -128,7 +128,11 @@ def cancel(job_id: str, url: Url = None, api_key: ApiKey = None):
             errors.print(f"[red]error:[/] this server cannot cancel jobs: POST /v1/jobs/{job_id}/cancel "
                          f"answered {exc.status} {escape(str(exc.detail))}")
             raise typer.Exit(1)
-    console.print(f"job [bold]{job.get('id', job_id)}[/] {job.get('status', 'cancel requested')}")
+    if job["status"] == "running":  # 202: it stops itself, at its next check
+        console.print(f"job [bold]{job_id}[/]: cancel requested; the worker stops it at its next check "
+                      f"(within ~1 s), keeping its metrics; `trainyard follow {job_id}` shows the end")
+    else:
+        console.print(f"job [bold]{job_id}[/] {job['status']}")
 
 
 @app.command()
