@@ -129,8 +129,10 @@ def cancel(job_id: str, url: Url = None, api_key: ApiKey = None):
                          f"answered {exc.status} {escape(str(exc.detail))}")
             raise typer.Exit(1)
     if job["status"] == "running":  # 202: it stops itself, at its next check
+        # soft_wrap: a command to copy is never broken across lines.
         console.print(f"job [bold]{job_id}[/]: cancel requested; the worker stops it at its next check "
-                      f"(within ~1 s), keeping its metrics; `trainyard follow {job_id}` shows the end")
+                      "(within ~1 s), keeping its metrics", soft_wrap=True)
+        console.print(f"`trainyard follow {job_id}` shows the end", soft_wrap=True)
     else:
         console.print(f"job [bold]{job_id}[/] {job['status']}")
 

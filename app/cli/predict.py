@@ -30,6 +30,8 @@ def read_csv(text: str, feature_names: list[str] | None) -> list[list[float]]:
         raise ValueError("no rows")
     header = None if all(is_number(c) for c in rows[0]) else [c.strip() for c in rows[0]]
     body = rows[1:] if header else rows
+    if not body:
+        raise ValueError("no rows of numbers after the header")
     picked = range(len(rows[0]))
     if header and feature_names and set(feature_names) <= set(header):
         picked = [header.index(n) for n in feature_names]
