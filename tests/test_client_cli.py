@@ -281,7 +281,7 @@ def test_cli_datasets_list_predict_and_a_plot_of_several_jobs(stack, key, tmp_pa
     ds_id = up.stdout.split("dataset ", 1)[1].split(":")[0]
     listing = cli(env, "datasets", "list")
     assert listing.returncode == 0, listing.stderr
-    assert re.search(rf"{ds_id}\s+pets\s+csv\s+60\s+\[4\]\s+cat, dog, emu", listing.stdout), listing.stdout
+    assert re.search(rf"{ds_id}\s+pets\s+60\s+\[4\]\s+3 classes", listing.stdout), listing.stdout
 
     jobs = [wait_for(api, api.post("/v1/jobs", json=mlp_spec(ds_id, epochs=20, seed=s)).json()["id"])["id"]
             for s in (1, 2)]

@@ -33,11 +33,15 @@ def list_datasets(limit: int = 50, offset: int = 0, url: Url = None, api_key: Ap
     with connect(url, api_key) as client, reported():
         page = client.datasets.list(limit=limit, offset=offset)
     # An id is useless cut short: it never wraps, the other columns give way.
-    table = Table(Column("dataset", no_wrap=True), "name", "format", "rows", "features", "targets",
+    # The name gives way; the rest is short and never wraps.
+    table = Table(Column("dataset", no_wrap=True), "name", Column("rows", no_wrap=True, justify="right"),
+                  Column("features", no_wrap=True), Column("targets", no_wrap=True),
                   box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for ds in page["items"]:
-        targets = ", ".join(map(str, ds["classes"])) if ds.get("classes") else ds["target_kind"]
-        table.add_row(ds["id"], fmt(ds["name"]), ds["source_format"], f"{ds['rows']:,}",
+        # Classes by count: their names can be long and many (`datasets upload` prints them).
+        targets = (f"{len(ds['classes'])} classes" if ds.get("classes")
+                   else f"{ds['target_kind']} {ds['target_shape'] or ''}".strip())
+        table.add_row(ds["id"], fmt(ds["name"]), f"{ds['rows']:,}",
                       fmt(ds["feature_shape"]), fmt(targets))
     console.print(table)
     console.print(f"{len(page['items'])} of {page['total']}")
