@@ -333,6 +333,8 @@ class Client:
         return self.request("GET", f"/v1/jobs/{job_id}/spec").json()
 
     def predict(self, job_id: str, inputs) -> dict:
+        """The trained model's outputs for ``inputs`` (rows of raw features); labels and
+        probabilities too for a classifier."""
         return self.request("POST", f"/v1/jobs/{job_id}/predict", json={"inputs": inputs}).json()
 
     # ---- live events ---------------------------------------------------------------
@@ -376,10 +378,18 @@ class Client:
 
     # ---- results -------------------------------------------------------------------
 
-    def metrics(self, job_id: str, *, kind: str = "epoch", as_frame: bool = False):
-        """The job's ``epoch`` (default) or ``step`` points, as dicts or a pandas DataFrame."""
+    def metrics(self, job_id: str, *, kind: str = "epoch", as_frame: bool = False,
+                max_points: int | None = None):
+        """The job's ``epoch`` (default) or ``step`` points, as dicts or a pandas DataFrame.
+
+        ``max_points`` (4 or more): at most that many, cut by the server, each bucket's first point
+        and its lowest and highest train_loss kept (so spikes survive); None: every point."""
         if kind not in ("epoch", "step"):
             raise ValueError("kind is 'epoch' or 'step'")
+        if max_points is not None:  # one request: the server reads the whole history to cut it
+            page = self.request("GET", f"/v1/jobs/{job_id}/metrics", params={"max_points": max_points}).json()
+            points = page["epochs" if kind == "epoch" else "steps"]
+            return _frame(points) if as_frame else points
         points, after = [], -1
         while True:
             page = self.request("GET", f"/v1/jobs/{job_id}/metrics",

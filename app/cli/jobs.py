@@ -161,7 +161,13 @@ def cancel(job_id: str, url: Url = None, api_key: ApiKey = None):
             errors.print(f"[red]error:[/] this server cannot cancel jobs: POST /v1/jobs/{job_id}/cancel "
                          f"answered {exc.status} {escape(str(exc.detail))}")
             raise typer.Exit(1)
-    console.print(f"job [bold]{job.get('id', job_id)}[/] {job.get('status', 'cancel requested')}")
+    if job["status"] == "running":  # 202: it stops itself, at its next check
+        # soft_wrap: a command to copy is never broken across lines.
+        console.print(f"job [bold]{job_id}[/]: cancel requested; the worker stops it at its next check "
+                      "(within ~1 s), keeping its metrics", soft_wrap=True)
+        console.print(f"`trainyard follow {job_id}` shows the end", soft_wrap=True)
+    else:
+        console.print(f"job [bold]{job_id}[/] {job['status']}")
 
 
 @app.command()
