@@ -4,6 +4,7 @@ import json
 from datetime import datetime
 
 import numpy as np
+import torch
 from sqlalchemy import Row, delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -18,6 +19,7 @@ from app.jobs.lifecycle import ACTIVE, JobStatus
 from app.jobs.preprocessing import read as read_preprocessing
 from app.jobs.schemas import AttemptRead, EpochPoint, JobCreated, JobRead, MetricsRead, Progress, SpecRead, StepPoint
 from app.ml.check import Limits, Plan
+from app.ml.preprocessing import split_indices
 from app.ml.spec import JobSpec
 from app.models import Dataset, Job, JobEvent, Metric
 from app.models.base import new_id
@@ -146,6 +148,34 @@ def sample_rows(*, db_session: Session, job: Job, rows: int = 16):
         return None
     with np.load(get_store().path(dataset_key(dataset.sha256)), allow_pickle=False) as npz:
         return npz["x"][:rows]
+
+
+def _arrays(db_session: Session, dataset_id: str | None) -> tuple[np.ndarray, np.ndarray] | None:
+    dataset = db_session.get(Dataset, dataset_id) if dataset_id else None
+    if dataset is None:
+        return None
+    with np.load(get_store().path(dataset_key(dataset.sha256)), allow_pickle=False) as npz:
+        return npz["x"], npz["y"]
+
+
+def evaluation_rows(*, db_session: Session, job: Job, rows: int) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """Up to ``rows`` of the rows the job validated on, raw as uploaded: ("validation", x, y) from
+    data.validation_dataset or the split the worker drew (the first draw of a generator seeded with
+    training.seed, as worker/training/data.py draws it); ("training", x, y) when the job held out
+    none (or its validation dataset is gone). None once its dataset is deleted."""
+    spec = JobSpec.model_validate(job.spec)
+    if spec.data.validation_dataset and (val := _arrays(db_session, spec.data.validation_dataset)):
+        return "validation", val[0][:rows], val[1][:rows]
+    train = _arrays(db_session, job.dataset_id)
+    if train is None:
+        return None
+    x, y = train
+    train_idx, val_idx = split_indices(len(x), spec.training.validation_split,
+                                       torch.Generator().manual_seed(spec.training.seed))
+    if val_idx is None:
+        return "training", x[:rows], y[:rows]
+    picked = val_idx[:rows].numpy()
+    return "validation", x[picked], y[picked]
 
 
 def get_or_404(*, db_session: Session, tenant_id: str, job_id: str) -> Job:
