@@ -402,13 +402,28 @@ class Client:
 
     def download_weights(self, job_id: str, path: str | Path | None = None, *,
                          format: str = "safetensors") -> bytes | Path:
-        """The trained weights (safetensors, or format="onnx"): bytes, or written to ``path``."""
+        """The trained weights (safetensors, format="onnx", or format="onnx-int8"): bytes, or written
+        to ``path``. For int8, ``int8_report`` gives what the quantization cost."""
         response = self.request("GET", f"/v1/jobs/{job_id}/weights", params={"format": format})
         if path is None:
             return response.content
         path = Path(path)
         path.write_bytes(response.content)
         return path
+
+    def int8_report(self, job_id: str) -> dict:
+        """What the int8 export cost, from its headers: ``rows`` ("validation 100": which rows and
+        how many), ``accuracy_fp32``/``accuracy_int8`` (classification), ``mse_fp32``/``mse_int8``/
+        ``mse_change`` (regression), ``int8_max_abs_diff``, ``quantized_nodes``, ``float_nodes``
+        ("none", or "GRU 1"), ``size_ratio`` (int8 bytes / fp32 bytes). Numbers as floats."""
+        response = self.request("GET", f"/v1/jobs/{job_id}/weights", params={"format": "onnx-int8"})
+        out = {}
+        for name, value in response.headers.items():
+            if name.startswith("x-trainyard-"):
+                key = name.removeprefix("x-trainyard-").replace("-", "_")
+                out[key] = value if key in ("int8_rows", "float_nodes") else float(value)
+        out["rows"] = out.pop("int8_rows")
+        return out
 
     def load_model(self, job_id: str):
         """The trained nn.Module, rebuilt from the job's spec with the service's own builder.

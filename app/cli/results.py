@@ -65,24 +65,38 @@ def metrics(job_id: str,
                       "train_loss); --all for every one, --csv for every field")
 
 
+# Each format's file extension: the default output name is JOB_ID.EXT.
+DOWNLOAD_EXTENSIONS = {"safetensors": "safetensors", "onnx": "onnx", "onnx-int8": "int8.onnx"}
+# What an int8 export's headers report, in the order printed.
+INT8_REPORT = (("x-trainyard-int8-rows", "measured on"), ("x-trainyard-accuracy-fp32", "accuracy fp32"),
+               ("x-trainyard-accuracy-int8", "accuracy int8"), ("x-trainyard-mse-fp32", "mse fp32"),
+               ("x-trainyard-mse-int8", "mse int8"), ("x-trainyard-mse-change", "mse change"),
+               ("x-trainyard-int8-max-abs-diff", "max abs difference from fp32"),
+               ("x-trainyard-quantized-nodes", "quantized nodes"), ("x-trainyard-float-nodes", "left float"),
+               ("x-trainyard-size-ratio", "size vs fp32"))
+
+
 @app.command()
 def download(job_id: str,
              output: Annotated[Path | None, typer.Option(
                  "-o", "--output", help="Default: JOB_ID.EXT")] = None,
-             format: Annotated[str, typer.Option(help="safetensors or onnx")] = "safetensors",
+             format: Annotated[str, typer.Option(help="safetensors, onnx or onnx-int8")] = "safetensors",
              url: Url = None, api_key: ApiKey = None):
-    """Downloads the trained weights (safetensors) or the model as ONNX."""
-    if format not in ("safetensors", "onnx"):
-        errors.print("[red]error:[/] --format is safetensors or onnx")
+    """Downloads the trained weights (safetensors) or the model as ONNX (fp32, or int8-quantized)."""
+    if format not in DOWNLOAD_EXTENSIONS:
+        errors.print("[red]error:[/] --format is safetensors, onnx or onnx-int8")
         raise typer.Exit(2)
     with connect(url, api_key) as client, reported():
         response = client.request("GET", f"/v1/jobs/{job_id}/weights", params={"format": format})
-    path = output or Path(f"{job_id}.{format}")
+    path = output or Path(f"{job_id}.{DOWNLOAD_EXTENSIONS[format]}")
     path.write_bytes(response.content)
     console.print(f"wrote {path} ({len(response.content):,} bytes)")
     if "x-trainyard-max-abs-diff" in response.headers:
         console.print(f"checked against PyTorch: max abs difference "
                       f"{response.headers['x-trainyard-max-abs-diff']}")
+    for header, what in INT8_REPORT:
+        if header in response.headers:
+            console.print(f"{what}: {response.headers[header]}")
 
 
 def pyplot():

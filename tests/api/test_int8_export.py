@@ -3,11 +3,13 @@ quantized, measured against the fp32 file on the rows the job validated on, cach
 
 The rows and scores are recomputed here from the definitions (the worker's split is the first
 randperm of a generator seeded with training.seed), not from the service's helpers."""
+import httpx
 import numpy as np
 import onnx
 import onnxruntime
 import torch
 
+from app.client import Client as TrainyardClient
 from app.storage import get_store, job_folder
 from tests.api.routes import ended_job
 from tests.e2e.helpers import upload_npz
@@ -93,6 +95,37 @@ def test_a_regression_jobs_report_gives_the_mse_change_on_its_training_rows(api)
     assert h["x-trainyard-mse-change"] == f"{mse_b - mse_a:+.3e}"
     assert h["x-trainyard-int8-max-abs-diff"] == f"{float(np.abs(a - b).max()):.3e}"
     assert "x-trainyard-accuracy-fp32" not in h
+
+
+class InProcess(httpx.BaseTransport):
+    """The Python client's requests sent to the in-process app (the network swapped, nothing else)."""
+
+    def __init__(self, api):
+        self.api = api
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        r = self.api.request(request.method, str(request.url), headers=dict(request.headers),
+                             content=request.read())
+        return httpx.Response(r.status_code, headers=r.headers, content=r.content)
+
+
+def test_the_client_downloads_the_int8_file_and_reads_its_report(api, tmp_path):
+    x = np.random.default_rng(3).normal(size=(120, 6)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+    layers = [{"type": "linear", "out_features": 16}, {"type": "relu"}, {"type": "linear", "out_features": 2}]
+    job_id = trained(api, x, y, layers, "cross_entropy", validation_split=0.2)
+    client = TrainyardClient("http://api", "unused")
+    client.http = httpx.Client(base_url="http://api", transport=InProcess(api))
+    path = client.download_weights(job_id, tmp_path / "m.int8.onnx", format="onnx-int8")
+    report = client.int8_report(job_id)
+    headers = api.get(f"/v1/jobs/{job_id}/weights", params={"format": "onnx-int8"}).headers
+    assert path.read_bytes() == api.get(f"/v1/jobs/{job_id}/weights", params={"format": "onnx-int8"}).content
+    assert (report["rows"], report["float_nodes"], report["quantized_nodes"]) == ("validation 24", "none", 2.0)
+    assert report["accuracy_int8"] == float(headers["x-trainyard-accuracy-int8"])
+    # 6-16-2 has 146 weights: the quantize/dequantize nodes outweigh what int8 saves (2.4x larger).
+    assert report["size_ratio"] == float(headers["x-trainyard-size-ratio"]) > 1
+    assert set(report) == {"rows", "float_nodes", "quantized_nodes", "accuracy_fp32", "accuracy_int8",
+                           "int8_max_abs_diff", "size_ratio"}
 
 
 def test_a_job_that_has_not_succeeded_has_no_int8_export(api):
