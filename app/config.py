@@ -40,6 +40,21 @@ class Settings(BaseSettings):
     # The pre-flight estimate of training memory (parameters, gradients, optimizer state, activations).
     max_memory_bytes: int = 8 * 2**30
 
+    # Per-tenant quotas (app/quotas/; `trainyard tenants set-quota` overrides them per tenant;
+    # 0: no limit). Jobs: a tenant's queued, retrying and running jobs outside studies, checked
+    # at submit (429). Running jobs: more wait in the queue, they are not refused. Study members:
+    # a tenant's unfinished studies' members not yet ended, checked at study create (429).
+    # Stored bytes: datasets plus job artifacts, checked before an upload is stored (413).
+    quota_jobs: int = 1000
+    quota_running_jobs: int = 0
+    quota_study_members: int = 2000
+    quota_stored_bytes: int = 0
+    # Requests per API key (a `limits` string: "600/minute", "10/second;600/minute"); empty or
+    # 0: off. Counted in Redis when the broker is Redis (one count for all API processes), else in
+    # this process's memory; RATE_LIMIT_STORAGE_URL names another `limits` storage.
+    rate_limit: str = ""
+    rate_limit_storage_url: str = ""
+
     # A running job renews its lease this often; a stale lease means a lost worker.
     lease_seconds: float = 60
     heartbeat_seconds: float = 5

@@ -14,6 +14,7 @@ from app.logs import configure as configure_logging
 from app.monitoring.requests import RequestMetrics
 from app.monitoring.router import router as monitoring_router
 from app.openapi import install_openapi
+from app.rate_limits import RateLimits
 from app.request_limits import RequestLimits
 from app.schema_router import router as schema_router
 from app.studies.router import router as studies_router
@@ -40,6 +41,7 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     install_openapi(app)
     app.add_middleware(RequestLimits)  # every body counted and checked before a route reads it
+    app.add_middleware(RateLimits)  # outside RequestLimits: a call over the rate is refused unread
     app.add_middleware(SecurityHeaders)  # outside RequestLimits: its refusals carry them too
     app.add_middleware(JobPathFields)  # a job's requests log with its job_id
     app.add_middleware(RequestMetrics)  # outermost: every answer is counted, refusals included

@@ -14,10 +14,11 @@ import torch
 from safetensors.torch import save
 
 from app.config import get_settings
-from app.jobs import lifecycle, progress, repository
+from app.jobs import lifecycle, progress, repository, sending
 from app.jobs.lifecycle import JobStatus
 from app.logs import add_job_fields, job_context, job_fields
 from app.ml.errors import DataError, SpecError
+from app.quotas import service as quotas
 from app.storage import checkpoint_key, get_store, preprocessing_key, weights_key
 from app.studies import pruning
 from worker import drain, memory, reaper, registry, unit_of_work
@@ -44,7 +45,14 @@ def run_job(job_id: str) -> None:
 
 
 def _claim(*, db_session, job_id: str, worker_id: str, lease_seconds: float) -> tuple[int | None, str | None]:
-    """The claim, and the job's tenant for its log lines, in one unit of work."""
+    """The claim, and the job's tenant for its log lines, in one unit of work.
+
+    A job whose tenant is at its running-jobs quota stays waiting, marked unsent: the next
+    reaper sweep (REAPER_INTERVAL_SECONDS) sends it again, to be claimed once a slot is free."""
+    if not quotas.may_start(db_session=db_session, job_id=job_id):
+        sending.mark_unsent(db_session=db_session, job_ids=[job_id])
+        log.info("job %s waits: its tenant is at its running-jobs quota", job_id)
+        return None, None
     number = lifecycle.claim(db_session=db_session, job_id=job_id, worker_id=worker_id, lease_seconds=lease_seconds)
     return number, repository.tenant_of(db_session=db_session, job_id=job_id) if number else None
 
@@ -191,6 +199,10 @@ def _finish(run: JobRun, status: JobStatus, *, error: str | None = None,
         log.warning("job %s was no longer ours to finish", run.job_id)
         return
     log.info("job %s %s%s", run.job_id, status, f": {error}" if error else "")
+    try:  # what the job left in the store counts against its tenant's stored-bytes quota
+        unit_of_work.run(quotas.record_artifacts, job_id=run.job_id)
+    except Exception:  # noqa: BLE001 - the job has ended all the same; its bytes count from the next export
+        log.exception("job %s: could not record its artifacts' bytes", run.job_id)
     if run.attempt is not None and run.attempt.study_id:
         # Its study may have room now, or be done. Should this fail, the next reaper sweep does it.
         reaper.advance_study(run.attempt.study_id)

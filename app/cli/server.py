@@ -1,4 +1,4 @@
-"""Running the service: keys, migrations, and the API and worker processes."""
+"""Running the service: keys, tenants' quotas, migrations, and the API and worker processes."""
 import os
 import signal
 import subprocess
@@ -102,6 +102,70 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (key_...), 
         raise typer.Exit(1) from None
     console.print(f"{key_id} revoked at {revoked_at:%Y-%m-%d %H:%M:%S} UTC; running API processes refuse it "
                   f"within {get_settings().auth_cache_seconds:g} s", highlight=False)
+
+
+tenants = typer.Typer(help="Tenants' quotas (run on the server: these commands use the database directly).",
+                      no_args_is_help=True)
+app.add_typer(tenants, name="tenants")
+QUOTA_OPTIONS = {"jobs": "--jobs", "running_jobs": "--running-jobs", "study_members": "--study-members",
+                 "stored_bytes": "--stored-bytes"}
+
+
+@tenants.command("set-quota")
+def tenants_set_quota(
+        tenant: str = typer.Argument(..., help="The tenant's name (as `trainyard keys create --tenant` took it) or id"),
+        jobs: str = typer.Option(None, help="Queued + running jobs outside studies (0: no limit; 'default')"),
+        running_jobs: str = typer.Option(None, help="Jobs running at once; more wait queued (0: no limit; 'default')"),
+        study_members: str = typer.Option(None, help="Members of its studies not yet ended (0: no limit; 'default')"),
+        stored_bytes: str = typer.Option(None, help="Datasets + job artifacts, e.g. 10GiB (0: no limit; 'default')")):
+    """Overrides a tenant's quotas (the others keep theirs), then prints its quotas and use."""
+    from app.quotas import service as quotas
+
+    given = {"jobs": jobs, "running_jobs": running_jobs, "study_members": study_members,
+             "stored_bytes": stored_bytes}
+    values = {}
+    for name, text in given.items():
+        if text is None:
+            continue
+        try:
+            values[name] = quotas.parse_amount(text, byte_units=name == "stored_bytes")
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint=QUOTA_OPTIONS[name]) from None
+    if not values:
+        raise typer.BadParameter("give at least one of " + ", ".join(QUOTA_OPTIONS.values()))
+    _with_tenant(tenant, lambda session, row: quotas.set_quotas(db_session=session, tenant=row, values=values))
+
+
+@tenants.command("show")
+def tenants_show(tenant: str = typer.Argument(..., help="The tenant's name or id")):
+    """A tenant's quotas (its own or the server's default) and what it uses of each."""
+    _with_tenant(tenant, lambda session, row: None)
+
+
+def _with_tenant(tenant: str, change) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from app.db import session_scope
+    from app.errors import ApiError
+    from app.quotas import service as quotas
+
+    try:
+        with session_scope() as session:
+            row = quotas.find_tenant(db_session=session, tenant=tenant)
+            change(session, row)
+            limits, use = quotas.limits_of(row), quotas.usage(db_session=session, tenant_id=row.id)
+            own = {name: getattr(row, column) is not None for name, (column, _) in quotas.QUOTAS.items()}
+            name = row.name
+    except ApiError as exc:
+        errors.print(f"[red]error:[/] {escape(exc.message)}")
+        raise typer.Exit(1) from None
+    table = Table("quota", "limit", "in use", "set", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
+                  title=f"tenant {escape(name)}")
+    for quota in quotas.QUOTAS:
+        table.add_row(quota, f"{limits[quota]:,}" if limits[quota] else "no limit", f"{use[quota]:,}",
+                      "tenant" if own[quota] else "default")
+    console.print(table)
 
 
 @app.command()

@@ -62,7 +62,8 @@ def materialize(*, db_session: Session, store: ArtifactStore, data: JobData) -> 
     """The training dataset's row, storing a builtin's new rows first."""
     if data.parsed is None:
         return data.dataset
-    data.dataset = service.save(db_session=db_session, store=store, row=data.dataset, parsed=data.parsed)
+    data.dataset = service.save(db_session=db_session, store=store, row=data.dataset, parsed=data.parsed,
+                                field="dataset")
     data.parsed = None
     return data.dataset
 

@@ -19,6 +19,7 @@ from app.labels import LabelQuery, NamePrefixQuery, NameQuery, parse_filters
 from app.ml.loss_activation import feeding_activation
 from app.ml.spec import JobSpec
 from app.openapi import errors
+from app.quotas import service as quotas
 from app.storage import get_store
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -177,8 +178,10 @@ def get_weights(job_id: str, db: SessionDep, tenant: CurrentTenant,
         # A model of its own: tracing must not share a module with concurrent predictions.
         key, diff = export.cached_or_export(get_store(), job.id, lambda: predict.serving_model(job),
                                             job.input_shape, service.sample_rows(db_session=db, job=job))
-        if format == "onnx-int8":
-            return _int8_weights(db, job, key)
+        int8 = _int8_weights(db, job, key) if format == "onnx-int8" else None
+        quotas.record_artifacts(db_session=db, job_id=job.id)  # the exports count as stored bytes
+        if int8 is not None:
+            return int8
         return FileResponse(get_store().path(key), media_type="application/octet-stream",
                             filename=f"{job.id}.onnx",
                             headers={"X-Trainyard-Max-Abs-Diff": f"{diff:.3e}"})

@@ -23,6 +23,7 @@ from app.ml.preprocessing import split_indices
 from app.ml.spec import JobSpec
 from app.models import Dataset, Job, JobEvent, Metric
 from app.models.base import new_id
+from app.quotas import service as quotas
 from app.storage import dataset_key, get_store, job_folder
 from app.workers import routing
 
@@ -60,6 +61,9 @@ def create(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Sett
             return existing, None, False
     data = job_data.resolve(db_session=db_session, tenant_id=tenant_id, spec=spec)
     job_plan = job_data.plan(spec, data, limits(settings))
+    # In the insert's transaction, after the checks that need no lock: two concurrent submits
+    # cannot both pass (app/quotas/service.py says how).
+    quotas.check_new_jobs(db_session=db_session, tenant_id=tenant_id, jobs=1)
     job = build(db_session=db_session, tenant_id=tenant_id, spec=spec, data=data, job_plan=job_plan,
                 idempotency_key=idempotency_key, request_hash=digest, name=name, labels=labels or {})
     if not idempotency_key:  # nothing unique to collide on: no savepoint (two round trips)

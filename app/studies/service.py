@@ -15,6 +15,7 @@ from app.jobs import sending
 from app.jobs.lifecycle import ACTIVE
 from app.models import Job, JobEvent, Metric, Study, StudyEvent
 from app.models.base import new_id
+from app.quotas import service as quotas
 from app.storage import get_store, job_folder
 from app.studies import checks, conductor, lifecycle, repository
 from app.studies.curves import Curves, curves
@@ -64,6 +65,9 @@ def create(*, db_session: Session, tenant_id: str, request: StudyCreate, setting
     planned = planned_members(request, settings)
     checked = checks.check(db_session=db_session, tenant_id=tenant_id, base=request.base,
                            members=_members(request), objective=request.objective, settings=settings)
+    # In the transaction that inserts the members (app/quotas/service.py): every planned member
+    # (a search's trials too) against the members of the tenant's studies that have not ended.
+    quotas.check_new_jobs(db_session=db_session, tenant_id=tenant_id, members=planned)
     study = Study(id=new_id("study"), tenant_id=tenant_id, name=request.name, labels=request.labels, spec=body,
                   kind="search" if request.search else "variants", planned=planned, refused=0,
                   idempotency_key=idempotency_key, request_hash=digest)

@@ -35,7 +35,7 @@ V1_ROUTES = [
 
 # The refusals each /v1 operation documents (app/openapi.py): every key-taking operation 401
 # and 503, 422 where anything is validated, 400 where a body is read, and each route's own.
-SHARED = {401, 503}
+SHARED = {401, 429, 503}  # 429: RATE_LIMIT (app/rate_limits.py), and a quota where a route checks one
 REFUSALS = {
     ("POST", "/v1/datasets"): SHARED | {400, 413, 415, 422},
     ("GET", "/v1/datasets"): SHARED | {422},
