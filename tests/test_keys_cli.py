@@ -37,6 +37,9 @@ def rows(env: dict) -> dict[str, ApiKey]:
 
 
 def tenant_of(env: dict, key: str):
+    """What a fresh API process would answer for the key: this test process's own cache of live
+    keys (AUTH_CACHE_SECONDS, filled by an earlier lookup here) is forgotten first."""
+    service._tenants.clear()
     engine = make_engine(env["DATABASE_URL"])
     try:
         with sessionmaker(bind=engine)() as db:
