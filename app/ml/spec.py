@@ -17,6 +17,7 @@ from app.ml.optimizers import (SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Conj
                                ScaledConjugateGradient)
 from app.ml.regularization import Regularization
 from app.ml.schedules import Schedule
+from app.ml.source_spec import Distill, InitFrom
 from app.ml.strict import StrictModel
 
 __all__ = ["JobSpec", "Layer", "ModelSpec"]
@@ -81,6 +82,10 @@ class JobSpec(StrictModel):
     regularization: Regularization = Regularization()
     # After training, so its check can see training.validation_split.
     data: DataOptions = DataOptions()
+    # Start from a succeeded job's weights (warm start, fine-tuning; app/ml/warm_start.py).
+    init: InitFrom | None = None
+    # Learn from a succeeded job's softened outputs as well as the labels (app/ml/distill.py).
+    distill: Distill | None = None
 
     @field_validator("data")
     @classmethod
