@@ -2,7 +2,7 @@
 from dataclasses import dataclass
 
 import numpy as np
-from safetensors.torch import load
+from safetensors.torch import load as load_safetensors
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -109,7 +109,7 @@ def _weights(key: str, field: str) -> dict:
     path = get_store().path(key)
     if not path.exists():
         raise DataError(field, f"the weights at {key} were deleted before this job could train")
-    return load(path.read_bytes())
+    return load_safetensors(path.read_bytes())
 
 
 def _sources(row: _Row) -> Sources:
