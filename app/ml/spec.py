@@ -6,7 +6,7 @@ rather than a silently ignored option.
 from typing import Annotated, Literal, Union
 
 from pydantic import (Field, PlainValidator, PositiveInt, ValidationInfo, WithJsonSchema,
-                      field_validator)
+                      field_validator, model_serializer)
 
 from app.ml.data_spec import DataOptions, DatasetRef
 from app.ml.layers.init import Init
@@ -86,6 +86,16 @@ class JobSpec(StrictModel):
     init: InitFrom | None = None
     # Learn from a succeeded job's softened outputs as well as the labels (app/ml/distill.py).
     distill: Distill | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unused_sources(self, handler):
+        # A job without init or distill is stored (and its Idempotency-Key hashed) as before they
+        # existed, so a client or worker of an older version still reads its served spec.
+        data = handler(self)
+        for key in ("init", "distill"):
+            if isinstance(data, dict) and data.get(key) is None:
+                data.pop(key, None)
+        return data
 
     @field_validator("data")
     @classmethod
