@@ -231,7 +231,7 @@ def _train_on(run: JobRun, attempt: Attempt, device: torch.device) -> str:
     precision.require_gpu(attempt.spec.training.precision, device)
     memory.start(device)
     trainer = Trainer(attempt.spec, *attempt.train, device, run.hooks(), attempt.validation,
-                      direct=get_settings().direct_kernels)
+                      direct=get_settings().direct_kernels, sources=attempt.sources)
     if attempt.resumes:
         _resume(trainer, attempt)
     try:
