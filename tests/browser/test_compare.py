@@ -1,5 +1,5 @@
 """/compare overlays jobs' curves; the log toggle and the smoothing slider change the drawing."""
-from tests.browser.pages import alice, dataset, finished, sign_in, stop, submit, until  # noqa: F401
+from tests.browser.pages import alice, dataset, finished, sign_in, slow, stop, submit, until  # noqa: F401
 
 
 def canvas(page) -> str:
@@ -56,8 +56,7 @@ def test_without_jobs_it_lists_recent_jobs_to_pick(page, server_key, alice, data
 
 
 def test_a_running_job_keeps_drawing_on_compare(page, server_key, alice, dataset):  # noqa: F811
-    # Batches of 2 for 500 epochs: about 20 s here, so it still runs while the page polls.
-    job = submit(alice, dataset, epochs=500, batch_size=2)
+    job = slow(alice, dataset)
     try:
         sign_in(page, server_key, f"/compare?jobs={job['id']}")
         chart = page.locator("#compare-chart")
