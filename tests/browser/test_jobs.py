@@ -1,8 +1,10 @@
 """The jobs list (/): signing in lands on it, it shows the tenant's jobs newest first with
-their status, filters by status, and the picked jobs go to /compare."""
+their status, filters by status, label and name, and the picked jobs go to /compare."""
+import os
 from urllib.parse import urlparse
 
 from tests.browser.pages import alice, dataset, finished, sign_in, slow, stop, submit, until  # noqa: F401
+from tests.e2e.helpers import mlp_spec
 
 
 def test_sign_in_lands_on_the_jobs_list_showing_a_job(page, server_key, alice, dataset):  # noqa: F811
@@ -48,3 +50,23 @@ def test_a_running_rows_progress_moves_without_a_reload(page, server_key, alice,
         page.locator(f"tr[data-job-id='{job['id']}'] .status", has_text="cancelled").wait_for()
     finally:
         stop(alice, job["id"])
+
+
+def test_the_label_and_name_filters_find_a_job_and_show_its_name(page, server_key, alice, dataset):  # noqa: F811
+    tag = os.urandom(4).hex()  # the tenant is shared by this module's tests: filter on this run's label
+    named = alice.post("/v1/jobs", json={**mlp_spec(dataset, epochs=1), "name": f"lr-sweep-{tag}",
+                                         "labels": {"run": tag, "team": "vision"}}).json()
+    other = alice.post("/v1/jobs", json={**mlp_spec(dataset, epochs=1), "labels": {"run": tag}}).json()
+    finished(alice, named["id"]), finished(alice, other["id"])
+    sign_in(page, server_key)
+    rows = page.locator("#jobs-table tbody tr[data-job-id]")
+    page.fill("#jobs-label", f"run:{tag}")
+    page.press("#jobs-label", "Enter")
+    until(lambda: set(rows.evaluate_all("rows => rows.map(r => r.dataset.jobId)")) == {named["id"], other["id"]})
+    assert f"label=run%3A{tag}" in page.url
+    page.fill("#jobs-name", f"lr-sweep-{tag}")
+    page.press("#jobs-name", "Enter")
+    until(lambda: rows.evaluate_all("rows => rows.map(r => r.dataset.jobId)") == [named["id"]])
+    row = page.locator(f"tr[data-job-id='{named['id']}']")
+    assert row.locator(".job-name").inner_text() == f"lr-sweep-{tag}"
+    assert row.locator(".job-labels").inner_text() == f"run={tag} team=vision"
