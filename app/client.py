@@ -3,7 +3,8 @@
     from app.client import Client
     with Client("http://127.0.0.1:8000", api_key) as ty:
         ds = ty.datasets.upload("iris.csv", target="species")
-        job = ty.submit(spec, dataset=ds["id"])
+        job = ty.jobs.create(spec, dataset=ds["id"], name="baseline", labels={"team": "vision"})
+        ty.jobs.list(label={"team": "vision"})     # ?label=team:vision; name=, name_prefix= too
         for event in ty.stream(job["id"]):      # resumes by itself after a dropped connection
             print(event.event, event.data)
         model = ty.load_model(job["id"])         # the trained nn.Module
@@ -16,11 +17,15 @@
         print(ty.studies.leaderboard(study["id"])["summary"])
         curves = ty.studies.curves(study["id"], as_frame=True)   # variant, epoch, x, mean, std, min, max, n
 
+        ci = ty.keys.create("ci", expires_at="2027-01-01")   # ci["key"]: the secret, shown once
+        ty.keys.revoke(ci["id"])
+
 Every refused request raises TrainyardError carrying the HTTP status and the server's body.
 """
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +142,52 @@ class Datasets:
                                    params={"limit": limit, "offset": offset}).json()
 
 
+def _list_params(*, status, label, name, name_prefix, limit, offset, **more) -> dict:
+    """A list's query: ``label`` is {"key": "value"}, or "key:value" strings (all must match)."""
+    labels = [f"{k}:{v}" for k, v in label.items()] if isinstance(label, dict) else \
+        [label] if isinstance(label, str) else list(label or [])
+    given = {"status": status, "name": name, "name_prefix": name_prefix, **more}
+    return {"limit": limit, "offset": offset, **{k: v for k, v in given.items() if v is not None},
+            **({"label": labels} if labels else {})}
+
+
+class Jobs:
+    """Jobs (/v1/jobs): create, list, get, cancel, delete. ``Client.submit`` and friends call these."""
+
+    def __init__(self, client: "Client"):
+        self.client = client
+
+    def create(self, spec: dict, *, dataset: str | None = None, name: str | None = None,
+               labels: dict[str, str] | None = None, idempotency_key: str | None = None,
+               dry_run: bool = False) -> dict:
+        """Queues a job (or, with dry_run, returns its plan); ``dataset`` overrides the spec's;
+        ``name`` and ``labels`` (string key/values) are the job's, to find it again."""
+        body = {**spec, **({"dataset": dataset} if dataset else {}), **({"name": name} if name is not None else {}),
+                **({"labels": labels} if labels else {})}
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self.client.request("POST", "/v1/jobs", json=body, headers=headers,
+                                   params={"dry_run": "true"} if dry_run else None).json()
+
+    def get(self, job_id: str) -> dict:
+        return self.client.request("GET", f"/v1/jobs/{job_id}").json()
+
+    def list(self, *, status: str | None = None, label: dict | list | str | None = None, name: str | None = None,
+             name_prefix: str | None = None, study_id: str | None = None, limit: int = 50, offset: int = 0) -> dict:
+        """A page of jobs, newest first; ``label`` {"team": "vision"} (or ["team:vision", ...]) keeps
+        the jobs that have every one of them; ``name`` is exact, ``name_prefix`` its start."""
+        return self.client.request("GET", "/v1/jobs", params=_list_params(
+            status=status, label=label, name=name, name_prefix=name_prefix, study_id=study_id,
+            limit=limit, offset=offset)).json()
+
+    def cancel(self, job_id: str) -> dict:
+        return self.client.request("POST", f"/v1/jobs/{job_id}/cancel").json()
+
+    def delete(self, job_id: str) -> None:
+        """Deletes an ended job with its metrics and files; a job that may still train is a
+        TrainyardError 409 (cancel it first), as is a study's member (delete the study)."""
+        self.client.request("DELETE", f"/v1/jobs/{job_id}")
+
+
 class Studies:
     """Studies (/v1/studies): many jobs, variants x seeds or a search, compared in one leaderboard."""
 
@@ -153,9 +204,11 @@ class Studies:
         """The study: status, counts, members and leaderboard."""
         return self.client.request("GET", f"/v1/studies/{study_id}").json()
 
-    def list(self, *, status: str | None = None, limit: int = 50, offset: int = 0) -> dict:
-        params = {"limit": limit, "offset": offset, **({"status": status} if status else {})}
-        return self.client.request("GET", "/v1/studies", params=params).json()
+    def list(self, *, status: str | None = None, label: dict | list | str | None = None, name: str | None = None,
+             name_prefix: str | None = None, limit: int = 50, offset: int = 0) -> dict:
+        """A page of studies, newest first, filtered as Jobs.list is."""
+        return self.client.request("GET", "/v1/studies", params=_list_params(
+            status=status, label=label, name=name, name_prefix=name_prefix, limit=limit, offset=offset)).json()
 
     def wait(self, study_id: str, *, timeout: float | None = None, poll_seconds: float = 0.5) -> dict:
         """Polls until the study is no longer running; returns it. TimeoutError after ``timeout`` seconds."""
@@ -198,6 +251,29 @@ class Studies:
                                    max_retries=max_retries)
 
 
+class Keys:
+    """The tenant's API keys (/v1/keys)."""
+
+    def __init__(self, client: "Client"):
+        self.client = client
+
+    def list(self, *, limit: int = 50, offset: int = 0) -> dict:
+        """Newest first: id, name, prefix, created, last used (to the minute), expiry, revoked, status;
+        never a key itself."""
+        return self.client.request("GET", "/v1/keys", params={"limit": limit, "offset": offset}).json()
+
+    def create(self, name: str, *, expires_at: datetime | str | None = None) -> dict:
+        """Another key for this tenant; ``key`` in the answer is the secret, shown this once.
+        ``expires_at``: a datetime or ISO 8601 string in the future (UTC when it names no zone)."""
+        when = expires_at.isoformat() if hasattr(expires_at, "isoformat") else expires_at
+        body = {"name": name, **({"expires_at": when} if when is not None else {})}
+        return self.client.request("POST", "/v1/keys", json=body).json()
+
+    def revoke(self, key_id: str) -> None:
+        """Revokes a key (this client's own included); revoking a revoked key changes nothing."""
+        self.client.request("DELETE", f"/v1/keys/{key_id}")
+
+
 class Client:
     def __init__(self, url: str = "http://127.0.0.1:8000", api_key: str | None = None, *,
                  timeout: float = 30.0, stream_timeout: float = 60.0):
@@ -206,7 +282,9 @@ class Client:
         # Longer than the server's keep-alive ping interval (15 s by default).
         self.stream_timeout = stream_timeout
         self.datasets = Datasets(self)
+        self.jobs = Jobs(self)
         self.studies = Studies(self)
+        self.keys = Keys(self)
 
     def __enter__(self) -> "Client":
         return self
@@ -225,20 +303,19 @@ class Client:
 
     # ---- jobs ----------------------------------------------------------------------
 
-    def submit(self, spec: dict, *, dataset: str | None = None,
-               idempotency_key: str | None = None, dry_run: bool = False) -> dict:
-        """Queues a job (or, with dry_run, returns its plan); ``dataset`` overrides the spec's."""
-        spec = {**spec, "dataset": dataset} if dataset else spec
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self.request("POST", "/v1/jobs", json=spec, headers=headers,
-                            params={"dry_run": "true"} if dry_run else None).json()
+    def submit(self, spec: dict, *, dataset: str | None = None, name: str | None = None,
+               labels: dict[str, str] | None = None, idempotency_key: str | None = None,
+               dry_run: bool = False) -> dict:
+        """Queues a job (or, with dry_run, returns its plan): Jobs.create."""
+        return self.jobs.create(spec, dataset=dataset, name=name, labels=labels,
+                                idempotency_key=idempotency_key, dry_run=dry_run)
 
     def get(self, job_id: str) -> dict:
-        return self.request("GET", f"/v1/jobs/{job_id}").json()
+        return self.jobs.get(job_id)
 
-    def list_jobs(self, *, status: str | None = None, limit: int = 50, offset: int = 0) -> dict:
-        params = {"limit": limit, "offset": offset, **({"status": status} if status else {})}
-        return self.request("GET", "/v1/jobs", params=params).json()
+    def list_jobs(self, *, status: str | None = None, limit: int = 50, offset: int = 0, **filters) -> dict:
+        """Jobs.list (``label``, ``name``, ``name_prefix``, ``study_id`` as there)."""
+        return self.jobs.list(status=status, limit=limit, offset=offset, **filters)
 
     def wait(self, job_id: str, *, timeout: float | None = None, poll_seconds: float = 0.5) -> dict:
         """Polls until the job has ended; returns it. TimeoutError after ``timeout`` seconds."""
@@ -250,12 +327,14 @@ class Client:
         return self.request("GET", "/v1/workers", params={"include_offline": include_offline}).json()
 
     def cancel(self, job_id: str) -> dict:
-        return self.request("POST", f"/v1/jobs/{job_id}/cancel").json()
+        return self.jobs.cancel(job_id)
 
     def spec(self, job_id: str) -> dict:
         return self.request("GET", f"/v1/jobs/{job_id}/spec").json()
 
     def predict(self, job_id: str, inputs) -> dict:
+        """The trained model's outputs for ``inputs`` (rows of raw features); labels and
+        probabilities too for a classifier."""
         return self.request("POST", f"/v1/jobs/{job_id}/predict", json={"inputs": inputs}).json()
 
     # ---- live events ---------------------------------------------------------------
@@ -299,10 +378,18 @@ class Client:
 
     # ---- results -------------------------------------------------------------------
 
-    def metrics(self, job_id: str, *, kind: str = "epoch", as_frame: bool = False):
-        """The job's ``epoch`` (default) or ``step`` points, as dicts or a pandas DataFrame."""
+    def metrics(self, job_id: str, *, kind: str = "epoch", as_frame: bool = False,
+                max_points: int | None = None):
+        """The job's ``epoch`` (default) or ``step`` points, as dicts or a pandas DataFrame.
+
+        ``max_points`` (4 or more): at most that many, cut by the server, each bucket's first point
+        and its lowest and highest train_loss kept (so spikes survive); None: every point."""
         if kind not in ("epoch", "step"):
             raise ValueError("kind is 'epoch' or 'step'")
+        if max_points is not None:  # one request: the server reads the whole history to cut it
+            page = self.request("GET", f"/v1/jobs/{job_id}/metrics", params={"max_points": max_points}).json()
+            points = page["epochs" if kind == "epoch" else "steps"]
+            return _frame(points) if as_frame else points
         points, after = [], -1
         while True:
             page = self.request("GET", f"/v1/jobs/{job_id}/metrics",
@@ -315,13 +402,28 @@ class Client:
 
     def download_weights(self, job_id: str, path: str | Path | None = None, *,
                          format: str = "safetensors") -> bytes | Path:
-        """The trained weights (safetensors, or format="onnx"): bytes, or written to ``path``."""
+        """The trained weights (safetensors, format="onnx", or format="onnx-int8"): bytes, or written
+        to ``path``. For int8, ``int8_report`` gives what the quantization cost."""
         response = self.request("GET", f"/v1/jobs/{job_id}/weights", params={"format": format})
         if path is None:
             return response.content
         path = Path(path)
         path.write_bytes(response.content)
         return path
+
+    def int8_report(self, job_id: str) -> dict:
+        """What the int8 export cost, from its headers: ``rows`` ("validation 100": which rows and
+        how many), ``accuracy_fp32``/``accuracy_int8`` (classification), ``mse_fp32``/``mse_int8``/
+        ``mse_change`` (regression), ``int8_max_abs_diff``, ``quantized_nodes``, ``float_nodes``
+        ("none", or "GRU 1"), ``size_ratio`` (int8 bytes / fp32 bytes). Numbers as floats."""
+        response = self.request("GET", f"/v1/jobs/{job_id}/weights", params={"format": "onnx-int8"})
+        out = {}
+        for name, value in response.headers.items():
+            if name.startswith("x-trainyard-"):
+                key = name.removeprefix("x-trainyard-").replace("-", "_")
+                out[key] = value if key in ("int8_rows", "float_nodes") else float(value)
+        out["rows"] = out.pop("int8_rows")
+        return out
 
     def load_model(self, job_id: str):
         """The trained nn.Module, rebuilt from the job's spec with the service's own builder.

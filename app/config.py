@@ -1,6 +1,7 @@
 """Every setting Trainyard reads from the environment, in one place."""
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,21 @@ class Settings(BaseSettings):
     max_study_members: int = 200
     # The pre-flight estimate of training memory (parameters, gradients, optimizer state, activations).
     max_memory_bytes: int = 8 * 2**30
+
+    # Per-tenant quotas (app/quotas/; `trainyard tenants set-quota` overrides them per tenant;
+    # 0: no limit). Jobs: a tenant's queued, retrying and running jobs outside studies, checked
+    # at submit (429). Running jobs: more wait in the queue, they are not refused. Study members:
+    # a tenant's unfinished studies' members not yet ended, checked at study create (429).
+    # Stored bytes: datasets plus job artifacts, checked before an upload is stored (413).
+    quota_jobs: int = 1000
+    quota_running_jobs: int = 0
+    quota_study_members: int = 2000
+    quota_stored_bytes: int = 0
+    # Requests per API key (a `limits` string: "600/minute", "10/second;600/minute"); empty or
+    # 0: off. Counted in Redis when the broker is Redis (one count for all API processes), else in
+    # this process's memory; RATE_LIMIT_STORAGE_URL names another `limits` storage.
+    rate_limit: str = ""
+    rate_limit_storage_url: str = ""
 
     # A running job renews its lease this often; a stale lease means a lost worker.
     lease_seconds: float = 60
@@ -84,6 +100,15 @@ class Settings(BaseSettings):
     # An API process remembers a live key's tenant this long, so most requests skip the key
     # lookup; a revoked key keeps working for at most this long. 0 looks every key up.
     auth_cache_seconds: float = 5
+    # A dashboard sign-in lasts this long (and only while its API key is live).
+    session_hours: float = 12
+
+    # Log lines: text for a terminal, json (one object a line, with job_id, tenant, attempt
+    # and worker on a job's lines) for a log store; docker-compose.yml sets json (app/logs.py).
+    log_format: Literal["text", "json"] = "text"
+    # GET /metrics: open when empty (Prometheus scrapes it inside the network, and it shows
+    # counts only); when set, a scrape must send 'Authorization: Bearer <METRICS_TOKEN>'.
+    metrics_token: str = ""
 
     worker_id: str = Field(default="", description="Name a worker reports; host:pid by default")
     # Workers report to the registry (GET /v1/workers) every HEARTBEAT_SECONDS; one not

@@ -6,9 +6,11 @@ from fastapi.security import HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.auth.service import remembered_tenant, tenant_for_key
+from app.auth.service import ExpiredKey, remembered_tenant, tenant_for_key
 from app.db import get_db, session_scope
 from app.errors import ApiError
+from app.ui import sessions
+from app.ui.sessions import COOKIE, CSRF_HEADER, Current, csrf_matches
 
 # scope="function": the unit of work commits when the route returns, before the response
 # is sent, so a commit that fails answers 503 and a client never reads a 2xx for a change
@@ -46,15 +48,42 @@ ApiKey = BearerKey(scheme_name="ApiKey", description="an API key from `trainyard
                    auto_error=False)
 
 
-async def current_tenant(authorization: Annotated[str | None, Depends(ApiKey)]) -> str:
+class CsrfRequired(ApiError):
+    def __init__(self):
+        super().__init__(403, f"a request signed in by the dashboard's cookie must send the page's CSRF token "
+                         f"in the {CSRF_HEADER} header", CSRF_HEADER)
+
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+async def current_tenant(request: Request, authorization: Annotated[str | None, Depends(ApiKey)]) -> str:
     """The tenant id of the request's Bearer key: from this process's memory on the event
     loop, else one short lookup in a thread, with a session of its own that holds no
-    connection while the route waits for its thread."""
+    connection while the route waits for its thread. Without a Bearer key, the dashboard's
+    session cookie (app/ui/sessions.py); a state-changing request must then carry its CSRF token."""
+    if authorization is None and (token := request.cookies.get(COOKIE)):
+        found = await run_in_threadpool(_session, token)
+        if found is None:
+            raise Unauthorized("the dashboard session has ended (signed out, expired, or its key revoked); "
+                               "sign in again")
+        if request.method not in SAFE_METHODS and not csrf_matches(request.headers.get(CSRF_HEADER), found.csrf_token):
+            raise CsrfRequired()
+        return found.tenant_id
     key = bearer_key(authorization)
-    tenant = remembered_tenant(key) or await run_in_threadpool(_look_up, key)
+    try:
+        tenant = remembered_tenant(key) or await run_in_threadpool(_look_up, key)
+    except ExpiredKey:
+        raise Unauthorized("expired API key; create another (POST /v1/keys with a live key, "
+                           "or `trainyard keys create`)") from None
     if tenant is None:
         raise Unauthorized("unknown or revoked API key")
     return tenant
+
+
+def _session(token: str) -> Current | None:
+    with session_scope() as db:
+        return sessions.current(db_session=db, token=token)
 
 
 def _look_up(key: str) -> str | None:

@@ -36,12 +36,15 @@ WHY = {
     409: "the request conflicts with the resource's current state",
     413: "the request is over a size limit",
     415: "the body's Content-Type is not one this operation reads",
+    429: "over a rate limit (RATE_LIMIT per API key: Retry-After says when to retry) or, where the "
+         "operation says so, over a tenant's quota: `detail` names it, its limit and the use",
     422: "the request is invalid: `errors` names each field and what is wrong with it",
     503: "the database is unavailable; nothing was changed, retry after Retry-After seconds",
 }
 HEADERS = {
     401: {"WWW-Authenticate": {"schema": {"type": "string", "const": "Bearer"}, "required": True}},
     503: {"Retry-After": {"schema": {"type": "string"}, "description": "seconds", "required": True}},
+    429: {"Retry-After": {"schema": {"type": "string"}, "description": "seconds (a rate limit's refusal)"}},
 }
 REF = "#/components/schemas/{model}"
 
@@ -73,7 +76,7 @@ def install_openapi(app: FastAPI) -> None:
 
 def _add_shared_refusals(method: str, operation: dict) -> None:
     responses = operation["responses"]
-    codes = {401, 503} if operation.get("security") else set()
+    codes = {401, 429, 503} if operation.get("security") else set()  # 429: app/rate_limits.py
     if "requestBody" in operation:  # FastAPI (or the upload's reader) refuses an unreadable body
         codes.add(400)
     if method.upper() in BODY_METHODS:  # app/request_limits.py counts every such body

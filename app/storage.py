@@ -35,6 +35,11 @@ class ArtifactStore:
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
+    def folder_bytes(self, key: str) -> int:
+        """The bytes of the files under a folder (a job's jobs/<id>/); 0 when there is none."""
+        folder = self.path(key)
+        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
     def delete_folder(self, key: str) -> None:
         """Removes a folder of artifacts (a job's jobs/<id>/) and everything in it."""
         shutil.rmtree(self.path(key), ignore_errors=True)

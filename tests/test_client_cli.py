@@ -27,6 +27,16 @@ def plain(screen: str) -> str:
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen).replace("\r", "")
 
 
+def table_rows(out: str) -> list[list[str]]:
+    """The rows of a printed table whose every cell is a number (headers and notes left out)."""
+    def number(cell: str) -> bool:
+        try:
+            return float(cell) is not None
+        except ValueError:
+            return False
+    return [cells for cells in (line.split() for line in out.splitlines()) if cells and all(map(number, cells))]
+
+
 def cli(env: dict, *args: str, cwd=ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
@@ -180,6 +190,12 @@ def test_cli_end_to_end_without_a_terminal(stack, key, tmp_path):
     down = cli(env, "download", job_id, "--format", "onnx", "-o", str(tmp_path / "m.onnx"))
     assert down.returncode == 0 and "max abs difference" in down.stdout, down.stderr
     assert (tmp_path / "m.onnx").stat().st_size > 0
+    int8 = cli(env, "download", job_id, "--format", "onnx-int8", cwd=tmp_path)
+    assert int8.returncode == 0, int8.stderr
+    assert "measured on: validation 15" in int8.stdout and "accuracy int8: " in int8.stdout, int8.stdout
+    assert "quantized nodes: 2" in int8.stdout and "left float: none" in int8.stdout
+    assert (tmp_path / f"{job_id}.int8.onnx").stat().st_size > 0 and "size vs fp32: " in int8.stdout
+    assert cli(env, "download", job_id, "--format", "onnx-int4").returncode == 2
     assert cli(env, "download", job_id, cwd=tmp_path).returncode == 0
     assert (tmp_path / f"{job_id}.safetensors").exists()
 
@@ -226,3 +242,131 @@ def test_cli_errors_cancel_and_config_file(stack, key, tmp_path, api):
     assert no_key.returncode == 2 and "no API key" in no_key.stderr
     bad = cli({**env, "TRAINYARD_API_KEY": "ty_wrong"}, "list")
     assert bad.returncode == 1 and "401" in bad.stderr
+
+
+def test_names_labels_and_delete_from_the_client_and_the_cli(stack, key, tmp_path, client, api):
+    env = cli_env(stack, key, tmp_path)
+    tag = os.urandom(4).hex()  # alice's jobs are shared by this module's tests: filter on this run's label
+    spec = mlp_spec(upload_npz(api, *blobs(40))["id"], epochs=1)
+    (tmp_path / "job.json").write_text(__import__("json").dumps({**spec, "labels": {"from": "file"}}))
+    submitted = cli(env, "submit", str(tmp_path / "job.json"), "--name", f"cli-{tag}", "--label", f"run={tag}",
+                    "-l", "team:vision", "--follow")
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    cli_job = submitted.stdout.split("job ", 1)[1].split()[0]
+    assert client.jobs.get(cli_job)["labels"] == {"from": "file", "run": tag, "team": "vision"}
+
+    made = client.jobs.create(spec, name=f"py-{tag}", labels={"run": tag, "team": "nlp"})
+    assert made["name"] == f"py-{tag}"
+    client.wait(made["id"], timeout=60)
+    assert [j["id"] for j in client.jobs.list(label={"run": tag})["items"]] == [made["id"], cli_job]
+    assert [j["id"] for j in client.jobs.list(label=[f"run:{tag}", "team:vision"])["items"]] == [cli_job]
+    assert [j["id"] for j in client.jobs.list(name_prefix=f"py-{tag}")["items"]] == [made["id"]]
+
+    listing = cli(env, "list", "--label", f"run={tag}", "--label", "team=vision")
+    assert listing.returncode == 0 and cli_job in listing.stdout and made["id"] not in listing.stdout, listing.stdout
+    assert f"cli-{tag}" in listing.stdout
+    status = cli(env, "status", cli_job)
+    assert re.search(rf"name\s+cli-{tag}", status.stdout) and f"run={tag}" in status.stdout, status.stdout
+    bad = cli(env, "list", "--label", "no-separator")
+    assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr
+
+    client.jobs.delete(made["id"])
+    with pytest.raises(TrainyardError) as gone:
+        client.jobs.get(made["id"])
+    assert gone.value.status == 404
+    deleted = cli(env, "delete", cli_job)
+    assert deleted.returncode == 0 and f"deleted job {cli_job}" in deleted.stdout, deleted.stderr
+    again = cli(env, "delete", cli_job)
+    assert again.returncode == 1 and "404" in again.stderr
+    assert client.jobs.list(label={"run": tag})["total"] == 0
+
+
+def test_client_manages_the_tenants_keys(stack, client):
+    """ty.keys over the API, against a real API process: the new key works, is listed without its
+    secret, and is refused as soon as it is revoked (the process drops its cached entry)."""
+    made = client.keys.create("ci", expires_at="2099-01-01")
+    assert made["key"].startswith("ty_") and made["expires_at"].startswith("2099-01-01")
+    with Client(stack.url, made["key"]) as ci:
+        assert {k["id"] for k in ci.keys.list()["items"]} == {k["id"] for k in client.keys.list()["items"]}
+        listed = {k["id"]: k for k in client.keys.list()["items"]}
+        assert listed[made["id"]]["status"] == "active" and "key" not in listed[made["id"]]
+        client.keys.revoke(made["id"])
+        with pytest.raises(TrainyardError) as refused:
+            ci.keys.list()
+        assert refused.value.status == 401 and refused.value.detail == "unknown or revoked API key"
+    assert {k["id"]: k for k in client.keys.list()["items"]}[made["id"]]["status"] == "revoked"
+    with pytest.raises(TrainyardError) as past:
+        client.keys.create("old", expires_at="2020-01-01")
+    assert past.value.status == 422 and [e["field"] for e in past.value.errors] == ["expires_at"]
+
+
+def test_cli_metrics_table_is_cut_and_csv_writes_json(stack, key, tmp_path, api):
+    env = cli_env(stack, key, tmp_path)
+    x, y = blobs(48)
+    job = wait_for(api, api.post("/v1/jobs", json=mlp_spec(upload_npz(api, x, y)["id"], epochs=90)).json()["id"])
+    assert job["status"] == "succeeded"
+
+    table = cli(env, "metrics", job["id"])
+    assert table.returncode == 0, table.stderr
+    header = table.stdout.splitlines()[0].split()
+    assert header == ["epoch", "train_loss", "val_loss", "val_accuracy", "lr", "epoch_seconds"]
+    rows = table_rows(table.stdout)
+    assert 4 <= len(rows) <= 40 and rows[0][0] == "1" and rows[-1][0] == "90"  # first and last kept
+    assert f"{len(rows)} of 90 epochs" in table.stdout and "--all" in table.stdout
+    every = cli(env, "metrics", job["id"], "--all")
+    assert [r[0] for r in table_rows(every.stdout)] == [str(e) for e in range(1, 91)]
+    assert "of 90 epochs" not in every.stdout
+
+    points = list(csv.DictReader(io.StringIO(cli(env, "metrics", job["id"], "--csv").stdout)))
+    assert [p["epoch"] for p in points] == [str(e) for e in range(1, 91)]  # CSV is never cut
+    norms = __import__("json").loads(points[-1]["grad_norms"])  # JSON, not a Python repr
+    assert isinstance(norms, dict) and norms and all(isinstance(v, float) for v in norms.values())
+
+
+def test_cli_cancel_of_a_running_job_says_what_happens_next(stack, key, tmp_path, api):
+    x, y = blobs(400)
+    job = api.post("/v1/jobs", json=mlp_spec(upload_npz(api, x, y)["id"], epochs=500, batch_size=1)).json()
+    wait_for(api, job["id"], statuses=("running",))
+    said = cli(cli_env(stack, key, tmp_path), "cancel", job["id"])
+    assert said.returncode == 0, said.stderr
+    assert "cancel requested; the worker stops it at its next check" in said.stdout
+    assert f"trainyard follow {job['id']}" in said.stdout
+    assert wait_for(api, job["id"])["status"] == "cancelled"
+
+
+def test_cli_datasets_list_predict_and_a_plot_of_several_jobs(stack, key, tmp_path, api):
+    env = cli_env(stack, key, tmp_path)
+    x, y = blobs(60)
+    names = ["cat", "dog", "emu"]
+    (tmp_path / "d.csv").write_bytes(csv_bytes(x, [names[i] for i in y]))
+    up = cli(env, "datasets", "upload", str(tmp_path / "d.csv"), "--target", "label", "--name", "pets")
+    ds_id = up.stdout.split("dataset ", 1)[1].split(":")[0]
+    listing = cli(env, "datasets", "list")
+    assert listing.returncode == 0, listing.stderr
+    assert re.search(rf"{ds_id}\s+pets\s+60\s+\[4\]\s+3 classes", listing.stdout), listing.stdout
+
+    jobs = [wait_for(api, api.post("/v1/jobs", json=mlp_spec(ds_id, epochs=20, seed=s)).json()["id"])["id"]
+            for s in (1, 2)]
+    # The training file itself: its header names the features, its target column is left out.
+    predicted = cli(env, "predict", jobs[0], "--input", str(tmp_path / "d.csv"))
+    assert predicted.returncode == 0, predicted.stderr
+    served = api.post(f"/v1/jobs/{jobs[0]}/predict", json={"inputs": x.tolist()}).json()
+    rows = [line.split() for line in predicted.stdout.splitlines()[2:] if line.strip()]  # under the header, its rule
+    assert [r[1] for r in rows] == served["labels"] and len(rows) == 60
+    assert float(rows[0][2]) == pytest.approx(max(served["probabilities"][0]), abs=1e-3)
+    (tmp_path / "rows.json").write_text(__import__("json").dumps({"inputs": x[:2].tolist()}))
+    as_json = cli(env, "predict", jobs[0], "--input", str(tmp_path / "rows.json"), "--json")
+    assert __import__("json").loads(as_json.stdout)["labels"] == served["labels"][:2]
+    (tmp_path / "bad.csv").write_text("a,b,c,d\n1,2,3,x\n")
+    bad = cli(env, "predict", jobs[0], "--input", str(tmp_path / "bad.csv"))
+    assert bad.returncode == 2 and "cannot read --input" in bad.stderr
+    (tmp_path / "narrow.csv").write_text("1,2\n")  # the server refuses it, saying why
+    narrow = cli(env, "predict", jobs[0], "--input", str(tmp_path / "narrow.csv"))
+    assert narrow.returncode == 1 and "422 expected shape [n, 4], got shape [1, 2]" in narrow.stderr
+
+    png = cli(env, "plot", *jobs, "--metric", "val_accuracy", "--out", str(tmp_path / "two.png"))
+    assert png.returncode == 0, png.stderr
+    assert (tmp_path / "two.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    missing = cli(env, "plot", *jobs, "--metric", "no_such_metric", "-o", str(tmp_path / "none.png"))
+    assert missing.returncode == 1 and "no no_such_metric values" in missing.stderr
+    assert not (tmp_path / "none.png").exists()

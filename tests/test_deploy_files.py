@@ -16,6 +16,7 @@ from app.config import Settings
 ROOT = Path(__file__).resolve().parents[1]
 TRAINYARD = ("migrate", "api", "worker", "worker-gpu")  # the services built from the image
 SERVERS = ("api", "worker", "worker-gpu")  # started once migrate has succeeded
+MONITORING = ("prometheus", "grafana")  # images of their own, configured from deploy/
 
 
 def compose() -> dict:
@@ -32,9 +33,11 @@ def parse_command(command: list[str]) -> click.Context:
 
 def test_compose_has_the_production_set():
     services = compose()["services"]
-    assert set(services) == {"postgres", "redis", *TRAINYARD}
+    assert set(services) == {"postgres", "redis", *TRAINYARD, *MONITORING}
     assert services["postgres"]["image"].startswith("postgres:")
     assert services["redis"]["image"].startswith("redis:")
+    assert services["prometheus"]["image"].startswith("prom/prometheus:v")
+    assert services["grafana"]["image"].startswith("grafana/grafana:")
     for name in TRAINYARD:
         assert services[name]["build"] == ".", name
     # Started on request: a host without the NVIDIA toolkit still runs the rest.
@@ -120,3 +123,83 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in readme and "make run" in readme
     assert re.search(r"^make test$", ci, re.M)
     assert "TRAINYARD_REQUIRE_SERVICES=1" in ci
+
+
+def mounts(service: dict) -> dict[str, Path]:
+    """Container path -> the repository file or folder bind-mounted there (named volumes left out)."""
+    out = {}
+    for volume in service["volumes"]:
+        source, target, *_ = volume.split(":")
+        if source.startswith("./"):
+            out[target] = ROOT / source
+    return out
+
+
+def test_the_production_set_logs_json_lines():
+    services = compose()["services"]
+    for name in TRAINYARD:
+        assert Settings(_env_file=None, **{k.lower(): v for k, v in services[name]["environment"].items()}
+                        ).log_format == "json", name
+
+
+def test_prometheus_scrapes_the_apis_metrics_route():
+    services = compose()["services"]
+    prometheus = services["prometheus"]
+    config_path = prometheus["command"][0].removeprefix("--config.file=")
+    config = yaml.safe_load(mounts(prometheus)[config_path].read_text())
+    [job] = config["scrape_configs"]
+    api_port = parse_command(services["api"]["command"]).params["port"]
+    # The API alone: it reads every worker's state from the database, and the workers serve no HTTP.
+    assert job["static_configs"] == [{"targets": [f"api:{api_port}"]}]
+    from app.main import app
+
+    assert "get" in app.openapi()["paths"][job["metrics_path"]]
+    assert prometheus["depends_on"] == {"api": {"condition": "service_started"}}
+    assert mounts(prometheus)[config_path].is_file()
+
+
+def grafana_files() -> tuple[dict, dict, dict[str, Path]]:
+    """The provisioned datasource, the dashboard provider, and the mounts of the grafana service."""
+    grafana = compose()["services"]["grafana"]
+    mounted = mounts(grafana)
+    provisioning = mounted["/etc/grafana/provisioning"]
+    [datasource] = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    [provider] = yaml.safe_load((provisioning / "dashboards" / "trainyard.yml").read_text())["providers"]
+    return datasource, provider, mounted
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboard():
+    services = compose()["services"]
+    datasource, provider, mounted = grafana_files()
+    port = services["prometheus"]["ports"][0].split(":")[-1]
+    assert datasource["type"] == "prometheus" and datasource["url"] == f"http://prometheus:{port}"
+    dashboards = mounted[provider["options"]["path"]]
+    assert sorted(p.name for p in dashboards.glob("*.json")) == ["trainyard.json"]
+    dashboard = json.loads((dashboards / "trainyard.json").read_text())
+    assert dashboard["uid"] == "trainyard" and dashboard["panels"]
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == datasource["uid"], panel["title"]
+        assert all(t["datasource"]["uid"] == datasource["uid"] for t in panel["targets"]), panel["title"]
+
+
+def exposed_names() -> set[str]:
+    """Every sample name GET /metrics can show: the request metrics and the database's families."""
+    from prometheus_client import REGISTRY
+
+    from app.monitoring.router import SnapshotCollector
+    from app.monitoring.service import Snapshot
+
+    families = [*REGISTRY.collect(), *SnapshotCollector(Snapshot({}, {}, {}, {}), 0.0).collect()]
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    return {f.name + suffix for f in families for suffix in suffixes.get(f.type, ("",))}
+
+
+def test_every_dashboard_query_names_a_metric_the_api_exposes():
+    import app.monitoring.requests  # noqa: F401  (registers the request metrics)
+
+    _, provider, mounted = grafana_files()
+    dashboard = json.loads((mounted[provider["options"]["path"]] / "trainyard.json").read_text())
+    names = exposed_names()
+    queried = {name for panel in dashboard["panels"] for t in panel["targets"]
+               for name in re.findall(r"\btrainyard_\w+", t["expr"])}
+    assert queried and queried <= names, queried - names

@@ -2,15 +2,18 @@
 from dataclasses import dataclass
 
 import numpy as np
+from safetensors.torch import load as load_safetensors
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
+from app.jobs.preprocessing import read as read_preprocessing
 from app.ml.errors import DataError
 from app.ml.spec import JobSpec
 from app.models import Dataset, Job
-from app.storage import checkpoint_key, dataset_key, get_store
+from app.storage import checkpoint_key, dataset_key, get_store, weights_key
 from app.studies import pruning
 from worker import unit_of_work
+from worker.training.sources import Sources, Teacher
 
 Arrays = tuple[np.ndarray, np.ndarray]  # (x, y)
 
@@ -29,6 +32,7 @@ class Attempt:
     resume_step: int | None
     study_id: str | None = None  # a study's member: its study, advanced when the member ends
     prunable: bool = False  # its study's pruner may stop it (worker/runner.py asks at each epoch flush)
+    sources: Sources = Sources()  # init.from_job's weights, distill.teacher's model
 
     @property
     def resumes(self) -> bool:
@@ -52,6 +56,8 @@ class _Row:
     checkpoint_step: int | None
     study_id: str | None
     prunable: bool
+    init_weights: str | None = None  # init.from_job's weights key
+    teacher: tuple | None = None  # distill.teacher's (job id, model spec, input shape, weights key)
 
 
 def load(*, job_id: str, number: int, owner: str) -> Attempt:
@@ -64,7 +70,7 @@ def load(*, job_id: str, number: int, owner: str) -> Attempt:
                    train=_arrays(row.train_sha),
                    validation=_arrays(row.validation_sha) if row.validation_sha else None,
                    time_limit=limit, queue=row.queue, resume_step=row.checkpoint_step if stored else None,
-                   study_id=row.study_id, prunable=row.prunable)
+                   study_id=row.study_id, prunable=row.prunable, sources=_sources(row))
 
 
 def _read(*, db_session: Session, job_id: str) -> _Row:
@@ -78,9 +84,43 @@ def _read(*, db_session: Session, job_id: str) -> _Row:
     val = db_session.get(Dataset, val_id) if val_id else None
     if val_id and val is None:
         raise DataError("data.validation_dataset", "was deleted before the job could train")
+    init_weights = teacher = None
+    if spec.init is not None:
+        init_weights = _source(db_session, spec.init.from_job, "init.from_job")[1]
+    if spec.distill is not None:
+        source, key = _source(db_session, spec.distill.teacher, "distill.teacher")
+        teacher = (source.id, JobSpec.model_validate(source.spec).model, tuple(source.input_shape), key)
     return _Row(spec=spec, train_sha=dataset.sha256, validation_sha=val.sha256 if val else None,
                 queue=job.queue, checkpoint_step=job.checkpoint_step, study_id=job.study_id,
-                prunable=pruning.applies(db_session=db_session, study_id=job.study_id))
+                prunable=pruning.applies(db_session=db_session, study_id=job.study_id),
+                init_weights=init_weights, teacher=teacher)
+
+
+def _source(db_session: Session, job_id: str, field: str) -> tuple[Job, str]:
+    """The job a spec starts or learns from and its weights' key; the pre-flight found it
+    succeeded, but it may have been deleted since."""
+    source = db_session.get(Job, job_id)
+    if source is None:
+        raise DataError(field, f"{job_id} was deleted before this job could train")
+    return source, source.weights_path or weights_key(source.id)
+
+
+def _weights(key: str, field: str) -> dict:
+    path = get_store().path(key)
+    if not path.exists():
+        raise DataError(field, f"the weights at {key} were deleted before this job could train")
+    return load_safetensors(path.read_bytes())
+
+
+def _sources(row: _Row) -> Sources:
+    """The source jobs' weights (and the teacher's preprocessing), read once per attempt."""
+    init_state = _weights(row.init_weights, "init.from_job") if row.init_weights else None
+    teacher = None
+    if row.teacher is not None:
+        job_id, model, input_shape, key = row.teacher
+        teacher = Teacher(model=model, input_shape=input_shape, state=_weights(key, "distill.teacher"),
+                          preprocessing=read_preprocessing(job_id))
+    return Sources(init_state=init_state, teacher=teacher)
 
 
 def _arrays(sha: str) -> Arrays:

@@ -4,8 +4,14 @@ import threading
 from datetime import timedelta
 
 from celery import bootsteps
-from celery.signals import (worker_init, worker_process_init, worker_ready, worker_shutdown,
-                            worker_shutting_down)
+from celery.signals import (
+    setup_logging,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from app.config import get_settings
 from app.models.base import utcnow
@@ -34,6 +40,15 @@ celery_app.conf.update(
     task_time_limit=get_settings().max_job_seconds + 600,
     worker_hijack_root_logger=False,
 )
+
+
+@setup_logging.connect
+def _logging(loglevel=None, **_):
+    # Connected, Celery configures no logging of its own: every line (Celery's too) goes out
+    # in LOG_FORMAT through app/logs.py, and the training processes inherit it at the fork.
+    from app.logs import configure
+
+    configure(level=loglevel or logging.INFO)
 
 
 @worker_init.connect

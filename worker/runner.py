@@ -14,9 +14,11 @@ import torch
 from safetensors.torch import save
 
 from app.config import get_settings
-from app.jobs import lifecycle, progress, repository
+from app.jobs import lifecycle, progress, repository, sending
 from app.jobs.lifecycle import JobStatus
+from app.logs import add_job_fields, job_context, job_fields
 from app.ml.errors import DataError, SpecError
+from app.quotas import service as quotas
 from app.storage import checkpoint_key, get_store, preprocessing_key, weights_key
 from app.studies import pruning
 from worker import drain, memory, reaper, registry, unit_of_work
@@ -36,9 +38,23 @@ def run_job(job_id: str) -> None:
     """Trains the job if this delivery wins the claim; otherwise does nothing."""
     restore = drain.drain_on_sigterm()
     try:
-        _run(job_id)
+        with job_context(job_id=job_id, worker=worker_id()):  # on every log line of the attempt
+            _run(job_id)
     finally:
         restore()
+
+
+def _claim(*, db_session, job_id: str, worker_id: str, lease_seconds: float) -> tuple[int | None, str | None]:
+    """The claim, and the job's tenant for its log lines, in one unit of work.
+
+    A job whose tenant is at its running-jobs quota stays waiting, marked unsent: the next
+    reaper sweep (REAPER_INTERVAL_SECONDS) sends it again, to be claimed once a slot is free."""
+    if not quotas.may_start(db_session=db_session, job_id=job_id):
+        sending.mark_unsent(db_session=db_session, job_ids=[job_id])
+        log.info("job %s waits: its tenant is at its running-jobs quota", job_id)
+        return None, None
+    number = lifecycle.claim(db_session=db_session, job_id=job_id, worker_id=worker_id, lease_seconds=lease_seconds)
+    return number, repository.tenant_of(db_session=db_session, job_id=job_id) if number else None
 
 
 def _run(job_id: str) -> None:
@@ -49,11 +65,11 @@ def _run(job_id: str) -> None:
         reaper.send([(job_id, unit_of_work.run(repository.queue_of, job_id=job_id))])
         log.info("job %s passed on: this worker is shutting down", job_id)
         return
-    number = unit_of_work.run(lifecycle.claim, job_id=job_id, worker_id=owner,
-                              lease_seconds=settings.lease_seconds)
+    number, tenant = unit_of_work.run(_claim, job_id=job_id, worker_id=owner, lease_seconds=settings.lease_seconds)
     if not number:
         log.info("job %s is not claimable (already taken or finished); skipping", job_id)
         return
+    add_job_fields(attempt=number, tenant=tenant)
     log.info("training job %s, attempt %d", job_id, number)
     registry.set_current_job(job_id)
     heartbeat = Heartbeat(job_id, owner)
@@ -74,8 +90,13 @@ class Heartbeat(threading.Thread):
         self.job_id, self.owner, self.stopped = job_id, owner, threading.Event()
         # Set when the lease was taken over: another worker owns the job now.
         self.lost = threading.Event()
+        self.log_fields = job_fields()  # a new thread starts with no context: its lines carry the job's too
 
     def run(self) -> None:
+        with job_context(**self.log_fields):
+            self._renew()
+
+    def _renew(self) -> None:
         settings = get_settings()
         while not self.stopped.wait(settings.heartbeat_seconds):
             try:
@@ -176,7 +197,13 @@ def _finish(run: JobRun, status: JobStatus, *, error: str | None = None,
     if not unit_of_work.run(lifecycle.finish, job_id=run.job_id, worker_id=run.owner, status=status,
                             error=error, weights_path=weights_path):
         log.warning("job %s was no longer ours to finish", run.job_id)
-    elif run.attempt is not None and run.attempt.study_id:
+        return
+    log.info("job %s %s%s", run.job_id, status, f": {error}" if error else "")
+    try:  # what the job left in the store counts against its tenant's stored-bytes quota
+        unit_of_work.run(quotas.record_artifacts, job_id=run.job_id)
+    except Exception:  # noqa: BLE001 - the job has ended all the same; its bytes count from the next export
+        log.exception("job %s: could not record its artifacts' bytes", run.job_id)
+    if run.attempt is not None and run.attempt.study_id:
         # Its study may have room now, or be done. Should this fail, the next reaper sweep does it.
         reaper.advance_study(run.attempt.study_id)
 
@@ -204,7 +231,7 @@ def _train_on(run: JobRun, attempt: Attempt, device: torch.device) -> str:
     precision.require_gpu(attempt.spec.training.precision, device)
     memory.start(device)
     trainer = Trainer(attempt.spec, *attempt.train, device, run.hooks(), attempt.validation,
-                      direct=get_settings().direct_kernels)
+                      direct=get_settings().direct_kernels, sources=attempt.sources)
     if attempt.resumes:
         _resume(trainer, attempt)
     try:

@@ -8,7 +8,7 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from app.cli.base import ApiKey, Url, app, connect, console, reported
-from app.cli.jobs import fmt, read_spec
+from app.cli.jobs import fmt, labels_text, parse_labels, read_spec
 
 study = typer.Typer(help="Studies: many jobs (variants x seeds, a grid, a search) compared.",
                     no_args_is_help=True)
@@ -109,7 +109,8 @@ def show(study_id: str,
     objective = found["objective"]
     target = f", target {objective['target']:g}" if objective.get("target") is not None else ""
     facts = Table(show_header=False, box=None)
-    for name, value in (("study", found["id"]), ("name", found["name"]), ("status", found["status"]),
+    for name, value in (("study", found["id"]), ("name", found["name"]),
+                        ("labels", labels_text(found.get("labels")) or None), ("status", found["status"]),
                         ("kind", found["kind"]), ("members", f"{found['planned']} planned: {counts_text(found['counts'])}"),
                         ("objective", f"{objective['metric']} ({objective['mode']}){target}"),
                         ("created", found["created_at"]), ("finished", found["finished_at"])):
@@ -125,10 +126,13 @@ def show(study_id: str,
 
 @study.command("list")
 def list_studies(status: Annotated[str | None, typer.Option(help="running, completed, cancelled")] = None,
+                 label: Annotated[list[str] | None, typer.Option(
+                     "--label", "-l", metavar="KEY=VALUE", help="Only studies with this label; repeat: all")] = None,
+                 name: Annotated[str | None, typer.Option(help="Only studies of this exact name")] = None,
                  limit: int = 20, url: Url = None, api_key: ApiKey = None):
     """Lists studies, newest first."""
     with connect(url, api_key) as client, reported():
-        page = client.studies.list(status=status, limit=limit)
+        page = client.studies.list(status=status, label=parse_labels(label), name=name, limit=limit)
     table = Table(Column("study", no_wrap=True), "name", "status", "kind", "members",
                   box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for s in page["items"]:

@@ -4,17 +4,20 @@ A builtin named in the job's ``dataset`` field becomes an ordinary tenant-owned 
 row (reusing an identical one the tenant has), so the pre-flight check, the worker and
 everything downstream see an uploaded dataset like any other.
 """
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy.orm import Session
 
 from app.datasets import repository, service
+from app.jobs import sources
 from app.ml.check import DatasetInfo, Limits, Plan, check_targets, plan_job, probability_rows
 from app.ml.dataset_files import ParsedDataset
 from app.ml.preprocessing import one_hot_width
 from app.ml.data_spec import BUILTIN_SPECS
+from app.ml.distill import check_distill
 from app.ml.errors import SpecError
 from app.ml.spec import JobSpec
+from app.ml.warm_start import SourceJob, check_init
 from app.models import Dataset
 from app.storage import ArtifactStore
 
@@ -26,6 +29,8 @@ class JobData:
     dataset: Dataset  # unsaved while ``parsed`` holds a builtin's new rows
     validation: Dataset | None
     parsed: ParsedDataset | None = None
+    # The jobs init.from_job and distill.teacher name, by "init" / "distill" (app/jobs/sources.py).
+    sources: dict[str, SourceJob] = field(default_factory=dict)
 
 
 def resolve(*, db_session: Session, tenant_id: str, spec: JobSpec) -> JobData:
@@ -44,7 +49,8 @@ def resolve(*, db_session: Session, tenant_id: str, spec: JobSpec) -> JobData:
                                     dataset_id=spec.data.validation_dataset)
         if validation is None:
             raise SpecError(VALIDATION, f"no dataset {spec.data.validation_dataset!r}")
-    return JobData(dataset, validation, parsed)
+    return JobData(dataset, validation, parsed,
+                   sources.resolve(db_session=db_session, tenant_id=tenant_id, spec=spec))
 
 
 def plan(spec: JobSpec, data: JobData, limits: Limits) -> Plan:
@@ -55,6 +61,10 @@ def plan(spec: JobSpec, data: JobData, limits: Limits) -> Plan:
         _check_validation(spec, info, _info(data.validation, spec, None), job_plan.output_shape,
                           data.dataset.classes, data.validation.classes)
         job_plan.validation_rows = data.validation.rows
+    if "init" in data.sources:
+        check_init(spec.init, spec.model, info.feature_shape, data.sources["init"])
+    if "distill" in data.sources:
+        check_distill(spec, info.feature_shape, job_plan.output_shape, data.sources["distill"])
     return job_plan
 
 
@@ -62,7 +72,8 @@ def materialize(*, db_session: Session, store: ArtifactStore, data: JobData) -> 
     """The training dataset's row, storing a builtin's new rows first."""
     if data.parsed is None:
         return data.dataset
-    data.dataset = service.save(db_session=db_session, store=store, row=data.dataset, parsed=data.parsed)
+    data.dataset = service.save(db_session=db_session, store=store, row=data.dataset, parsed=data.parsed,
+                                field="dataset")
     data.parsed = None
     return data.dataset
 

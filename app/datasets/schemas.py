@@ -32,8 +32,13 @@ class DatasetRead(BaseModel):
     id: str
     name: str
     source_format: str
-    sha256: str
-    bytes: int
+    # Of the data as stored, not of the uploaded file: a CSV and an NPZ of the same arrays are one
+    # dataset (stored once), and the stored arrays are what a job trains on (docs/datasets.md).
+    sha256: str = Field(description=(
+        "The content address of the parsed arrays (x then y: dtype, shape and bytes), not the "
+        "uploaded file's SHA-256: the same data gives the same sha256 whether sent as CSV, NPZ or JSON."))
+    bytes: int = Field(description=(
+        "The size of the stored .npz of the parsed arrays (float32 features), not of the uploaded file."))
     rows: int
     feature_shape: list[int]
     target_shape: list[int]

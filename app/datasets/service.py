@@ -13,6 +13,7 @@ from app.ml.data_spec import BUILTIN_SPECS
 from app.ml.errors import DataError
 from app.models import Dataset
 from app.models.base import new_id
+from app.quotas import service as quotas
 from app.storage import ArtifactStore, dataset_key
 
 
@@ -51,15 +52,15 @@ def upload(*, db_session: Session, store: ArtifactStore, tenant_id: str, upload:
     else:
         parsed, fmt = parse_upload(filename=upload.filename, data=upload.data, targets=upload.targets)
     return create(db_session=db_session, store=store, tenant_id=tenant_id, name=upload.name,
-                  source_format=fmt, parsed=parsed)
+                  source_format=fmt, parsed=parsed, field="x" if fmt == "json" else "file")
 
 
 def create(*, db_session: Session, store: ArtifactStore, tenant_id: str, name: str,
-           source_format: str, parsed: ParsedDataset) -> Dataset:
+           source_format: str, parsed: ParsedDataset, field: str = "file") -> Dataset:
     """Stores the arrays under their content address and records the dataset."""
     return save(db_session=db_session, store=store,
                 row=new_row(tenant_id=tenant_id, name=name, source_format=source_format, parsed=parsed),
-                parsed=parsed)
+                parsed=parsed, field=field)
 
 
 def new_row(*, tenant_id: str, name: str, source_format: str, parsed: ParsedDataset) -> Dataset:
@@ -74,10 +75,17 @@ def new_row(*, tenant_id: str, name: str, source_format: str, parsed: ParsedData
     )
 
 
-def save(*, db_session: Session, store: ArtifactStore, row: Dataset, parsed: ParsedDataset) -> Dataset:
+def save(*, db_session: Session, store: ArtifactStore, row: Dataset, parsed: ParsedDataset,
+         field: str = "file") -> Dataset:
     key = dataset_key(row.sha256)
-    if not store.exists(key):
-        store.put(key, parsed.to_npz())
+    stored = store.exists(key)
+    data = None if stored else parsed.to_npz()
+    # Checked before anything is written; the tenant's row counts its bytes even when another
+    # tenant's identical arrays are already there.
+    quotas.check_stored_bytes(db_session=db_session, tenant_id=row.tenant_id,
+                              adding=store.path(key).stat().st_size if stored else len(data), field=field)
+    if not stored:
+        store.put(key, data)
     row.bytes = store.path(key).stat().st_size
     db_session.add(row)
     db_session.flush()

@@ -6,6 +6,7 @@ from sqlalchemy import Row, bindparam, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from app.jobs.lifecycle import WAITING, JobStatus
+from app.labels import conditions
 from app.models import Job, JobEvent, Metric
 
 
@@ -17,7 +18,7 @@ def get(*, db_session: Session, tenant_id: str, job_id: str) -> Job | None:
 # events (its attempt history), one row per event, in one round trip. Built once: building
 # a statement costs more than running it. 'status' is a literal so that PostgreSQL's plan,
 # prepared after a few runs, still matches the partial index ix_job_events_status.
-_COLUMNS = (Job.id, Job.status, Job.dataset_id, Job.parameter_count, Job.epoch,
+_COLUMNS = (Job.id, Job.name, Job.labels, Job.status, Job.dataset_id, Job.parameter_count, Job.epoch,
             Job.spec["training"]["epochs"].as_integer().label("epochs"), Job.step, Job.total_steps,
             Job.latest_metrics, Job.device, Job.attempts, Job.error, Job.cancel_requested,
             Job.checkpoint_step, Job.study_id, Job.variant, Job.queue, Job.enqueued_at, Job.created_at, Job.started_at, Job.finished_at,
@@ -51,8 +52,10 @@ def get_by_idempotency_key(*, db_session: Session, tenant_id: str, key: str) -> 
 
 
 def list_page(*, db_session: Session, tenant_id: str, status: JobStatus | None, limit: int,
-              offset: int, study_id: str | None = None) -> tuple[list[Job], int]:
-    where = [Job.tenant_id == tenant_id]
+              offset: int, study_id: str | None = None, labels: dict[str, str | None] | None = None,
+              name: str | None = None, name_prefix: str | None = None) -> tuple[list[Job], int]:
+    where = [Job.tenant_id == tenant_id, *conditions(labels_column=Job.labels, name_column=Job.name,
+                                                     labels=labels or {}, name=name, name_prefix=name_prefix)]
     if status:
         where.append(Job.status == status)
     if study_id:
@@ -71,9 +74,22 @@ def metrics_after(*, db_session: Session, job_id: str, after_step: int, limit: i
     ).all())
 
 
+def metric_rows(*, db_session: Session, job_id: str, after_step: int) -> list:
+    """The whole history after ``after_step`` as plain rows (kind, epoch, step, values): about
+    half the time of reading the ORM objects for the tens of thousands a chart cuts down"""
+    return list(db_session.execute(
+        select(Metric.kind, Metric.epoch, Metric.step, Metric.values)
+        .where(Metric.job_id == job_id, Metric.step > after_step).order_by(Metric.step, Metric.id)).all())
+
+
 def queue_of(*, db_session: Session, job_id: str) -> str:
     """The queue the job waits on (gpu | cpu)."""
     return db_session.scalar(select(Job.queue).where(Job.id == job_id))
+
+
+def tenant_of(*, db_session: Session, job_id: str) -> str | None:
+    """The job's tenant id (for its log lines)."""
+    return db_session.scalar(select(Job.tenant_id).where(Job.id == job_id))
 
 
 def waiting_sent_before(*, db_session: Session, before: datetime) -> list[str]:

@@ -1,4 +1,4 @@
-"""/v1/jobs: submit, list, read, cancel, metrics, spec, live events, predict, weights."""
+"""/v1/jobs: submit, list, read, delete, cancel, metrics, spec, live events, predict, weights."""
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -10,14 +10,16 @@ from app.config import get_settings
 from app.db import SQL_BIGINT_MAX, SQL_INT_MAX
 from app.deps import CurrentTenant, SessionDep
 from app.errors import ApiError
-from app.openapi import errors
-from app.jobs import export, lifecycle, predict, repository, service, stream
+from app.jobs import export, lifecycle, predict, quantize, repository, service, stream
 from app.jobs.lifecycle import JobStatus
 from app.jobs.reads import SharedReads, shared_reads
-from app.jobs.schemas import (JobCreated, JobPage, JobRead, MetricsRead, PlanRead, PredictRead,
+from app.jobs.schemas import (JobCreate, JobCreated, JobPage, JobRead, MetricsRead, PlanRead, PredictRead,
                               PredictRequest, SpecRead)
+from app.labels import LabelQuery, NamePrefixQuery, NameQuery, parse_filters
 from app.ml.loss_activation import feeding_activation
 from app.ml.spec import JobSpec
+from app.openapi import errors
+from app.quotas import service as quotas
 from app.storage import get_store
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -27,25 +29,28 @@ SharedReadsDep = Annotated[SharedReads, Depends(shared_reads)]
 @router.post("", status_code=202, response_model=JobCreated | PlanRead,
              responses={200: {"model": PlanRead, "description": "dry run: the plan, nothing queued"},
                         **errors(why={409: "the Idempotency-Key was used for a different job spec"})})
-def submit_job(spec: JobSpec, db: SessionDep, tenant: CurrentTenant, response: Response,
+def submit_job(body: JobCreate, db: SessionDep, tenant: CurrentTenant, response: Response,
                dry_run: bool = False,
                idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None):
     """Checks a job spec against its dataset and queues it (or, with dry_run, only checks it)."""
     if dry_run:
-        job_plan, _ = service.plan(db_session=db, tenant_id=tenant, spec=spec, settings=get_settings())
+        job_plan, _ = service.plan(db_session=db, tenant_id=tenant, spec=body.spec(), settings=get_settings())
         response.status_code = 200
         return PlanRead.model_validate(job_plan)
-    return service.submit(db_session=db, tenant_id=tenant, spec=spec, settings=get_settings(),
-                          idempotency_key=idempotency_key)
+    return service.submit(db_session=db, tenant_id=tenant, spec=body.spec(), settings=get_settings(),
+                          idempotency_key=idempotency_key, name=body.name, labels=body.labels)
 
 
 @router.get("", response_model=JobPage)
 def list_jobs(db: SessionDep, tenant: CurrentTenant, status: JobStatus | None = None,
               study_id: Annotated[str | None, Query(max_length=40, description="a study's members only")] = None,
+              label: LabelQuery = None, name: NameQuery = None, name_prefix: NamePrefixQuery = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 50,
               offset: Annotated[int, Query(ge=0, le=SQL_BIGINT_MAX)] = 0):
+    """The jobs, newest first; filters combine with AND (every ``label`` given must match)."""
     rows, total = repository.list_page(db_session=db, tenant_id=tenant, status=status,
-                                       limit=limit, offset=offset, study_id=study_id)
+                                       limit=limit, offset=offset, study_id=study_id,
+                                       labels=parse_filters(label), name=name, name_prefix=name_prefix)
     return JobPage(items=[service.to_read(j) for j in rows], total=total, limit=limit, offset=offset)
 
 
@@ -58,6 +63,14 @@ async def get_job(job_id: str, tenant: CurrentTenant, reads: SharedReadsDep):
     if body is None:
         raise ApiError(404, f"no job {job_id!r}")
     return Response(body, media_type="application/json")
+
+
+@router.delete("/{job_id}", status_code=204, responses=errors(404, why={
+    409: "the job may still train (cancel it first), or it is a study's member (delete the study)"}))
+def delete_job(job_id: str, db: SessionDep, tenant: CurrentTenant):
+    """Deletes an ended job with its metrics, events and stored files (weights, checkpoint, ONNX)."""
+    service.remove(db_session=db, job=service.get_or_404(db_session=db, tenant_id=tenant, job_id=job_id))
+    return Response(status_code=204)
 
 
 @router.post("/{job_id}/cancel", response_model=JobRead,
@@ -73,10 +86,15 @@ def cancel_job(job_id: str, db: SessionDep, tenant: CurrentTenant, response: Res
 @router.get("/{job_id}/metrics", response_model=MetricsRead, responses=errors(404))
 def get_metrics(job_id: str, db: SessionDep, tenant: CurrentTenant,
                 after_step: Annotated[int, Query(ge=-1, le=SQL_INT_MAX)] = -1,
-                limit: Annotated[int, Query(ge=2, le=100_000)] = 10_000):
+                limit: Annotated[int, Query(ge=2, le=100_000)] = 10_000,
+                max_points: Annotated[int | None, Query(ge=4, le=100_000, description=(
+                    "Cut each kind (epochs, steps) to at most this many points, keeping each bucket's "
+                    "first point and its lowest and highest train_loss, so spikes survive; the whole "
+                    "history after after_step is read and limit does not apply."))] = None):
     """The loss history after ``after_step``: epoch points and logged steps, in step order."""
     service.get_or_404(db_session=db, tenant_id=tenant, job_id=job_id)
-    return service.metrics_page(db_session=db, job_id=job_id, after_step=after_step, limit=limit)
+    return service.metrics_page(db_session=db, job_id=job_id, after_step=after_step, limit=limit,
+                                max_points=max_points)
 
 
 @router.get("/{job_id}/spec", response_model=SpecRead, responses=errors(404))
@@ -141,24 +159,45 @@ def predict_job(job_id: str, body: PredictRequest, db: SessionDep, tenant: Curre
 WEIGHTS_DOC = {200: {"content": {"application/octet-stream": {}}, "description": (
     "the trained state_dict as safetensors, or with format=onnx an ONNX model (dynamic "
     "batch dimension) checked against PyTorch; header X-Trainyard-Max-Abs-Diff reports "
-    "the largest difference seen")}}
+    "the largest difference seen. format=onnx-int8: that model dynamically quantized to int8, "
+    "measured against it on the job's validation rows (training rows when it held out none): "
+    "X-Trainyard-Int8-Rows, X-Trainyard-Accuracy-Fp32/-Int8 (classification), "
+    "X-Trainyard-Mse-Fp32/-Int8/-Change (regression), X-Trainyard-Int8-Max-Abs-Diff, "
+    "X-Trainyard-Quantized-Nodes, X-Trainyard-Float-Nodes, X-Trainyard-Size-Ratio")}}
 
 
 @router.get("/{job_id}/weights", response_class=FileResponse, responses={
     **WEIGHTS_DOC, **errors(404, why={409: "the job has not succeeded (yet)",
                                       422: "invalid parameters, or the model cannot be exported to ONNX"})})
 def get_weights(job_id: str, db: SessionDep, tenant: CurrentTenant,
-                format: Literal["safetensors", "onnx"] = "safetensors"):
+                format: Literal["safetensors", "onnx", "onnx-int8"] = "safetensors"):
     job = service.get_or_404(db_session=db, tenant_id=tenant, job_id=job_id)
     if job.status != JobStatus.SUCCEEDED or not job.weights_path:
         raise ApiError(409, f"job is {job.status}; weights are available once it has succeeded")
-    if format == "onnx":
+    if format in ("onnx", "onnx-int8"):
         # A model of its own: tracing must not share a module with concurrent predictions.
         key, diff = export.cached_or_export(get_store(), job.id, lambda: predict.serving_model(job),
                                             job.input_shape, service.sample_rows(db_session=db, job=job))
+        int8 = _int8_weights(db, job, key) if format == "onnx-int8" else None
+        quotas.record_artifacts(db_session=db, job_id=job.id)  # the exports count as stored bytes
+        if int8 is not None:
+            return int8
         return FileResponse(get_store().path(key), media_type="application/octet-stream",
                             filename=f"{job.id}.onnx",
                             headers={"X-Trainyard-Max-Abs-Diff": f"{diff:.3e}"})
     path = get_store().path(job.weights_path)
     return FileResponse(path, media_type="application/octet-stream",
                         filename=f"{job.id}.safetensors")
+
+
+def _int8_weights(db, job, fp32_key: str) -> FileResponse:
+    """The int8 file quantized from the checked fp32 export, with what it costs in headers."""
+    def rows() -> quantize.Rows:
+        found = service.evaluation_rows(db_session=db, job=job, rows=quantize.MAX_ROWS)
+        if found is None:  # the dataset is gone: the fp32 check's seeded rows, no targets
+            return quantize.Rows("random", export.check_batches(None, job.input_shape)[-1], None)
+        return quantize.Rows(*found)
+
+    key, report = quantize.cached_or_quantize(get_store(), job.id, fp32_key, rows, job.spec["loss"]["type"])
+    return FileResponse(get_store().path(key), media_type="application/octet-stream",
+                        filename=f"{job.id}.int8.onnx", headers=quantize.headers(report))

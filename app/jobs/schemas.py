@@ -4,7 +4,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.jobs.lifecycle import JobStatus
-
+from app.labels import Labels, Name
+from app.ml.spec import JobSpec
 
 
 class Progress(BaseModel):
@@ -25,8 +26,25 @@ class AttemptRead(BaseModel):
     reason: str | None = None
 
 
+class JobCreate(JobSpec):
+    """What POST /v1/jobs takes: the job spec, and beside its fields the job's name and labels.
+
+    The name and labels are the job's, not the spec's: the stored spec (GET /v1/jobs/{id}/spec)
+    is only the JobSpec part, as a rebuilt model and a study's base need it."""
+
+    name: Name | None = None
+    labels: Labels = {}
+
+    def spec(self) -> JobSpec:
+        """The JobSpec part, as validated (not validated again)."""
+        return JobSpec.model_construct(_fields_set=self.model_fields_set - {"name", "labels"},
+                                       **{f: getattr(self, f) for f in JobSpec.model_fields})
+
+
 class JobRead(BaseModel):
     id: str
+    name: str | None = None
+    labels: dict[str, str] = {}
     status: JobStatus
     dataset_id: str | None
     parameter_count: int
@@ -117,6 +135,9 @@ class MetricsRead(BaseModel):
     epochs: list[EpochPoint]
     steps: list[StepPoint]
     last_step: int
+    # The job's newest event when this history was read: GET /v1/jobs/{id}/events?after= it
+    # streams what came since without a gap (a point already here may come once more).
+    last_event_id: int = 0
 
 
 class SpecRead(BaseModel):

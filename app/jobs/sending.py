@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from app.db import session_scope
 from app.jobs import repository
 from app.jobs.lifecycle import WAITING
+from app.logs import job_context
 from app.models import Job
 from app.models.base import utcnow
 from app.models.job import UNSENT
@@ -27,11 +28,12 @@ def publish(sends: list[tuple[str, str]]) -> list[str]:
     the publish's retries, and the broker is most likely down for them too.
     """
     for i, (job_id, queue) in enumerate(sends):
-        try:
-            enqueue_training(job_id, queue)
-        except Exception:
-            log.exception("could not enqueue job %s; it stays waiting and is sent again", job_id)
-            return [job for job, _ in sends[i:]]
+        with job_context(job_id=job_id):  # the broker's own retry lines too
+            try:
+                enqueue_training(job_id, queue)
+            except Exception:
+                log.exception("could not enqueue job %s; it stays waiting and is sent again", job_id)
+                return [job for job, _ in sends[i:]]
     return []
 
 

@@ -4,7 +4,8 @@ import json
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import Row
+import torch
+from sqlalchemy import Row, delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -12,16 +13,18 @@ from app.config import Settings
 from app.datasets import job_data
 from app.db import after_commit, complete
 from app.errors import ApiError
-from app.jobs import lifecycle, repository, sending
-from app.jobs.lifecycle import JobStatus
+from app.jobs import events, lifecycle, repository, sending
+from app.jobs.downsample import downsample
+from app.jobs.lifecycle import ACTIVE, JobStatus
 from app.jobs.preprocessing import read as read_preprocessing
-from app.jobs.schemas import (AttemptRead, EpochPoint, JobCreated, JobRead, MetricsRead, Progress, SpecRead,
-                              StepPoint)
+from app.jobs.schemas import AttemptRead, EpochPoint, JobCreated, JobRead, MetricsRead, Progress, SpecRead, StepPoint
 from app.ml.check import Limits, Plan
+from app.ml.preprocessing import split_indices
 from app.ml.spec import JobSpec
-from app.models import Dataset, Job
+from app.models import Dataset, Job, JobEvent, Metric
 from app.models.base import new_id
-from app.storage import dataset_key, get_store
+from app.quotas import service as quotas
+from app.storage import dataset_key, get_store, job_folder
 from app.workers import routing
 
 
@@ -37,14 +40,19 @@ def plan(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Settin
     return job_data.plan(spec, data, limits(settings)), list(data.dataset.feature_shape)
 
 
-def request_hash(spec: JobSpec) -> str:
-    return hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+def request_hash(spec: JobSpec, *, name: str | None = None, labels: dict[str, str] | None = None) -> str:
+    """The digest a replayed Idempotency-Key is compared on: the whole request, so a retry that
+    renames or relabels is a different request (409). A job without either hashes as before."""
+    body = spec.model_dump(mode="json") | ({"name": name} if name is not None else {}) | \
+        ({"labels": labels} if labels else {})
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def create(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Settings,
-           idempotency_key: str | None) -> tuple[Job, Plan | None, bool]:
+           idempotency_key: str | None, name: str | None = None,
+           labels: dict[str, str] | None = None) -> tuple[Job, Plan | None, bool]:
     """Checks and records a job. Returns (job, plan, created); created is False on a replay."""
-    digest = request_hash(spec)
+    digest = request_hash(spec, name=name, labels=labels)
     if idempotency_key:
         existing = repository.get_by_idempotency_key(db_session=db_session, tenant_id=tenant_id,
                                                      key=idempotency_key)
@@ -53,8 +61,11 @@ def create(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Sett
             return existing, None, False
     data = job_data.resolve(db_session=db_session, tenant_id=tenant_id, spec=spec)
     job_plan = job_data.plan(spec, data, limits(settings))
+    # In the insert's transaction, after the checks that need no lock: two concurrent submits
+    # cannot both pass (app/quotas/service.py says how).
+    quotas.check_new_jobs(db_session=db_session, tenant_id=tenant_id, jobs=1)
     job = build(db_session=db_session, tenant_id=tenant_id, spec=spec, data=data, job_plan=job_plan,
-                idempotency_key=idempotency_key, request_hash=digest)
+                idempotency_key=idempotency_key, request_hash=digest, name=name, labels=labels or {})
     if not idempotency_key:  # nothing unique to collide on: no savepoint (two round trips)
         lifecycle.create(db_session=db_session, job=job)
     else:
@@ -86,10 +97,11 @@ def build(*, db_session: Session, tenant_id: str, spec: JobSpec, data: job_data.
 
 
 def submit(*, db_session: Session, tenant_id: str, spec: JobSpec, settings: Settings,
-           idempotency_key: str | None) -> JobCreated:
+           idempotency_key: str | None, name: str | None = None,
+           labels: dict[str, str] | None = None) -> JobCreated:
     """Records a job (or finds the one this key made) and publishes its message after the commit."""
     job, job_plan, created = create(db_session=db_session, tenant_id=tenant_id, spec=spec,
-                                    settings=settings, idempotency_key=idempotency_key)
+                                    settings=settings, idempotency_key=idempotency_key, name=name, labels=labels)
     unsent: list[str] = []
     if created:
         after_commit(db_session, lambda: unsent.extend(sending.send([(job.id, job.queue)])))
@@ -110,7 +122,8 @@ def _check_replay(job: Job, digest: str) -> None:
 def to_read(job: Job | Row, cls=JobRead, *, epochs: int | None = None, **extra) -> JobRead:
     """The job as the API shows it; a Row of repository._READ brings ``epochs`` instead of the spec."""
     return cls(
-        id=job.id, status=job.status, dataset_id=job.dataset_id, parameter_count=job.parameter_count,
+        id=job.id, name=job.name, labels=job.labels or {}, status=job.status, dataset_id=job.dataset_id,
+        parameter_count=job.parameter_count,
         progress=Progress(epoch=job.epoch, step=job.step, total_steps=job.total_steps,
                           epochs=job.spec["training"]["epochs"] if epochs is None else epochs),
         latest_metrics=job.latest_metrics, device=job.device, attempts=job.attempts, error=job.error,
@@ -141,12 +154,58 @@ def sample_rows(*, db_session: Session, job: Job, rows: int = 16):
         return npz["x"][:rows]
 
 
+def _arrays(db_session: Session, dataset_id: str | None) -> tuple[np.ndarray, np.ndarray] | None:
+    dataset = db_session.get(Dataset, dataset_id) if dataset_id else None
+    if dataset is None:
+        return None
+    with np.load(get_store().path(dataset_key(dataset.sha256)), allow_pickle=False) as npz:
+        return npz["x"], npz["y"]
+
+
+def evaluation_rows(*, db_session: Session, job: Job, rows: int) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """Up to ``rows`` of the rows the job validated on, raw as uploaded: ("validation", x, y) from
+    data.validation_dataset or the split the worker drew (the first draw of a generator seeded with
+    training.seed, as worker/training/data.py draws it); ("training", x, y) when the job held out
+    none (or its validation dataset is gone). None once its dataset is deleted."""
+    spec = JobSpec.model_validate(job.spec)
+    if spec.data.validation_dataset and (val := _arrays(db_session, spec.data.validation_dataset)):
+        return "validation", val[0][:rows], val[1][:rows]
+    train = _arrays(db_session, job.dataset_id)
+    if train is None:
+        return None
+    x, y = train
+    train_idx, val_idx = split_indices(len(x), spec.training.validation_split,
+                                       torch.Generator().manual_seed(spec.training.seed))
+    if val_idx is None:
+        return "training", x[:rows], y[:rows]
+    picked = val_idx[:rows].numpy()
+    return "validation", x[picked], y[picked]
+
+
 def get_or_404(*, db_session: Session, tenant_id: str, job_id: str) -> Job:
     """The tenant's job; a 404 when the tenant has none by that id."""
     job = repository.get(db_session=db_session, tenant_id=tenant_id, job_id=job_id)
     if job is None:
         raise ApiError(404, f"no job {job_id!r}")
     return job
+
+
+def remove(*, db_session: Session, job: Job) -> None:
+    """Deletes an ended job: its row (no tombstone: a second DELETE is a 404), its metric points and
+    events, and once that has committed its folder of artifacts (weights, checkpoint, preprocessing,
+    the ONNX export). A study's member goes with its study; a job that may still train, not at all."""
+    if job.study_id is not None:
+        raise ApiError(409, f"job {job.id} is a member of study {job.study_id}, whose leaderboard counts it; "
+                            f"delete the study instead: DELETE /v1/studies/{job.study_id}")
+    if job.status in ACTIVE:
+        if job.cancel_requested:
+            raise ApiError(409, f"job {job.id} is stopping (cancel requested); delete it once it has ended")
+        raise ApiError(409, f"job {job.id} is {job.status}; cancel it first: POST /v1/jobs/{job.id}/cancel")
+    for table in (Metric, JobEvent):
+        db_session.execute(delete(table).where(table.job_id == job.id))
+    db_session.execute(delete(Job).where(Job.id == job.id))
+    store, folder = get_store(), job_folder(job.id)
+    after_commit(db_session, lambda: store.delete_folder(folder))
 
 
 def read_many(*, db_session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], JobRead]:
@@ -157,8 +216,18 @@ def read_many(*, db_session: Session, keys: list[tuple[str, str]]) -> dict[tuple
             for key, rows in found.items()}
 
 
-def metrics_page(*, db_session: Session, job_id: str, after_step: int, limit: int) -> MetricsRead:
-    """The loss history after ``after_step``: epoch points and logged steps, in step order."""
+def metrics_page(*, db_session: Session, job_id: str, after_step: int, limit: int,
+                 max_points: int | None = None) -> MetricsRead:
+    """The loss history after ``after_step``: epoch points and logged steps, in step order.
+    With ``max_points``, all of it, each kind cut to at most that many points (app/jobs/downsample.py)."""
+    last_event = events.last_seq(db_session=db_session, job_id=job_id)  # before the points: no gap
+    if max_points is not None:
+        rows = repository.metric_rows(db_session=db_session, job_id=job_id, after_step=after_step)
+        epochs = downsample([m for m in rows if m.kind == "epoch"], max_points)
+        steps = downsample([m for m in rows if m.kind == "step"], max_points)
+        return MetricsRead(job_id=job_id, epochs=[EpochPoint(epoch=m.epoch, step=m.step, **m.values) for m in epochs],
+                           steps=[StepPoint(epoch=m.epoch, step=m.step, **m.values) for m in steps],
+                           last_step=rows[-1].step if rows else after_step, last_event_id=last_event)
     rows = repository.metrics_after(db_session=db_session, job_id=job_id, after_step=after_step, limit=limit)
     if len(rows) == limit and rows[0].step != rows[-1].step:
         # Never end a page inside a step (a step and its epoch point share one number),
@@ -167,7 +236,7 @@ def metrics_page(*, db_session: Session, job_id: str, after_step: int, limit: in
     epochs = [EpochPoint(epoch=m.epoch, step=m.step, **m.values) for m in rows if m.kind == "epoch"]
     steps = [StepPoint(epoch=m.epoch, step=m.step, **m.values) for m in rows if m.kind == "step"]
     last = rows[-1].step if rows else after_step
-    return MetricsRead(job_id=job_id, epochs=epochs, steps=steps, last_step=last)
+    return MetricsRead(job_id=job_id, epochs=epochs, steps=steps, last_step=last, last_event_id=last_event)
 
 
 def spec_of(job: Job) -> SpecRead:

@@ -6,7 +6,7 @@ rather than a silently ignored option.
 from typing import Annotated, Literal, Union
 
 from pydantic import (Field, PlainValidator, PositiveInt, ValidationInfo, WithJsonSchema,
-                      field_validator)
+                      field_validator, model_serializer)
 
 from app.ml.data_spec import DataOptions, DatasetRef
 from app.ml.layers.init import Init
@@ -17,6 +17,7 @@ from app.ml.optimizers import (SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Conj
                                ScaledConjugateGradient)
 from app.ml.regularization import Regularization
 from app.ml.schedules import Schedule
+from app.ml.source_spec import Distill, InitFrom
 from app.ml.strict import StrictModel
 
 __all__ = ["JobSpec", "Layer", "ModelSpec"]
@@ -81,6 +82,20 @@ class JobSpec(StrictModel):
     regularization: Regularization = Regularization()
     # After training, so its check can see training.validation_split.
     data: DataOptions = DataOptions()
+    # Start from a succeeded job's weights (warm start, fine-tuning; app/ml/warm_start.py).
+    init: InitFrom | None = None
+    # Learn from a succeeded job's softened outputs as well as the labels (app/ml/distill.py).
+    distill: Distill | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unused_sources(self, handler):
+        # A job without init or distill is stored (and its Idempotency-Key hashed) as before they
+        # existed, so a client or worker of an older version still reads its served spec.
+        data = handler(self)
+        for key in ("init", "distill"):
+            if isinstance(data, dict) and data.get(key) is None:
+                data.pop(key, None)
+        return data
 
     @field_validator("data")
     @classmethod

@@ -7,5 +7,7 @@ from app.models.job_event import JobEvent
 from app.models.metric import Metric
 from app.models.worker import Worker
 from app.models.study import Study, StudyEvent
+from app.models.browser_session import BrowserSession
 
-__all__ = ["Base", "Tenant", "ApiKey", "Dataset", "Job", "JobEvent", "Metric", "Worker", "Study", "StudyEvent"]
+__all__ = ["Base", "Tenant", "ApiKey", "Dataset", "Job", "JobEvent", "Metric", "Worker", "Study", "StudyEvent",
+           "BrowserSession"]

@@ -2,7 +2,7 @@
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime, utcnow
@@ -44,6 +44,9 @@ class Job(Base):
     latest_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     weights_path: Mapped[str | None] = mapped_column(String(500), default=None)
+    # Bytes of the job's folder in the artifact store (weights, checkpoint, preprocessing, ONNX
+    # export), measured when the job ends and after an export: the stored-bytes quota reads it.
+    artifact_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # Set by POST /cancel on a running job; its worker stops at the next step boundary.
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     # The step of the job's last checkpoint (jobs/<id>/checkpoint.pt), which a retry resumes.
@@ -63,6 +66,11 @@ class Job(Base):
     variant: Mapped[str | None] = mapped_column(String(200), default=None)
     member: Mapped[int | None] = mapped_column(Integer, default=None)
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+    # What the user calls it and tags it with (app/labels.py): metadata, not part of the spec.
+    # A study's members carry their study's labels.
+    name: Mapped[str | None] = mapped_column(String(200), default=None)
+    labels: Mapped[dict[str, str] | None] = mapped_column(JSON, default=dict)
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -15,6 +15,8 @@ class Study(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
     name: Mapped[str | None] = mapped_column(String(200), default=None)
+    # String key/values (app/labels.py); its members get them too.
+    labels: Mapped[dict[str, str] | None] = mapped_column(JSON, default=dict)
     # A StudyStatus, written only by app/studies/lifecycle.py.
     status: Mapped[str] = mapped_column(String(12), index=True)
     # The request as given (base spec, variants/grid/search, seeds, objective), for GET and reruns.

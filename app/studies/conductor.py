@@ -32,7 +32,7 @@ def add_member(*, db_session: Session, study: Study, checked: checks.Checked) ->
     m = checked.member
     job = jobs_service.build(db_session=db_session, tenant_id=study.tenant_id, spec=checked.spec,
                              data=checked.data, job_plan=checked.plan, study_id=study.id, variant=m.variant,
-                             member=m.index, params=m.params)
+                             member=m.index, params=m.params, labels=study.labels or {})
     jobs_lifecycle.create(db_session=db_session, job=job, held=True)
     return job
 

@@ -4,6 +4,7 @@ import math
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.labels import conditions
 from app.models import Job, Metric, Study
 from app.studies.history import MemberHistory
 
@@ -16,9 +17,12 @@ def get_by_idempotency_key(*, db_session: Session, tenant_id: str, key: str) -> 
     return db_session.scalar(select(Study).where(Study.tenant_id == tenant_id, Study.idempotency_key == key))
 
 
-def list_page(*, db_session: Session, tenant_id: str, status: str | None, limit: int,
-              offset: int) -> tuple[list[Study], int]:
-    where = [Study.tenant_id == tenant_id] + ([Study.status == status] if status else [])
+def list_page(*, db_session: Session, tenant_id: str, status: str | None, limit: int, offset: int,
+              labels: dict[str, str | None] | None = None, name: str | None = None,
+              name_prefix: str | None = None) -> tuple[list[Study], int]:
+    where = [Study.tenant_id == tenant_id, *conditions(labels_column=Study.labels, name_column=Study.name,
+                                                       labels=labels or {}, name=name, name_prefix=name_prefix)]
+    where += [Study.status == status] if status else []
     total = db_session.scalar(select(func.count()).select_from(Study).where(*where)) or 0
     rows = db_session.scalars(select(Study).where(*where).order_by(Study.created_at.desc(), Study.id)
                               .limit(limit).offset(offset)).all()

@@ -8,6 +8,7 @@ from app.config import get_settings
 from app.db import SQL_BIGINT_MAX
 from app.deps import CurrentTenant, SessionDep
 from app.jobs.router import event_start
+from app.labels import LabelQuery, NamePrefixQuery, NameQuery, parse_filters
 from app.openapi import errors
 from app.studies import repository, service, stream
 from app.studies.lifecycle import StudyStatus
@@ -31,9 +32,12 @@ def create_study(request: StudyCreate, db: SessionDep, tenant: CurrentTenant, re
 
 @router.get("", response_model=StudyPage)
 def list_studies(db: SessionDep, tenant: CurrentTenant, status: StudyStatus | None = None,
+                 label: LabelQuery = None, name: NameQuery = None, name_prefix: NamePrefixQuery = None,
                  limit: Annotated[int, Query(ge=1, le=500)] = 50,
                  offset: Annotated[int, Query(ge=0, le=SQL_BIGINT_MAX)] = 0):
-    rows, total = repository.list_page(db_session=db, tenant_id=tenant, status=status, limit=limit, offset=offset)
+    """The studies, newest first; filters combine with AND (every ``label`` given must match)."""
+    rows, total = repository.list_page(db_session=db, tenant_id=tenant, status=status, limit=limit, offset=offset,
+                                       labels=parse_filters(label), name=name, name_prefix=name_prefix)
     return StudyPage(items=service.summaries(db_session=db, studies=rows), total=total, limit=limit, offset=offset)
 
 

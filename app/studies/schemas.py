@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from app.labels import Labels
 from app.ml.strict import StrictModel
 from app.studies.curves import Curves  # noqa: F401  (re-exported for the routes)
 from app.studies.leaderboard import Leaderboard
@@ -57,6 +58,8 @@ class StudyCreate(StrictModel):
     or a search (Optuna) instead."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
+    # The study's labels, which its member jobs carry too (GET /v1/jobs?label= finds them).
+    labels: Labels = {}
     base: dict[str, Any] = Field(description="a job spec, as POST /v1/jobs takes; members override parts of it")
     variants: list[Variant] = []
     # Dotted paths into the spec and the values each takes; crossed with each other and the variants.
@@ -105,6 +108,7 @@ class MemberRead(BaseModel):
 class StudyRead(BaseModel):
     id: str
     name: str | None
+    labels: dict[str, str] = {}
     status: Literal["running", "completed", "cancelled"]
     kind: Literal["variants", "search"]
     objective: Objective
@@ -122,6 +126,7 @@ class StudySummary(BaseModel):
 
     id: str
     name: str | None
+    labels: dict[str, str] = {}
     status: str
     kind: str
     planned: int

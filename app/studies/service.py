@@ -15,6 +15,7 @@ from app.jobs import sending
 from app.jobs.lifecycle import ACTIVE
 from app.models import Job, JobEvent, Metric, Study, StudyEvent
 from app.models.base import new_id
+from app.quotas import service as quotas
 from app.storage import get_store, job_folder
 from app.studies import checks, conductor, lifecycle, repository
 from app.studies.curves import Curves, curves
@@ -56,14 +57,18 @@ def create(*, db_session: Session, tenant_id: str, request: StudyCreate, setting
 
     Returns (the study, created); created is False when the Idempotency-Key made it before.
     """
-    body = request.model_dump(mode="json", by_alias=True)
+    # Without labels the body (and so its digest) is what it was before studies had them.
+    body = request.model_dump(mode="json", by_alias=True, exclude=None if request.labels else {"labels"})
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     if idempotency_key and (found := _replay(db_session, tenant_id, idempotency_key, digest)) is not None:
         return found, False
     planned = planned_members(request, settings)
     checked = checks.check(db_session=db_session, tenant_id=tenant_id, base=request.base,
                            members=_members(request), objective=request.objective, settings=settings)
-    study = Study(id=new_id("study"), tenant_id=tenant_id, name=request.name, spec=body,
+    # In the transaction that inserts the members (app/quotas/service.py): every planned member
+    # (a search's trials too) against the members of the tenant's studies that have not ended.
+    quotas.check_new_jobs(db_session=db_session, tenant_id=tenant_id, members=planned)
+    study = Study(id=new_id("study"), tenant_id=tenant_id, name=request.name, labels=request.labels, spec=body,
                   kind="search" if request.search else "variants", planned=planned, refused=0,
                   idempotency_key=idempotency_key, request_hash=digest)
     try:
@@ -116,7 +121,7 @@ def read(*, db_session: Session, study: Study) -> StudyRead:
     for j in jobs:
         counts[j.status] = counts.get(j.status, 0) + 1
     return StudyRead(
-        id=study.id, name=study.name, status=study.status, kind=study.kind, objective=request.objective,
+        id=study.id, name=study.name, labels=study.labels or {}, status=study.status, kind=study.kind, objective=request.objective,
         planned=study.planned, parallel=conductor.parallel(db_session=db_session, request=request), counts=counts,
         members=[MemberRead(job_id=j.id, member=j.member, variant=j.variant, seed=j.spec["training"]["seed"],
                             status=j.status, params=j.params or {}, error=j.error) for j in jobs],
@@ -136,7 +141,7 @@ def study_curves(*, db_session: Session, study: Study, metric: str | None, x: st
 
 def summaries(*, db_session: Session, studies: list[Study]) -> list[StudySummary]:
     counts = repository.counts(db_session=db_session, study_ids=[s.id for s in studies])
-    return [StudySummary(id=s.id, name=s.name, status=s.status, kind=s.kind, planned=s.planned,
+    return [StudySummary(id=s.id, name=s.name, labels=s.labels or {}, status=s.status, kind=s.kind, planned=s.planned,
                          counts=counts[s.id], created_at=s.created_at, finished_at=s.finished_at) for s in studies]
 
 

@@ -13,6 +13,7 @@ from app.jobs.lifecycle import WAITING, JobStatus
 from app.ml.spec import JobSpec
 from app.models import Job
 from app.models.job import UNSENT
+from app.quotas import service as quotas
 from app.workers import repository
 
 LABEL = {"gpu": "GPU", "cpu": "CPU"}
@@ -40,6 +41,8 @@ def waiting_reason(*, db_session: Session, job: Job) -> str | None:
                 "it is queued when one of them ends")
     if job.status not in WAITING:
         return None
+    if (quota_reason := quotas.running_wait_reason(db_session=db_session, job=job)) is not None:
+        return quota_reason
     if job.enqueued_at == UNSENT:
         return UNSENT_REASON
     label = LABEL.get(job.queue, job.queue)

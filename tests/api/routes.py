@@ -12,6 +12,7 @@ V1_ROUTES = [
     ("POST", "/v1/jobs", {}),
     ("GET", "/v1/jobs", None),
     ("GET", "/v1/jobs/{job_id}", None),
+    ("DELETE", "/v1/jobs/{job_id}", None),
     ("POST", "/v1/jobs/{job_id}/cancel", None),
     ("GET", "/v1/jobs/{job_id}/metrics", None),
     ("GET", "/v1/jobs/{job_id}/spec", None),
@@ -26,12 +27,15 @@ V1_ROUTES = [
     ("POST", "/v1/studies/{study_id}/cancel", None),
     ("DELETE", "/v1/studies/{study_id}", None),
     ("GET", "/v1/workers", None),
+    ("GET", "/v1/keys", None),
+    ("POST", "/v1/keys", {"name": "spare"}),
+    ("DELETE", "/v1/keys/{key_id}", None),
     ("GET", "/v1/schema/spec", None),
 ]
 
 # The refusals each /v1 operation documents (app/openapi.py): every key-taking operation 401
 # and 503, 422 where anything is validated, 400 where a body is read, and each route's own.
-SHARED = {401, 503}
+SHARED = {401, 429, 503}  # 429: RATE_LIMIT (app/rate_limits.py), and a quota where a route checks one
 REFUSALS = {
     ("POST", "/v1/datasets"): SHARED | {400, 413, 415, 422},
     ("GET", "/v1/datasets"): SHARED | {422},
@@ -41,6 +45,7 @@ REFUSALS = {
     ("POST", "/v1/jobs"): SHARED | {400, 409, 413, 422},
     ("GET", "/v1/jobs"): SHARED | {422},
     ("GET", "/v1/jobs/{job_id}"): SHARED | {404, 422},
+    ("DELETE", "/v1/jobs/{job_id}"): SHARED | {404, 409, 422},
     ("POST", "/v1/jobs/{job_id}/cancel"): SHARED | {404, 409, 413, 422},
     ("GET", "/v1/jobs/{job_id}/metrics"): SHARED | {404, 422},
     ("GET", "/v1/jobs/{job_id}/spec"): SHARED | {404, 422},
@@ -55,6 +60,9 @@ REFUSALS = {
     ("POST", "/v1/studies/{study_id}/cancel"): SHARED | {404, 409, 413, 422},
     ("DELETE", "/v1/studies/{study_id}"): SHARED | {404, 409, 422},
     ("GET", "/v1/workers"): SHARED | {422},
+    ("GET", "/v1/keys"): SHARED | {422},
+    ("POST", "/v1/keys"): SHARED | {400, 413, 422},
+    ("DELETE", "/v1/keys/{key_id}"): SHARED | {404, 422},
     ("GET", "/v1/schema/spec"): SHARED,
 }
 

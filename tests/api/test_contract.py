@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
 
 from app.main import app
 from tests.api.inprocess import BASE_URL, Client, Deployment
-from tests.api.routes import REFUSALS, V1_ROUTES, held_study, queued_job
+from tests.api.routes import REFUSALS, V1_ROUTES, ended_job, held_study, queued_job
 from tests.e2e.helpers import blobs, upload_npz
 from worker.runner import run_job
 
@@ -60,15 +60,20 @@ class World:
     running_study_id: str
     completed_study_id: str
     cancelled_study_id: str
+    ended_job_id: str
+    spare_key_id: str
 
     def path_ids(self, path: str, method: str) -> dict[str, str]:
-        # The cancel takes the queued job (200 once, 409 after); the rest the trained one, so
-        # predict and weights reach the model and the event stream ends. Likewise a study's cancel
-        # takes the running study, its delete the cancelled one, the reads the completed one.
-        job = self.queued_job_id if path.endswith("/cancel") else self.trained_job_id
+        # The cancel takes the queued job (200 once, 409 after), the delete an ended one (204 once,
+        # 404 after); the rest the trained one, so predict and weights reach the model and the event
+        # stream ends. Likewise a study's cancel takes the running study, its delete the cancelled
+        # one, the reads the completed one. A key's revoke takes a spare key of the tenant's, never
+        # the one the cases are sent with.
+        job = self.queued_job_id if path.endswith("/cancel") else \
+            self.ended_job_id if method.upper() == "DELETE" else self.trained_job_id
         study = self.running_study_id if path.endswith("/cancel") else \
             self.cancelled_study_id if method.upper() == "DELETE" else self.completed_study_id
-        return {"job_id": job, "dataset_id": self.dataset_id, "study_id": study}
+        return {"job_id": job, "dataset_id": self.dataset_id, "study_id": study, "key_id": self.spare_key_id}
 
     def send(self, case, key: str | None = "own"):
         """The case as a requests session would put it on the wire, sent through the deployment."""
@@ -101,9 +106,11 @@ def world(deployment: Deployment):
         assert api.get(f"/v1/studies/{completed['id']}").json()["status"] == "completed"
         running, cancelled = held_study(api, dataset["id"]), held_study(api, dataset["id"])
         assert api.post(f"/v1/studies/{cancelled['id']}/cancel").status_code == 200
+        ended = ended_job(api, dataset["id"])
+        spare = api.post("/v1/keys", json={"name": "spare"}).json()
     with deployment.client(None) as client:
         yield World(key, client, dataset["id"], queued["id"], trained["id"], running["id"], completed["id"],
-                    cancelled["id"])
+                    cancelled["id"], ended["id"], spare["id"])
 
 
 def test_the_document_tested_is_the_one_served(anon):
@@ -128,6 +135,7 @@ def test_every_refusal_is_documented_in_the_one_error_shape():
                     assert response["content"] == {"application/json": {"schema": error_body}}, (method, path, code)
     assert {key: codes for key, codes in documented.items() if key[1].startswith("/v1")} == REFUSALS
     assert documented[("GET", "/healthz")] == set() and documented[("GET", "/readyz")] == {503}
+    assert documented[("GET", "/metrics")] == {401, 503}  # 401 only while METRICS_TOKEN is set
 
 
 @schema.parametrize()
@@ -144,7 +152,8 @@ def test_refusals_keep_the_contract(world, key):
     (schemathesis's cases above all carry the key and the fixture's ids)."""
     for method, path, body in V1_ROUTES:
         operation = schema[path][method]
-        ids = {name: "nothing_here" for name in ("job_id", "dataset_id", "study_id") if "{" + name + "}" in path}
+        ids = {name: "nothing_here" for name in ("job_id", "dataset_id", "study_id", "key_id")
+               if "{" + name + "}" in path}
         with_body = {"body": body, "media_type": "application/json"} if body is not None else {}
         case = operation.Case(path_parameters=ids or None, **with_body)
         refused = world.send(case, key=key)

@@ -126,7 +126,7 @@ def test_cancel_a_queued_job_ends_it_and_a_second_cancel_is_409(api, dataset):
 def test_a_job_that_has_not_succeeded_has_no_weights_nor_predictions(api, dataset):
     for job in (queued_job(api, dataset["id"]), ended_job(api, dataset["id"])):
         status = job["status"]
-        for fmt in ("safetensors", "onnx"):
+        for fmt in ("safetensors", "onnx", "onnx-int8"):
             r = api.get(f"/v1/jobs/{job['id']}/weights", params={"format": fmt})
             assert r.status_code == 409, r.text
             assert r.json()["detail"] == f"job is {status}; weights are available once it has succeeded"
@@ -149,7 +149,7 @@ def test_metrics_and_spec_of_a_job_not_yet_trained(api, dataset):
     spec = mlp_spec(dataset["id"])
     job = queued_job(api, dataset["id"])
     assert api.get(f"/v1/jobs/{job['id']}/metrics").json() == \
-        {"job_id": job["id"], "epochs": [], "steps": [], "last_step": -1}
+        {"job_id": job["id"], "epochs": [], "steps": [], "last_step": -1, "last_event_id": 1}
     served = api.get(f"/v1/jobs/{job['id']}/spec").json()
     assert served["spec"]["dataset"] == dataset["id"] and served["input_shape"] == [4]
     assert [l["type"] for l in served["spec"]["model"]["layers"]] == ["linear", "relu", "linear"]

@@ -1,4 +1,5 @@
 """A job's data as tensors: the split, the data options fitted on the training rows, the targets."""
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,7 @@ class Split:
     x_val: torch.Tensor | None
     y_val: torch.Tensor | None
     preprocessing: dict  # what the data options fitted: the job's preprocessing.json
+    teacher_train: torch.Tensor | None = None  # distill: the teacher's outputs, row for row with y_train
 
 
 Arrays = tuple[np.ndarray, np.ndarray]
@@ -37,20 +39,23 @@ def job_preprocessing(spec: S.JobSpec, x: np.ndarray, y: np.ndarray) -> dict:
 
 
 def prepare_data(spec: S.JobSpec, x: np.ndarray, y: np.ndarray, gen: torch.Generator,
-                 device: torch.device, validation: Arrays | None = None) -> Split:
+                 device: torch.device, validation: Arrays | None = None,
+                 teacher: Callable[[np.ndarray], torch.Tensor] | None = None) -> Split:
     """Splits (x, y) with the job's generator, or validates on a separate (x, y) pair; then
-    applies the data options fitted on the training rows and shapes the targets for the loss."""
+    applies the data options fitted on the training rows and shapes the targets for the loss.
+    ``teacher`` (distill): the teacher's outputs for raw rows, kept for the training rows."""
     train_idx, val_idx, pre = _fit(spec, x, y, gen)
     X = torch.as_tensor(apply_preprocessing(x, pre))  # float32
     Y = encode_targets(y, pre, spec.loss.type)
     x_train, y_train = X[train_idx].to(device), Y[train_idx].to(device)
+    taught = None if teacher is None else teacher(x[train_idx.numpy()])
     if validation is not None:
         xv, yv = validation
         if xv.shape[1:] != x.shape[1:]:
             raise DataError("data.validation_dataset", f"rows have shape {list(xv.shape[1:])}, "
                             f"the training dataset's {list(x.shape[1:])}")
         return Split(x_train, y_train, torch.as_tensor(apply_preprocessing(xv, pre)).to(device),
-                     encode_targets(yv, pre, spec.loss.type, "data.validation_dataset").to(device), pre)
+                     encode_targets(yv, pre, spec.loss.type, "data.validation_dataset").to(device), pre, taught)
     if val_idx is None:
-        return Split(x_train, y_train, None, None, pre)
-    return Split(x_train, y_train, X[val_idx].to(device), Y[val_idx].to(device), pre)
+        return Split(x_train, y_train, None, None, pre, taught)
+    return Split(x_train, y_train, X[val_idx].to(device), Y[val_idx].to(device), pre, taught)

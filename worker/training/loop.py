@@ -19,6 +19,9 @@ from torch import nn
 from app.config import get_settings
 from app.ml import spec as S
 from app.ml.build import build_loss, build_model, build_optimizer
+from app.ml.distill import DistillationLoss
+from app.ml.errors import DataError
+from app.ml.warm_start import apply_init, trainable
 from worker.training import checkpoint, precision, state
 from worker.training.data import Arrays, Split, prepare_data
 from worker.training.diagnostics import evaluate, layer_norms, norms
@@ -26,6 +29,7 @@ from worker.training.divergence import Diverged, check_finite
 from worker.training.points import Pending
 from worker.training.regularization import EarlyStopper, Regularizer
 from worker.training.schedule import Scheduler
+from worker.training.sources import Sources
 from worker.training.step import make_step
 
 
@@ -77,19 +81,34 @@ class Trainer:
     """One job's training, one step at a time, with every piece of its state on ``self``.
 
     ``direct`` takes the step's fast path (worker/training/direct.py); None reads
-    Settings.direct_kernels.
+    Settings.direct_kernels. ``sources``: what init.from_job and distill.teacher bring
+    (worker/training/sources.py).
     """
 
     def __init__(self, spec: S.JobSpec, x: np.ndarray, y: np.ndarray, device: torch.device,
-                 hooks: Hooks | None = None, validation: Arrays | None = None, *, direct: bool | None = None):
+                 hooks: Hooks | None = None, validation: Arrays | None = None, *, direct: bool | None = None,
+                 sources: Sources | None = None):
         self.spec, self.hooks, self.device = spec, hooks or Hooks(), device
+        sources = sources or Sources()
         t = spec.training
         torch.manual_seed(t.seed)
         self.gen = torch.Generator().manual_seed(t.seed)
-        self.model = build_model(spec.model, x.shape[1:]).to(device)
-        self.loss_fn = build_loss(spec.loss).to(device)
-        self.optimizer = build_optimizer(spec.optimizer, self.model.parameters())
-        self.data: Split = prepare_data(spec, x, y, self.gen, device, validation)
+        model = build_model(spec.model, x.shape[1:])
+        if spec.init is not None:  # after the seeded build: the layers not copied start as a cold start's
+            if sources.init_state is None:
+                raise DataError("init.from_job", f"{spec.init.from_job}'s weights were not loaded")
+            apply_init(model, spec.init, sources.init_state)
+        self.model = model.to(device)
+        self.loss_fn = build_loss(spec.loss).to(device)  # the spec's loss: validation's, and distill's hard term
+        self.optimizer = build_optimizer(spec.optimizer, trainable(self.model))  # init.freeze: not these
+        teacher = None
+        if spec.distill is not None:
+            if sources.teacher is None:
+                raise DataError("distill.teacher", f"{spec.distill.teacher}'s weights were not loaded")
+            teacher = lambda rows: sources.teacher.outputs(rows, device)  # noqa: E731
+        self.data: Split = prepare_data(spec, x, y, self.gen, device, validation, teacher=teacher)
+        # What the steps minimize: the spec's loss, or with distill the teacher's term added.
+        self.train_loss = self.loss_fn if spec.distill is None else DistillationLoss(self.loss_fn, spec.distill)
         self.n = len(self.data.x_train)
         self.bs = self.n if t.batch_size == "full" else min(t.batch_size, self.n)
         self.steps_per_epoch = math.ceil(self.n / self.bs)
@@ -103,7 +122,7 @@ class Trainer:
         self.autocast = precision.autocast(t.precision, device)
         self.scaler = precision.grad_scaler(t.precision, device)
         direct = get_settings().direct_kernels if direct is None else direct
-        self.step_kind = make_step(self.model, self.loss_fn, self.optimizer, self.scaler, direct=direct,
+        self.step_kind = make_step(self.model, self.train_loss, self.optimizer, self.scaler, direct=direct,
                                    penalty=self.regularizer.named_penalty)
         # Where the loop is: the next epoch and batch to run, steps done.
         self.epoch, self.batch, self.step = 1, 0, 0
@@ -182,10 +201,11 @@ class Trainer:
     def _batch(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch b of the epoch, in the epoch's permutation when shuffling."""
         lo, hi, x, y = b * self.bs, (b + 1) * self.bs, self.data.x_train, self.data.y_train
+        t = self.data.teacher_train  # distill: the targets are (the spec's, the teacher's outputs)
         if self.order is None:
-            return x[lo:hi], y[lo:hi]
+            return x[lo:hi], (y[lo:hi] if t is None else (y[lo:hi], t[lo:hi]))
         idx = self.order[lo:hi]
-        return x[idx], y[idx]
+        return x[idx], (y[idx] if t is None else (y[idx], t[idx]))
 
     def _start_epoch(self) -> None:
         if self.spec.training.on_divergence == "rollback" and not self._tries_this_epoch:
@@ -276,7 +296,7 @@ class Trainer:
 
 
 def train(spec: S.JobSpec, x: np.ndarray, y: np.ndarray, device: torch.device,
-          hooks: Hooks | None = None, validation: Arrays | None = None, *, direct: bool | None = None
-          ) -> TrainResult:
+          hooks: Hooks | None = None, validation: Arrays | None = None, *, direct: bool | None = None,
+          sources: Sources | None = None) -> TrainResult:
     """Train the spec's model on (x, y)."""
-    return Trainer(spec, x, y, device, hooks, validation, direct=direct).run()
+    return Trainer(spec, x, y, device, hooks, validation, direct=direct, sources=sources).run()

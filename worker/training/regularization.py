@@ -14,8 +14,9 @@ from app.ml.regularization import EarlyStopping, Regularization, early_stopping_
 
 
 def weights(model: nn.Module) -> list[nn.Parameter]:
-    """The parameters penalties and max-norm clipping act on."""
-    return [p for p in model.parameters() if p.dim() >= 2]
+    """The parameters penalties and max-norm clipping act on (init.freeze's layers excluded:
+    they stay as copied, bit for bit)."""
+    return [p for p in model.parameters() if p.dim() >= 2 and p.requires_grad]
 
 
 def penalty(reg: Regularization, params: list[nn.Parameter]) -> torch.Tensor | None:
@@ -47,7 +48,8 @@ def clip_weights(reg: Regularization, model: nn.Module) -> None:
         return
     if clip.type == "clamp":
         for p in model.parameters():
-            p.clamp_(clip.min, clip.max)
+            if p.requires_grad:  # a frozen layer stays as copied
+                p.clamp_(clip.min, clip.max)
         return
     for w in weights(model):
         # Row i holds unit i's incoming weights (out_features first in torch layouts).
@@ -60,7 +62,7 @@ class Regularizer:
     def __init__(self, reg: Regularization, model: nn.Module):
         self.reg, self.model = reg, model
         self.weights = weights(model)
-        self.weight_names = [n for n, p in model.named_parameters() if p.dim() >= 2]
+        self.weight_names = [n for n, p in model.named_parameters() if p.dim() >= 2 and p.requires_grad]
         # Read once, and nothing entered when unset: clip_weights's no_grad context alone
         # costs about a microsecond a step.
         self.penalized = bool(reg.l1 or reg.l2)
