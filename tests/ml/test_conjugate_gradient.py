@@ -14,37 +14,9 @@ from torch import nn
 from torch.optim.lbfgs import _strong_wolfe
 
 from app.ml.optim.conjugate_gradient import ConjugateGradient
+from tests.ml.conjugate_problem import X, Y, flat_weights, fresh_net, net_loss, value_and_grad
 
 TIGHT = {"rtol": 1e-9, "atol": 1e-12}
-
-
-def fresh_net(seed: int = 1) -> nn.Sequential:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1)).double()
-
-
-torch.manual_seed(0)
-X = torch.randn(8, 2, dtype=torch.float64)
-with torch.no_grad():
-    Y = 2 * fresh_net(seed=42)(X)
-
-
-def flat_weights(net: nn.Module) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1) for p in net.parameters()])
-
-
-def net_loss(w: torch.Tensor) -> torch.Tensor:
-    """The same network on a flat vector: W1 (3x2), b1 (3), W2 (1x3), b2 (1)."""
-    w1, b1, w2, b2 = w[0:6].view(3, 2), w[6:9], w[9:12].view(1, 3), w[12:13]
-    out = torch.tanh(X @ w1.T + b1) @ w2.T + b2
-    return ((out - Y) ** 2).mean()
-
-
-def value_and_grad(loss_fn, w: torch.Tensor) -> tuple[float, torch.Tensor]:
-    w = w.detach().requires_grad_(True)
-    loss = loss_fn(w)
-    (grad,) = torch.autograd.grad(loss, w)
-    return float(loss.detach()), grad
 
 
 def beta_by_formula(kind: str, g, g_prev, d_prev) -> float | None:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from app.ml.optim.scaled_conjugate_gradient import ScaledConjugateGradient
+from tests.ml.conjugate_problem import X, Y, flat_weights, fresh_net, net_loss, value_and_grad
 
 # s_k is a difference of gradients over a step of sigma = 5e-5: the last-bit rounding of
 # w_k + sigma_k p_k (weights near 2) is a 1e-11 relative change in s_k, so two correct float64
@@ -22,45 +23,12 @@ from app.ml.optim.scaled_conjugate_gradient import ScaledConjugateGradient
 TIGHT = {"rtol": 1e-8, "atol": 1e-9}
 
 
-def fresh_net(seed: int = 1, scale: float = 1.0) -> nn.Sequential:
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1)).double()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.mul_(scale)
-    return net
-
-
-torch.manual_seed(0)
-X = torch.randn(8, 2, dtype=torch.float64)
-with torch.no_grad():
-    Y = 2 * fresh_net(seed=42)(X)
-
-
-def flat_weights(net: nn.Module) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1) for p in net.parameters()])
-
-
-def net_loss(w: torch.Tensor) -> torch.Tensor:
-    """The same network on a flat vector: W1 (3x2), b1 (3), W2 (1x3), b2 (1)."""
-    w1, b1, w2, b2 = w[0:6].view(3, 2), w[6:9], w[9:12].view(1, 3), w[12:13]
-    out = torch.tanh(X @ w1.T + b1) @ w2.T + b2
-    return ((out - Y) ** 2).mean()
-
-
-def error_and_gradient(loss_fn, w: torch.Tensor) -> tuple[float, torch.Tensor]:
-    w = w.detach().requires_grad_(True)
-    loss = loss_fn(w)
-    (grad,) = torch.autograd.grad(loss, w)
-    return float(loss.detach()), grad
-
-
 def scg_reference(loss_fn, w, iterations, sigma=5e-5, lambda_1=5e-7):
     """Møller (1993), the algorithm's steps as printed; returns the weights after each iteration
     and which branches it took."""
     n = w.numel()
     lam, lam_bar = lambda_1, 0.0  # step 1
-    e, grad = error_and_gradient(loss_fn, w)
+    e, grad = value_and_grad(loss_fn, w)
     p = r = -grad
     success = True
     weights, branches = [], []
@@ -68,7 +36,7 @@ def scg_reference(loss_fn, w, iterations, sigma=5e-5, lambda_1=5e-7):
         p_sq = float(p @ p)
         if success:  # step 2
             sigma_k = sigma / math.sqrt(p_sq)
-            s = (error_and_gradient(loss_fn, w + sigma_k * p)[1] - error_and_gradient(loss_fn, w)[1]) / sigma_k
+            s = (value_and_grad(loss_fn, w + sigma_k * p)[1] - value_and_grad(loss_fn, w)[1]) / sigma_k
             delta = float(p @ s)
         s = s + (lam - lam_bar) * p  # step 3
         delta = delta + (lam - lam_bar) * p_sq
@@ -80,7 +48,7 @@ def scg_reference(loss_fn, w, iterations, sigma=5e-5, lambda_1=5e-7):
             lam = lam_bar
         mu = float(p @ r)  # step 5
         alpha = mu / delta
-        e_new, grad_new = error_and_gradient(loss_fn, w + alpha * p)
+        e_new, grad_new = value_and_grad(loss_fn, w + alpha * p)
         comparison = 2 * delta * (e - e_new) / mu ** 2  # step 6
         success = comparison >= 0
         if success:  # step 7
