@@ -24,7 +24,6 @@ import argparse
 import io
 import math
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._stack import DEPLOYMENTS, deployment  # noqa: E402
 from bench._study_report import figure, leaderboard_table, plot_curves  # noqa: E402
-from bench.optimizer_study import load_average, machine  # noqa: E402
+from bench.optimizer_study import load_average, machine, submit_and_wait  # noqa: E402
 
 OPTIMIZERS = [
     ("gd", {"type": "sgd", "lr": 0.01}),
@@ -111,20 +110,8 @@ def study_request(problem: str, dataset: str, *, epochs: int, seeds: list[int]) 
 
 def run_study(api, body: dict, timeout: float) -> tuple[dict, dict, dict, float]:
     """Submits and waits: (study, train_loss curves by epoch, by seconds, wall seconds)."""
-    started = time.monotonic()
-    r = api.post("/v1/studies", json=body)
-    if r.status_code != 201:
-        raise RuntimeError(f"POST /v1/studies answered {r.status_code}: {r.text}")
-    sid = r.json()["id"]
-    while (study := api.get(f"/v1/studies/{sid}").json())["status"] == "running":
-        if time.monotonic() > started + timeout:
-            raise RuntimeError(f"the study is still running after {timeout:g} s: {study['counts']}")
-        time.sleep(0.5)
-    wall = time.monotonic() - started
-    if study["status"] != "completed" or set(study["counts"]) != {"succeeded"}:
-        failed = [m for m in study["members"] if m["status"] != "succeeded"]
-        raise RuntimeError(f"the study ended {study['status']} with {study['counts']}: {failed[:2]}")
-    curves = {x: api.get(f"/v1/studies/{sid}/curves", params={"metric": "train_loss", "x": x}).json()
+    study, wall = submit_and_wait(api, body, timeout)
+    curves = {x: api.get(f"/v1/studies/{study['id']}/curves", params={"metric": "train_loss", "x": x}).json()
               for x in ("epoch", "seconds")}
     return study, curves["epoch"], curves["seconds"], wall
 

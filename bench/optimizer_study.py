@@ -80,6 +80,14 @@ def warm_up(api, body: dict, timeout: float = 300) -> None:
 
 def run_study(api, body: dict, timeout: float) -> tuple[dict, dict, float]:
     """Submits the study and waits for its end: (study, val_loss curves with members', wall seconds)."""
+    study, wall = submit_and_wait(api, body, timeout)
+    curves = api.get(f"/v1/studies/{study['id']}/curves",
+                     params={"metric": "val_loss", "x": "epoch", "members": "true"}).json()
+    return study, curves, wall
+
+
+def submit_and_wait(api, body: dict, timeout: float) -> tuple[dict, float]:
+    """POST /v1/studies, then poll until it ends with every member succeeded: (study, wall seconds)."""
     started = time.monotonic()
     r = api.post("/v1/studies", json=body)
     if r.status_code != 201:
@@ -94,8 +102,7 @@ def run_study(api, body: dict, timeout: float) -> tuple[dict, dict, float]:
     if study["status"] != "completed" or set(study["counts"]) != {"succeeded"}:
         failed = [m for m in study["members"] if m["status"] != "succeeded"]
         raise RuntimeError(f"the study ended {study['status']} with {study['counts']}: {failed[:2]}")
-    curves = api.get(f"/v1/studies/{study_id}/curves", params={"metric": "val_loss", "x": "epoch", "members": "true"}).json()
-    return study, curves, wall
+    return study, wall
 
 
 def machine() -> str:
