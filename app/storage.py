@@ -1,4 +1,9 @@
-"""The artifact folder: datasets and weights, written atomically (temp file, then rename)."""
+"""The artifact store: datasets and weights by key, each object written whole or not at all.
+
+Callers speak keys ("jobs/<id>/weights.safetensors"), never paths: the store may be a local
+folder or, on several machines, an object store. ``local_path`` is for readers that need a
+file (memory maps, FileResponse): here it is the stored file itself.
+"""
 import os
 import shutil
 import tempfile
@@ -8,41 +13,86 @@ from app.config import get_settings
 
 
 class ArtifactStore:
+    """A folder of artifacts; writes go to a temp file in the same folder, then a rename."""
+
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def path(self, key: str) -> Path:
+    def _path(self, key: str) -> Path:
         return self.root / key
 
     def exists(self, key: str) -> bool:
-        return self.path(key).exists()
+        return self._path(key).is_file()
 
-    def put(self, key: str, data: bytes) -> Path:
-        target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+    def size(self, key: str) -> int:
+        return self._path(key).stat().st_size
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes; FileNotFoundError when there is none."""
+        return self._path(key).read_bytes()
+
+    def local_path(self, key: str) -> Path:
+        """A local file holding the object (FileNotFoundError when there is none)."""
+        path = self._path(key)
+        if not path.is_file():
+            raise FileNotFoundError(key)
+        return path
+
+    def put(self, key: str, data: bytes) -> None:
+        with self._staged(key) as f:
+            f.write(data)
+
+    def put_file(self, key: str, source: Path) -> None:
+        """Stores a local file's bytes under ``key`` (the file is left where it is)."""
+        with open(source, "rb") as src, self._staged(key) as f:
+            shutil.copyfileobj(src, f, 1 << 20)
 
     def delete(self, key: str) -> None:
-        self.path(key).unlink(missing_ok=True)
+        self._path(key).unlink(missing_ok=True)
 
-    def folder_bytes(self, key: str) -> int:
-        """The bytes of the files under a folder (a job's jobs/<id>/); 0 when there is none."""
-        folder = self.path(key)
-        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+    def keys(self, prefix: str) -> list[str]:
+        """The keys under a folder (a job's jobs/<id>/), sorted; [] when there is none."""
+        folder = self._path(prefix)
+        if not folder.is_dir():
+            return []
+        return sorted(p.relative_to(self.root).as_posix() for p in folder.rglob("*")
+                      if p.is_file() and not p.name.startswith(".tmp-"))
 
-    def delete_folder(self, key: str) -> None:
+    def folder_bytes(self, prefix: str) -> int:
+        """The bytes of the objects under a folder (a job's jobs/<id>/); 0 when there is none."""
+        return sum(self.size(k) for k in self.keys(prefix))
+
+    def delete_folder(self, prefix: str) -> None:
         """Removes a folder of artifacts (a job's jobs/<id>/) and everything in it."""
-        shutil.rmtree(self.path(key), ignore_errors=True)
+        shutil.rmtree(self._path(prefix), ignore_errors=True)
+
+    def _staged(self, key: str):
+        return _AtomicFile(self._path(key))
+
+
+class _AtomicFile:
+    """A temp file beside ``target``, fsynced and renamed over it on a clean exit, removed otherwise."""
+
+    def __init__(self, target: Path):
+        self.target = target
+
+    def __enter__(self):
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(dir=self.target.parent, prefix=".tmp-")
+        self.file = os.fdopen(fd, "wb")
+        return self.file
+
+    def __exit__(self, kind, *_):
+        try:
+            if kind is None:
+                self.file.flush()
+                os.fsync(self.file.fileno())
+            self.file.close()
+            if kind is None:
+                os.replace(self.tmp, self.target)
+        finally:
+            Path(self.tmp).unlink(missing_ok=True)
+        return False
 
 
 def get_store() -> ArtifactStore:

@@ -4,16 +4,17 @@ folder under tmp_path, seen by the API's routes and the worker's runner alike.
 Tests import the fixture (``from tests.embedded import embedded``) to call the runner
 or the FastAPI app directly, without the subprocesses of tests/stack.py.
 """
-import io
 
 import numpy as np
 import pytest
 
 from app import config, db
+from app.datasets import stored
+from app.ml.dataset_files import ParsedDataset
 from app.migrate import upgrade
 from app.models import Dataset, Job, Tenant
 from app.models.base import new_id
-from app.storage import dataset_key, get_store
+from app.storage import get_store
 
 TENANT = "tn_test"
 
@@ -44,14 +45,13 @@ def embedded(tmp_path, monkeypatch):
 
 def add_dataset(x: np.ndarray, y: np.ndarray) -> str:
     """Stores (x, y) as an uploaded dataset would be; returns its id."""
-    buf = io.BytesIO()
-    np.savez(buf, x=x, y=y)
     sha = new_id("sha")
-    get_store().put(dataset_key(sha), buf.getvalue())
+    data = stored.encode(ParsedDataset(x=x, y=y))
+    stored.write(get_store(), sha, data)
     kind = "integer" if np.issubdtype(y.dtype, np.integer) else "float"
     with db.get_session_factory()() as s:
         ds = Dataset(id=new_id("ds"), tenant_id=TENANT, name="test.npz", source_format="npz", sha256=sha,
-                     bytes=len(buf.getvalue()), rows=len(x), feature_shape=list(x.shape[1:]),
+                     bytes=len(data), rows=len(x), feature_shape=list(x.shape[1:]),
                      target_shape=list(y.shape[1:]), target_kind=kind, target_min=float(y.min()),
                      target_max=float(y.max()))
         s.add(ds)

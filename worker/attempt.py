@@ -10,7 +10,8 @@ from app.jobs.preprocessing import read as read_preprocessing
 from app.ml.errors import DataError
 from app.ml.spec import JobSpec
 from app.models import Dataset, Job
-from app.storage import checkpoint_key, dataset_key, get_store, weights_key
+from app.datasets import stored
+from app.storage import checkpoint_key, get_store, weights_key
 from app.studies import pruning
 from worker import unit_of_work
 from worker.training.sources import Sources, Teacher
@@ -44,7 +45,7 @@ class Attempt:
         a model and optimizer state, not worth keeping in memory beside the live ones."""
         if self.resume_step is None:
             return None
-        return get_store().path(checkpoint_key(self.job_id)).read_bytes()
+        return get_store().get(checkpoint_key(self.job_id))
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def load(*, job_id: str, number: int, owner: str) -> Attempt:
     row = unit_of_work.run(_read, job_id=job_id)
     settings = get_settings()
     limit = min(row.spec.training.max_seconds or settings.max_job_seconds, settings.max_job_seconds)
-    stored = row.checkpoint_step is not None and get_store().path(checkpoint_key(job_id)).exists()
+    stored = row.checkpoint_step is not None and get_store().exists(checkpoint_key(job_id))
     return Attempt(job_id=job_id, number=number, owner=owner, spec=row.spec,
                    train=_arrays(row.train_sha),
                    validation=_arrays(row.validation_sha) if row.validation_sha else None,
@@ -106,10 +107,10 @@ def _source(db_session: Session, job_id: str, field: str) -> tuple[Job, str]:
 
 
 def _weights(key: str, field: str) -> dict:
-    path = get_store().path(key)
-    if not path.exists():
+    store = get_store()
+    if not store.exists(key):
         raise DataError(field, f"the weights at {key} were deleted before this job could train")
-    return load_safetensors(path.read_bytes())
+    return load_safetensors(store.get(key))
 
 
 def _sources(row: _Row) -> Sources:
@@ -124,6 +125,5 @@ def _sources(row: _Row) -> Sources:
 
 
 def _arrays(sha: str) -> Arrays:
-    with np.load(get_store().path(dataset_key(sha)), allow_pickle=False) as npz:
-        return npz["x"], npz["y"]
+    return stored.read(get_store(), sha)
 

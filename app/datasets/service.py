@@ -14,7 +14,8 @@ from app.ml.errors import DataError
 from app.models import Dataset
 from app.models.base import new_id
 from app.quotas import service as quotas
-from app.storage import ArtifactStore, dataset_key
+from app.datasets import stored
+from app.storage import ArtifactStore
 
 
 def file_limits() -> FileLimits:
@@ -77,16 +78,15 @@ def new_row(*, tenant_id: str, name: str, source_format: str, parsed: ParsedData
 
 def save(*, db_session: Session, store: ArtifactStore, row: Dataset, parsed: ParsedDataset,
          field: str = "file") -> Dataset:
-    key = dataset_key(row.sha256)
-    stored = store.exists(key)
-    data = None if stored else parsed.to_npz()
+    there = stored.exists(store, row.sha256)
+    data = None if there else stored.encode(parsed)
     # Checked before anything is written; the tenant's row counts its bytes even when another
     # tenant's identical arrays are already there.
     quotas.check_stored_bytes(db_session=db_session, tenant_id=row.tenant_id,
-                              adding=store.path(key).stat().st_size if stored else len(data), field=field)
-    if not stored:
-        store.put(key, data)
-    row.bytes = store.path(key).stat().st_size
+                              adding=stored.stored_bytes(store, row.sha256) if there else len(data), field=field)
+    if not there:
+        stored.write(store, row.sha256, data)
+    row.bytes = stored.stored_bytes(store, row.sha256)
     db_session.add(row)
     db_session.flush()
     return row
@@ -143,8 +143,8 @@ def delete(*, db_session: Session, store: ArtifactStore, dataset: Dataset) -> No
     db_session.delete(dataset)
     db_session.flush()
     if not still_used:
-        key = dataset_key(dataset.sha256)
-        after_commit(db_session, lambda: store.delete(key))
+        sha = dataset.sha256
+        after_commit(db_session, lambda: stored.delete(store, sha))
 
 
 def info(dataset: Dataset) -> DatasetInfo:

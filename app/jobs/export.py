@@ -73,7 +73,7 @@ def cached_or_export(store: ArtifactStore, job_id: str, load_model: Callable[[],
                      input_shape: list[int], sample: np.ndarray | None) -> tuple[str, float]:
     """The stored, checked .onnx file's key and its max abs difference from PyTorch."""
     if store.exists(check_key(job_id)):  # written last, so the .onnx is there too
-        return onnx_key(job_id), json.loads(store.path(check_key(job_id)).read_text())["max_abs_diff"]
+        return onnx_key(job_id), json.loads(store.get(check_key(job_id)))["max_abs_diff"]
     model, batches = load_model(), check_batches(sample, input_shape)
     try:
         data = export(model, batches[-1])

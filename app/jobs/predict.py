@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load
 from torch import nn
 
 from app.errors import ApiError
@@ -30,7 +30,7 @@ def serving_model(job: Job) -> nn.Module:
     """The trained network rebuilt with the shared builder, weights loaded, in eval mode."""
     spec = JobSpec.model_validate(job.spec)
     model = build_model(spec.model, job.input_shape)
-    model.load_state_dict(load_file(str(get_store().path(job.weights_path))))
+    model.load_state_dict(load(get_store().get(job.weights_path)))
     pre = preprocessing(job)
     if pre is not None:
         model = nn.Sequential(pre, model)

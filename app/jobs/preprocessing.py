@@ -21,8 +21,8 @@ def preprocessing_file(job_id: str) -> str:
 
 def read(job_id: str) -> dict | None:
     """The job's preprocessing.json, or None when it has none (jobs without data options)."""
-    path = get_store().path(preprocessing_file(job_id))
-    return json.loads(path.read_text()) if path.exists() else None
+    store, key = get_store(), preprocessing_file(job_id)
+    return json.loads(store.get(key)) if store.exists(key) else None
 
 
 class Standardize(nn.Module):

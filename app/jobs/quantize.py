@@ -129,8 +129,8 @@ def cached_or_quantize(store: ArtifactStore, job_id: str, fp32_key: str, rows: C
                        loss_type: str) -> tuple[str, dict]:
     """The stored int8 file's key and its report, quantizing the stored fp32 export the first time."""
     if store.exists(report_key(job_id)):  # written last, so the .onnx is there too
-        return int8_key(job_id), json.loads(store.path(report_key(job_id)).read_text())
-    fp32 = store.path(fp32_key).read_bytes()
+        return int8_key(job_id), json.loads(store.get(report_key(job_id)))
+    fp32 = store.get(fp32_key)
     try:
         int8 = quantize(fp32)
     except Exception as exc:  # a graph quantize_dynamic cannot rewrite

@@ -182,10 +182,10 @@ def get_weights(job_id: str, db: SessionDep, tenant: CurrentTenant,
         quotas.record_artifacts(db_session=db, job_id=job.id)  # the exports count as stored bytes
         if int8 is not None:
             return int8
-        return FileResponse(get_store().path(key), media_type="application/octet-stream",
+        return FileResponse(get_store().local_path(key), media_type="application/octet-stream",
                             filename=f"{job.id}.onnx",
                             headers={"X-Trainyard-Max-Abs-Diff": f"{diff:.3e}"})
-    path = get_store().path(job.weights_path)
+    path = get_store().local_path(job.weights_path)
     return FileResponse(path, media_type="application/octet-stream",
                         filename=f"{job.id}.safetensors")
 
@@ -199,5 +199,5 @@ def _int8_weights(db, job, fp32_key: str) -> FileResponse:
         return quantize.Rows(*found)
 
     key, report = quantize.cached_or_quantize(get_store(), job.id, fp32_key, rows, job.spec["loss"]["type"])
-    return FileResponse(get_store().path(key), media_type="application/octet-stream",
+    return FileResponse(get_store().local_path(key), media_type="application/octet-stream",
                         filename=f"{job.id}.int8.onnx", headers=quantize.headers(report))

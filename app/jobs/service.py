@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.datasets import job_data
+from app.datasets import job_data, stored
 from app.db import after_commit, complete
 from app.errors import ApiError
 from app.jobs import events, lifecycle, repository, sending
@@ -24,7 +24,7 @@ from app.ml.spec import JobSpec
 from app.models import Dataset, Job, JobEvent, Metric
 from app.models.base import new_id
 from app.quotas import service as quotas
-from app.storage import dataset_key, get_store, job_folder
+from app.storage import get_store, job_folder
 from app.workers import routing
 
 
@@ -150,16 +150,14 @@ def sample_rows(*, db_session: Session, job: Job, rows: int = 16):
     dataset = db_session.get(Dataset, job.dataset_id) if job.dataset_id else None
     if dataset is None:
         return None
-    with np.load(get_store().path(dataset_key(dataset.sha256)), allow_pickle=False) as npz:
-        return npz["x"][:rows]
+    return stored.read(get_store(), dataset.sha256)[0][:rows]
 
 
 def _arrays(db_session: Session, dataset_id: str | None) -> tuple[np.ndarray, np.ndarray] | None:
     dataset = db_session.get(Dataset, dataset_id) if dataset_id else None
     if dataset is None:
         return None
-    with np.load(get_store().path(dataset_key(dataset.sha256)), allow_pickle=False) as npz:
-        return npz["x"], npz["y"]
+    return stored.read(get_store(), dataset.sha256)
 
 
 def evaluation_rows(*, db_session: Session, job: Job, rows: int) -> tuple[str, np.ndarray, np.ndarray] | None:

@@ -98,9 +98,7 @@ def test_artifact_bytes_count_once_recorded(api):
         before = quotas.bytes_in_use(db_session=db, tenant_id=tenant_id)
     from app.storage import get_store, job_folder
 
-    folder = get_store().path(job_folder(job_id))
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "weights.safetensors").write_bytes(b"\0" * 1234)
+    get_store().put(f"{job_folder(job_id)}/weights.safetensors", b"\0" * 1234)
     with session_scope() as db:
         assert quotas.record_artifacts(db_session=db, job_id=job_id) == 1234
     with session_scope() as db:

@@ -14,5 +14,5 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temp(tmp_path, monkeypat
     monkeypatch.setattr("os.replace", crash)
     with pytest.raises(OSError):
         store.put("jobs/j/checkpoint.pt", b"half a new checkpoint")
-    assert store.path("jobs/j/checkpoint.pt").read_bytes() == b"good checkpoint"
+    assert store.get("jobs/j/checkpoint.pt") == b"good checkpoint"
     assert [p.name for p in (tmp_path / "jobs" / "j").iterdir()] == ["checkpoint.pt"]
