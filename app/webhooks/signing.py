@@ -25,7 +25,9 @@ def secret_bytes(secret: str) -> bytes:
         raise ValueError(f"must be '{PREFIX}' followed by base64 of {MIN_BYTES} to {MAX_BYTES} random bytes "
                          "(Standard Webhooks); leave it out to have one generated")
     try:
-        key = base64.b64decode(secret[len(PREFIX):], validate=True)
+        encoded = secret[len(PREFIX):]
+        # Unpadded base64 is taken too, as the spec's own libraries take it.
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise ValueError(f"the part after '{PREFIX}' is not valid base64") from None
     if not MIN_BYTES <= len(key) <= MAX_BYTES:
