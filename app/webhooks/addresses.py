@@ -49,7 +49,7 @@ def why_refused(address: IPAddress) -> str | None:
         address = mapped
     if address in METADATA:
         return "a cloud metadata address"
-    for kind in ("loopback", "link_local", "private", "multicast", "unspecified", "reserved"):
+    for kind in ("unspecified", "loopback", "link_local", "multicast", "reserved", "private"):
         if getattr(address, f"is_{kind}"):
             return f"a {kind.replace('_', '-')} address"
     return None if address.is_global else "not a public address"
