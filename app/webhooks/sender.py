@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
+from sqlalchemy.exc import OperationalError
 
 from app.config import get_settings
 from app.db import session_scope
@@ -119,7 +120,9 @@ class Sender:
         while not self.stopped.is_set():
             try:
                 self.poll()
-            except Exception:  # the database is down, say: the next poll tries again
+            except OperationalError as exc:  # the database is down: one line, and the next poll tries again
+                log.warning("webhook sender: the database is unavailable (%s)", type(exc.orig).__name__)
+            except Exception:
                 log.exception("webhook sender poll failed")
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
