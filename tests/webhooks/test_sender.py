@@ -94,6 +94,23 @@ def test_a_finished_job_is_delivered_signed_as_standard_webhooks(sender, inbox):
     assert (done.status, done.attempts, done.last_status_code, done.next_attempt_at) == ("delivered", 1, 200, None)
 
 
+def test_a_finish_that_rolls_back_leaves_no_delivery(sender, inbox):
+    hook = add_webhook(inbox.url("/ok"))
+    job_id = add_job({"training": {"epochs": 1}}, None)
+    with db.session_scope() as s:
+        lifecycle.claim(db_session=s, job_id=job_id, worker_id="w", lease_seconds=60)
+    session = db.get_session_factory()()
+    try:
+        assert lifecycle.finish(db_session=session, job_id=job_id, worker_id="w", status=JobStatus.SUCCEEDED)
+        assert session.scalar(select(WebhookDelivery.id).where(WebhookDelivery.webhook_id == hook.id))
+    finally:
+        session.rollback()
+        session.close()
+    assert deliveries_of(hook) == []
+    send_all(sender)
+    assert inbox.at("/ok") == []
+
+
 def test_an_event_the_webhook_did_not_ask_for_is_not_recorded(sender, inbox):
     hook = add_webhook(inbox.url("/ok"), events=["job.failed"])
     finished_job(JobStatus.SUCCEEDED)

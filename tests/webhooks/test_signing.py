@@ -49,3 +49,23 @@ def test_a_secret_that_is_not_one_is_refused_saying_why(secret, why):
 def test_an_unpadded_secret_is_the_same_key_as_the_padded_one():
     padded = "whsec_" + base64.b64encode(b"k" * 32).decode()
     assert padded.endswith("=") and signing.secret_bytes(padded.rstrip("=")) == b"k" * 32
+
+
+def test_the_docs_ten_line_verifier_accepts_our_deliveries_and_refuses_tampered_or_stale_ones():
+    import re
+
+    from tests.stack import ROOT
+
+    page = (ROOT / "docs" / "webhooks.md").read_text()
+    (snippet,) = re.findall(r"^## Verify a signature\n\n```python\n(.*?)^```$", page, re.M | re.S)
+    assert len(snippet.strip().splitlines()) <= 11  # the promise is "ten lines" (and a docstring)
+    scope: dict = {}
+    exec(snippet, scope)
+    verify, secret, body = scope["verify"], signing.generate_secret(), b'{"type":"job.failed"}'
+    now = int(time.time())
+    headers = signing.headers(secret=secret, msg_id="msg_1", timestamp=now, body=body)
+    assert verify(secret, headers, body)
+    assert not verify(secret, headers, body + b" ")
+    assert not verify(signing.generate_secret(), headers, body)
+    stale = signing.headers(secret=secret, msg_id="msg_1", timestamp=now - 600, body=body)
+    assert not verify(secret, stale, body)
