@@ -126,3 +126,33 @@ def test_another_tenants_webhook_is_a_404_and_theirs_are_not_listed(api, other_a
     assert other_api.delete(f"/v1/webhooks/{hook['id']}").status_code == 404
     assert other_api.get(f"/v1/webhooks/{hook['id']}/deliveries").status_code == 404
     assert listed(other_api) == [] and [h["id"] for h in listed(api)] == [hook["id"]]
+
+
+def test_a_cancelled_study_is_a_study_event_and_its_members_job_events(api):
+    from tests.api.routes import held_study
+
+    hook = create(api, events=["study.cancelled", "job.cancelled"])
+    study = held_study(api, upload_npz(api, *blobs(60))["id"])
+    assert api.post(f"/v1/studies/{study['id']}/cancel").status_code == 200
+    items = api.get(f"/v1/webhooks/{hook['id']}/deliveries").json()["items"]
+    assert sorted(d["event_type"] for d in items) == ["job.cancelled", "job.cancelled", "study.cancelled"]
+    (event,) = [d["payload"] for d in items if d["event_type"] == "study.cancelled"]
+    assert event["data"]["id"] == study["id"] and event["data"]["status"] == "cancelled"
+    # The members as they were when the study's status changed: a cancel ends the study, then its members.
+    assert event["data"]["members"] == {"held": 1, "queued": 1} and event["data"]["planned"] == 2
+    members = {d["payload"]["data"]["id"] for d in items if d["event_type"] == "job.cancelled"}
+    assert members == {m["job_id"] for m in study["members"]}
+
+
+def test_a_study_whose_members_all_ended_is_a_study_completed_event(api):
+    from tests.api.routes import held_study
+    from worker.runner import run_job
+
+    hook = create(api, events=["study.completed"])
+    study = held_study(api, upload_npz(api, *blobs(60))["id"])
+    for member in study["members"]:  # the worker's runner in this process; the second released as the first ends
+        run_job(member["job_id"])
+    (delivery,) = api.get(f"/v1/webhooks/{hook['id']}/deliveries").json()["items"]
+    data = delivery["payload"]["data"]
+    assert delivery["event_type"] == "study.completed" and data["id"] == study["id"]
+    assert data["members"] == {"succeeded": 2} and data["links"]["study"] == f"/v1/studies/{study['id']}"
