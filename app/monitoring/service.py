@@ -45,6 +45,13 @@ class WorkerState:
 
 
 @dataclass
+class WebhookState:
+    deliveries: dict[str, int]  # status (pending | delivered | failed) -> deliveries
+    failed_attempts: int  # attempts that got no 2xx (a delivered one's attempts but its last)
+    oldest_pending_seconds: float  # 0 when none is pending: a stuck sender shows as a growing age
+
+
+@dataclass
 class Snapshot:
     jobs: dict[tuple[str, str], int]  # (status, queue) -> jobs
     queue_wait: dict[str, Histogram]  # queue -> histogram
@@ -53,14 +60,7 @@ class Snapshot:
     workers: list[WorkerState] = field(default_factory=list)
     requeues: int = 0
     given_up: int = 0
-    webhooks: "WebhookState | None" = None
-
-
-@dataclass
-class WebhookState:
-    deliveries: dict[str, int]  # status (pending | delivered | failed) -> deliveries
-    failed_attempts: int  # attempts that got no 2xx (a delivered one's attempts but its last)
-    oldest_pending_seconds: float  # 0 when none is pending: a stuck sender shows as a growing age
+    webhooks: WebhookState = field(default_factory=lambda: WebhookState({}, 0, 0.0))
 
 
 def seconds_between(db_session: Session, later, earlier) -> ColumnElement:
