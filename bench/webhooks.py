@@ -85,8 +85,7 @@ def drain(sender, quick_ids: set[str]) -> float:
                 WebhookDelivery.webhook_id.in_(quick_ids), WebhookDelivery.status != "delivered"))
         if not left:
             return time.perf_counter() - started
-        sender._wake.wait(0.05)
-        sender._wake.clear()
+        sender.wait(0.05)
 
 
 def run(args) -> None:

@@ -62,8 +62,8 @@ def job_data(job, status: dict) -> dict[str, Any]:
     if status["status"] == "succeeded":
         links["weights"] = f"{path}/weights"
     details = {k: v for k, v in status.items() if k != "status"}  # attempt, worker, error, reason
-    return {"id": job.id, "name": job.name, "labels": job.labels or {}, "status": status["status"],
-            **details, "error": details.get("error", job.error if status["status"] in ("failed", "pruned") else None),
+    details.setdefault("error", job.error if status["status"] in ("failed", "pruned") else None)
+    return {"id": job.id, "name": job.name, "labels": job.labels or {}, "status": status["status"], **details,
             "study_id": job.study_id, "variant": job.variant, "attempts": job.attempts,
             "progress": {"epoch": job.epoch, "step": job.step, "total_steps": job.total_steps},
             "metrics": job.latest_metrics, "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),

@@ -117,6 +117,11 @@ class Sender:
                 self._busy.discard(claimed.webhook_id)
             self._wake.set()  # a thread is free: that webhook's next delivery may go now
 
+    def wait(self, timeout: float) -> None:
+        """Until a send ends (or ``timeout`` seconds): a thread is free again."""
+        self._wake.wait(timeout)
+        self._wake.clear()
+
     def in_flight(self) -> int:
         with self._lock:
             return len(self._busy)
@@ -130,8 +135,7 @@ class Sender:
                 log.warning("webhook sender: the database is unavailable (%s)", type(exc.orig).__name__)
             except Exception:
                 log.exception("webhook sender poll failed")
-            self._wake.wait(self.poll_seconds)
-            self._wake.clear()
+            self.wait(self.poll_seconds)
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.run, name="trainyard-webhooks", daemon=True)

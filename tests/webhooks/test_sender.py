@@ -61,8 +61,7 @@ def deliveries_of(hook: Webhook) -> list[WebhookDelivery]:
 def send_all(sender: Sender) -> None:
     """Polls until nothing is due and nothing in flight (each send ends on its own: answered or refused)."""
     while sender.poll() or sender.in_flight():
-        sender._wake.wait(5)
-        sender._wake.clear()
+        sender.wait(5)
 
 
 def make_due(delivery_id: str, **values) -> None:
@@ -179,8 +178,7 @@ def test_a_slow_receiver_does_not_hold_up_another_webhooks_delivery(sender, inbo
     inbox.wait_for("/slow")  # the slow one is being answered, and is held there
     inbox.wait_for("/quick")
     while deliveries_of(quick)[0].status != "delivered":
-        sender._wake.wait(5)
-        sender._wake.clear()
+        sender.wait(5)
     assert deliveries_of(slow)[0].status == "pending" and not inbox.held["/slow"].is_set()
     inbox.held["/slow"].set()
     send_all(sender)
