@@ -20,6 +20,9 @@
         ci = ty.keys.create("ci", expires_at="2027-01-01")   # ci["key"]: the secret, shown once
         ty.keys.revoke(ci["id"])
 
+        hook = ty.webhooks.create("https://hooks.example.com/ty", ["job.succeeded", "job.failed"])
+        ty.webhooks.deliveries(hook["id"])     # hook["secret"]: the signing secret, shown once
+
 Every refused request raises TrainyardError carrying the HTTP status and the server's body.
 """
 import time
@@ -30,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from app.client_webhooks import Webhooks
 
 TERMINAL = ("succeeded", "failed", "cancelled", "pruned")
 CURVE_COLUMNS = ("variant", "epoch", "x", "mean", "std", "min", "max", "n")
@@ -285,6 +290,7 @@ class Client:
         self.jobs = Jobs(self)
         self.studies = Studies(self)
         self.keys = Keys(self)
+        self.webhooks = Webhooks(self)
 
     def __enter__(self) -> "Client":
         return self

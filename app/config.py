@@ -110,6 +110,17 @@ class Settings(BaseSettings):
     # counts only); when set, a scrape must send 'Authorization: Bearer <METRICS_TOKEN>'.
     metrics_token: str = ""
 
+    # Webhooks (app/webhooks/). A webhook's URL must resolve to public addresses only, checked at
+    # create and at every send (SSRF: a receiver is any URL a tenant names); 1 allows loopback,
+    # private and link-local ones (a receiver on this host or network, as the tests run).
+    webhook_allow_private: bool = False
+    # A send waits this long to connect and for each read of the answer; then it counts as failed.
+    webhook_timeout_seconds: float = 10
+    # Each worker's sender looks for due deliveries this often, and sends up to this many at
+    # once (one per webhook: a slow or dead receiver holds one thread, never the others).
+    webhook_poll_seconds: float = 1.0
+    webhook_sender_threads: int = 8
+
     worker_id: str = Field(default="", description="Name a worker reports; host:pid by default")
     # Workers report to the registry (GET /v1/workers) every HEARTBEAT_SECONDS; one not
     # heard from for this long is offline, and jobs needing its kind show why they wait.

@@ -24,6 +24,7 @@ from app.ui.pages import router as pages_router
 from app.ui.signin import install_sign_in
 from app.ui.static import install_static
 from app.warmup import warm_up
+from app.webhooks.router import router as webhooks_router
 from app.workers.router import router as workers_router
 
 
@@ -52,6 +53,7 @@ def create_app() -> FastAPI:
     app.include_router(studies_router)
     app.include_router(workers_router)
     app.include_router(keys_router)
+    app.include_router(webhooks_router)
     app.include_router(schema_router)
     app.include_router(health_router)
     app.include_router(monitoring_router)

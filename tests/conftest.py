@@ -65,7 +65,8 @@ def postgres_url():
 
 
 def _start(name: str, tmp, env: dict) -> Stack:
-    stack = Stack(name, tmp, {**TEST_LIMITS, **env})
+    # WEBHOOK_ALLOW_PRIVATE: the tests' webhook receivers listen on 127.0.0.1 (tests/e2e/test_webhooks.py).
+    stack = Stack(name, tmp, {**TEST_LIMITS, "WEBHOOK_ALLOW_PRIVATE": "1", **env})
     try:
         stack.start()
     except Exception:

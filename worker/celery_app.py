@@ -89,6 +89,7 @@ def _connect() -> None:
 
 _registrar = None
 _reaper = None
+_webhooks = None
 
 
 @worker_ready.connect
@@ -114,6 +115,18 @@ def _start_reaper(**_):
         log.exception("startup sweep of stranded jobs failed")
     _reaper = Reaper()
     _reaper.start()
+    _start_webhook_sender()
+
+
+def _start_webhook_sender() -> None:
+    """Sends webhook deliveries from this process (app/webhooks/sender.py), where the reaper runs:
+    every deployment has a worker, and its units of work hold forks of the training process off."""
+    from app.webhooks.sender import Sender
+    from worker import unit_of_work
+
+    global _webhooks
+    _webhooks = Sender(run=unit_of_work.run_once)
+    _webhooks.start()
 
 
 class BrokerReturn(bootsteps.StartStopStep):
@@ -163,3 +176,5 @@ def _drained(**_):
     drain.clear()
     if _registrar is not None:
         _registrar.stop()
+    if _webhooks is not None:  # a send cut short is sent again once its lease runs out
+        _webhooks.stop()

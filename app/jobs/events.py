@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from app.models import Job, JobEvent
 from app.models.base import utcnow
 from app.studies import events as study_events
+from app.webhooks import outbox
 
 # PostgreSQL NOTIFY channel: the payload is the job id (see app/jobs/stream.py).
 CHANNEL = "trainyard_job_events"
@@ -41,10 +42,10 @@ def append(*, db_session: Session, job_id: str, events: list[tuple[str, dict]]) 
     """
     if not events:
         return 0
-    last, study_id, variant, member = db_session.execute(
+    last, study_id, variant, member, tenant_id = db_session.execute(
         update(Job).where(Job.id == job_id)
         .values(last_event_id=Job.last_event_id + len(events))
-        .returning(Job.last_event_id, Job.study_id, Job.variant, Job.member)
+        .returning(Job.last_event_id, Job.study_id, Job.variant, Job.member, Job.tenant_id)
         .execution_options(synchronize_session=False)
     ).one()
     now = utcnow()
@@ -54,6 +55,9 @@ def append(*, db_session: Session, job_id: str, events: list[tuple[str, dict]]) 
         for i, (kind, data) in enumerate(events)
     ])
     db_session.flush()
+    statuses = [clean(data) for kind, data in events if kind == "status"]
+    if statuses:  # the webhooks' outbox rows, in this same transaction
+        outbox.record_job_events(db_session=db_session, job_id=job_id, tenant_id=tenant_id, statuses=statuses)
     if study_id is not None:  # a study's member: its study's log records its status changes
         changes = [study_events.member_event(job_id=job_id, variant=variant, member=member, data=clean(data))
                    for kind, data in events if kind == "status"]

@@ -58,8 +58,23 @@ class SnapshotCollector:
         lost.add_metric(["retried"], s.requeues)
         lost.add_metric(["failed"], s.given_up)
         yield lost
+        yield from self._webhooks()
         yield GaugeMetricFamily("trainyard_metrics_query_seconds",
                                 "How long this scrape's database reads took", value=self.seconds)
+
+    def _webhooks(self):
+        hooks = self.snap.webhooks
+        deliveries = GaugeMetricFamily("trainyard_webhook_deliveries", "Webhook deliveries by status: pending "
+                                       "(not yet answered 2xx), delivered, failed (given up after a day)",
+                                       labels=["status"])
+        for status in ("pending", "delivered", "failed"):
+            deliveries.add_metric([status], hooks.deliveries.get(status, 0))
+        yield deliveries
+        yield CounterMetricFamily("trainyard_webhook_failed_attempts", "Webhook delivery attempts that got no 2xx "
+                                  "(an error status, no answer, or a refused address)", value=hooks.failed_attempts)
+        yield GaugeMetricFamily("trainyard_webhook_oldest_pending_seconds", "Age of the oldest pending webhook "
+                                "delivery (0: none); growing while receivers fail or no sender runs",
+                                value=hooks.oldest_pending_seconds)
 
     def _workers(self):
         counts = GaugeMetricFamily("trainyard_workers", "Workers not stopped, by kind and state", labels=["kind", "state"])

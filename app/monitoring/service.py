@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from app.jobs.lifecycle import JobStatus
-from app.models import Job, JobEvent, Worker
+from app.models import Job, JobEvent, WebhookDelivery, Worker
 from app.models.base import utcnow
 
 QUEUE_WAIT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
@@ -45,6 +45,13 @@ class WorkerState:
 
 
 @dataclass
+class WebhookState:
+    deliveries: dict[str, int]  # status (pending | delivered | failed) -> deliveries
+    failed_attempts: int  # attempts that got no 2xx (a delivered one's attempts but its last)
+    oldest_pending_seconds: float  # 0 when none is pending: a stuck sender shows as a growing age
+
+
+@dataclass
 class Snapshot:
     jobs: dict[tuple[str, str], int]  # (status, queue) -> jobs
     queue_wait: dict[str, Histogram]  # queue -> histogram
@@ -53,6 +60,7 @@ class Snapshot:
     workers: list[WorkerState] = field(default_factory=list)
     requeues: int = 0
     given_up: int = 0
+    webhooks: WebhookState = field(default_factory=lambda: WebhookState({}, 0, 0.0))
 
 
 def seconds_between(db_session: Session, later, earlier) -> ColumnElement:
@@ -134,6 +142,20 @@ def workers(db_session: Session, *, offline_seconds: float, now: datetime,
     return out
 
 
+def webhook_state(db_session: Session, now: datetime) -> WebhookState:
+    """One aggregate over the deliveries, by status."""
+    d = WebhookDelivery
+    rows = db_session.execute(select(d.status, func.count(), func.coalesce(func.sum(d.attempts), 0),
+                                     func.min(d.created_at)).group_by(d.status)).all()
+    counts = {status: int(n) for status, n, _, _ in rows}
+    attempts = sum(int(a) for _, _, a, _ in rows) - counts.get("delivered", 0)
+    oldest = next((first for status, _, _, first in rows if status == "pending"), None)
+    if oldest is not None and oldest.tzinfo is None:  # SQLite's MIN() comes back as naive UTC
+        oldest = oldest.replace(tzinfo=now.tzinfo)
+    age = (now - oldest).total_seconds() if oldest is not None else 0.0
+    return WebhookState(counts, attempts, max(age, 0.0))
+
+
 def snapshot(*, db_session: Session, offline_seconds: float) -> Snapshot:
     now = utcnow()
     rates = running_rates(db_session)
@@ -143,4 +165,5 @@ def snapshot(*, db_session: Session, offline_seconds: float) -> Snapshot:
     found = workers(db_session, offline_seconds=offline_seconds, now=now, rates=rates)
     requeues, given_up = lost_leases(db_session)
     return Snapshot(jobs=job_counts(db_session), queue_wait=queue_waits(db_session), run_time=run_times(db_session),
-                    steps_per_second=per_queue, workers=found, requeues=requeues, given_up=given_up)
+                    steps_per_second=per_queue, workers=found, requeues=requeues, given_up=given_up,
+                    webhooks=webhook_state(db_session, now))

@@ -12,21 +12,25 @@ from sqlalchemy.orm import Session
 
 from app.models import Study, StudyEvent
 from app.models.base import utcnow
+from app.webhooks import outbox
 
 
 def append(*, db_session: Session, study_id: str, events: list[tuple[str, dict]]) -> int:
     """Appends (kind, data) events to the study's log; returns the last seq given."""
     if not events:
         return 0
-    last = db_session.execute(
+    last, tenant_id = db_session.execute(
         update(Study).where(Study.id == study_id)
         .values(last_event_id=Study.last_event_id + len(events))
-        .returning(Study.last_event_id).execution_options(synchronize_session=False)
-    ).scalar_one()
+        .returning(Study.last_event_id, Study.tenant_id).execution_options(synchronize_session=False)
+    ).one()
     first, now = last - len(events) + 1, utcnow()
     db_session.add_all([StudyEvent(study_id=study_id, seq=first + i, kind=kind, data=data, created_at=now)
                         for i, (kind, data) in enumerate(events)])
     db_session.flush()
+    statuses = [data for kind, data in events if kind == "status"]  # the study's own, not its members'
+    if statuses:  # the webhooks' outbox rows, in this same transaction
+        outbox.record_study_events(db_session=db_session, study_id=study_id, tenant_id=tenant_id, statuses=statuses)
     return last
 
 

@@ -30,6 +30,10 @@ V1_ROUTES = [
     ("GET", "/v1/keys", None),
     ("POST", "/v1/keys", {"name": "spare"}),
     ("DELETE", "/v1/keys/{key_id}", None),
+    ("POST", "/v1/webhooks", {"url": "https://93.184.215.14/hook", "events": ["job.succeeded"]}),
+    ("GET", "/v1/webhooks", None),
+    ("DELETE", "/v1/webhooks/{webhook_id}", None),
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries", None),
     ("GET", "/v1/schema/spec", None),
 ]
 
@@ -63,6 +67,10 @@ REFUSALS = {
     ("GET", "/v1/keys"): SHARED | {422},
     ("POST", "/v1/keys"): SHARED | {400, 413, 422},
     ("DELETE", "/v1/keys/{key_id}"): SHARED | {404, 422},
+    ("POST", "/v1/webhooks"): SHARED | {400, 413, 422},
+    ("GET", "/v1/webhooks"): SHARED | {422},
+    ("DELETE", "/v1/webhooks/{webhook_id}"): SHARED | {404, 422},
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"): SHARED | {404, 422},
     ("GET", "/v1/schema/spec"): SHARED,
 }
 

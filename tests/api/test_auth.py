@@ -40,7 +40,7 @@ def test_the_route_table_is_every_v1_route(anon):
 def test_calls_without_a_valid_key_are_401(anon, header, words):
     headers = {"Authorization": header} if header else {}
     for method, path, body in V1_ROUTES:
-        url = path.format(job_id="job_x", dataset_id="ds_x", study_id="study_x", key_id="key_x")
+        url = path.format(job_id="job_x", dataset_id="ds_x", study_id="study_x", key_id="key_x", webhook_id="wh_x")
         r = anon.request(method, url, headers=headers, json=body)
         assert r.status_code == 401, (method, path, r.text)
         assert r.headers["www-authenticate"] == "Bearer"
@@ -68,7 +68,9 @@ def test_another_tenant_gets_404_everywhere_and_changes_nothing(api, other_api):
     job = queued_job(api, ds["id"])
     study = held_study(api, ds["id"])
     (key_id,) = [k["id"] for k in api.get("/v1/keys").json()["items"]]
-    ids = {"job_id": job["id"], "dataset_id": ds["id"], "study_id": study["id"], "key_id": key_id}
+    webhook = api.post("/v1/webhooks", json={"url": "https://93.184.215.14/hook", "events": ["job.failed"]}).json()
+    ids = {"job_id": job["id"], "dataset_id": ds["id"], "study_id": study["id"], "key_id": key_id,
+           "webhook_id": webhook["id"]}
     for method, path, body in V1_ROUTES:
         if "{" not in path:
             continue
@@ -85,6 +87,7 @@ def test_another_tenant_gets_404_everywhere_and_changes_nothing(api, other_api):
     assert other_api.get("/v1/jobs").json()["total"] == 0
     assert api.get(f"/v1/studies/{study['id']}").json()["status"] == "running"
     assert api.get("/v1/keys").json()["items"][0]["status"] == "active"  # nor did their revoke
+    assert [h["id"] for h in api.get("/v1/webhooks").json()["items"]] == [webhook["id"]]  # nor their delete
     # Nor can it train on the dataset.
     r = other_api.post("/v1/jobs", json=mlp_spec(ds["id"]))
     assert r.status_code == 422 and "no dataset" in errors_for(r)["dataset"]

@@ -62,6 +62,7 @@ class World:
     cancelled_study_id: str
     ended_job_id: str
     spare_key_id: str
+    webhook_id: str
 
     def path_ids(self, path: str, method: str) -> dict[str, str]:
         # The cancel takes the queued job (200 once, 409 after), the delete an ended one (204 once,
@@ -73,7 +74,8 @@ class World:
             self.ended_job_id if method.upper() == "DELETE" else self.trained_job_id
         study = self.running_study_id if path.endswith("/cancel") else \
             self.cancelled_study_id if method.upper() == "DELETE" else self.completed_study_id
-        return {"job_id": job, "dataset_id": self.dataset_id, "study_id": study, "key_id": self.spare_key_id}
+        return {"job_id": job, "dataset_id": self.dataset_id, "study_id": study, "key_id": self.spare_key_id,
+                "webhook_id": self.webhook_id}
 
     def send(self, case, key: str | None = "own"):
         """The case as a requests session would put it on the wire, sent through the deployment."""
@@ -108,9 +110,11 @@ def world(deployment: Deployment):
         assert api.post(f"/v1/studies/{cancelled['id']}/cancel").status_code == 200
         ended = ended_job(api, dataset["id"])
         spare = api.post("/v1/keys", json={"name": "spare"}).json()
+        # An address literal: no DNS. Its deliveries' reads take it; its delete, once, then 404s.
+        webhook = api.post("/v1/webhooks", json={"url": "https://93.184.215.14/hook", "events": ["job.failed"]}).json()
     with deployment.client(None) as client:
         yield World(key, client, dataset["id"], queued["id"], trained["id"], running["id"], completed["id"],
-                    cancelled["id"], ended["id"], spare["id"])
+                    cancelled["id"], ended["id"], spare["id"], webhook["id"])
 
 
 def test_the_document_tested_is_the_one_served(anon):
@@ -152,7 +156,7 @@ def test_refusals_keep_the_contract(world, key):
     (schemathesis's cases above all carry the key and the fixture's ids)."""
     for method, path, body in V1_ROUTES:
         operation = schema[path][method]
-        ids = {name: "nothing_here" for name in ("job_id", "dataset_id", "study_id", "key_id")
+        ids = {name: "nothing_here" for name in ("job_id", "dataset_id", "study_id", "key_id", "webhook_id")
                if "{" + name + "}" in path}
         with_body = {"body": body, "media_type": "application/json"} if body is not None else {}
         case = operation.Case(path_parameters=ids or None, **with_body)

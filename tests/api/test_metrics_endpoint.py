@@ -158,3 +158,30 @@ def test_metrics_token_when_set_is_a_bearer_token(anon, monkeypatch):
     assert wrong.status_code == 401 and "METRICS_TOKEN" in wrong.json()["detail"]
     ok = anon.get("/metrics", headers={"Authorization": "Bearer s3cret-scrape"})
     assert ok.status_code == 200 and "trainyard_jobs" in ok.text
+
+
+def test_webhook_deliveries_and_failed_attempts_are_counted(api, anon):
+    from app.models import WebhookDelivery
+    from app.webhooks import deliveries
+
+    hook = api.post("/v1/webhooks", json={"url": "https://93.184.215.14/hook", "events": ["job.cancelled"]}).json()
+    before = scrape(anon)
+    job = queued_job(api, upload_npz(api, *blobs(60))["id"])
+    assert api.post(f"/v1/jobs/{job['id']}/cancel").status_code == 200
+    pending = scrape(anon)
+    assert value(pending, "trainyard_webhook_deliveries", status="pending") == \
+        value(before, "trainyard_webhook_deliveries", status="pending") + 1
+    assert value(pending, "trainyard_webhook_oldest_pending_seconds") > 0
+    (delivery_id,) = [d["id"] for d in api.get(f"/v1/webhooks/{hook['id']}/deliveries").json()["items"]]
+    for attempt, code in [(1, 500), (2, 200)]:  # as the sender claims and records two attempts
+        with session_scope() as s:
+            s.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(attempts=attempt))
+            row = s.get(WebhookDelivery, delivery_id)
+            claimed = deliveries.Claimed(row.id, row.webhook_id, "", "", row.payload, attempt, row.created_at)
+            deliveries.record(db_session=s, claimed=claimed, status_code=code, error=None)
+    after = scrape(anon)
+    assert value(after, "trainyard_webhook_failed_attempts_total") == \
+        value(before, "trainyard_webhook_failed_attempts_total") + 1
+    for status, added in [("pending", 0), ("delivered", 1)]:
+        assert value(after, "trainyard_webhook_deliveries", status=status) == \
+            value(before, "trainyard_webhook_deliveries", status=status) + added
