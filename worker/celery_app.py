@@ -72,7 +72,10 @@ def _fresh_connections(**_):
     # milliseconds on PostgreSQL). In a thread: a database that is down must not hold up
     # the process's start; the claim then connects (and retries) itself.
     from app.db import get_engine
+    from worker import threads
+    from worker.identity import current
 
+    threads.apply(current().threads)  # the worker's share of the cores, before any job's kernel
     get_engine().dispose(close=False)
     threading.Thread(target=_connect, name="connect", daemon=True).start()
 

@@ -21,6 +21,7 @@ class Identity:
     memory_bytes: int | None
     host: str = ""
     pid: int = 0
+    threads: int = 0  # torch threads per training process (worker/threads.py); 0: torch's default
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from worker.identity import ENV, Identity, cpu_name, host_memory
+from worker.threads import share
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,12 @@ class PlanError(ValueError):
 
 
 def plan(gpus: list[Gpu], devices: list[int] | None, cpu: int | None,
-         host: str | None = None, pid: int | None = None) -> list[Planned]:
-    """The workers to start: every GPU by default, one CPU worker when there is none."""
+         host: str | None = None, pid: int | None = None, threads: int | None = None,
+         cores: int | None = None) -> list[Planned]:
+    """The workers to start: every GPU by default, one CPU worker when there is none.
+
+    Each gets ``threads`` torch threads, by default an equal share of the ``cores``
+    (worker/threads.py)."""
     host, pid = host or socket.gethostname(), pid or os.getpid()
     if devices is None and cpu is None:
         devices, cpu = [g.index for g in gpus], 0 if gpus else 1
@@ -86,6 +91,10 @@ def plan(gpus: list[Gpu], devices: list[int] | None, cpu: int | None,
     planned += [Planned(Identity(name=f"cpu{k}-{pid}@{host}", kind="cpu", device_index=None,
                                  device_name=cpu_name(), memory_bytes=host_memory(), host=host), "")
                 for k in range(cpu)]
+    if threads is not None and threads < 1:
+        raise PlanError("--threads must be at least 1")
+    for p in planned:
+        p.identity.threads = threads or share(len(planned), cores)
     return planned
 
 

@@ -205,6 +205,8 @@ def _devices(value: str | None) -> list[int] | None:
 @app.command()
 def worker(devices: str = typer.Option(None, help="GPUs to use, e.g. 0,1 (default: every GPU torch sees)"),
            cpu: int = typer.Option(None, help="CPU workers to start (default: 1 when there is no GPU)"),
+           threads: int = typer.Option(None, help="torch threads per worker (default: the cores this "
+                                                  "process may use, split equally between the workers)"),
            loglevel: str = "INFO"):
     """Starts one worker process per GPU (gpu queue), or CPU workers (cpu queue)."""
     from worker.identity import ENV
@@ -217,13 +219,13 @@ def worker(devices: str = typer.Option(None, help="GPUs to use, e.g. 0,1 (defaul
     wants_gpus = bool(devices) or (devices is None and cpu is None)
     gpus = probe_gpus() if wants_gpus else []
     try:
-        planned = plan(gpus, _devices(devices), cpu)
+        planned = plan(gpus, _devices(devices), cpu, threads=threads)
     except PlanError as exc:
         raise typer.BadParameter(str(exc)) from None
     for p in planned:
         memory = f", {p.identity.memory_bytes / 2**30:.0f} GiB" if p.identity.memory_bytes else ""
-        console.print(f"worker {p.identity.name}: {p.identity.device_name}{memory}", style="green",
-                      highlight=False)
+        console.print(f"worker {p.identity.name}: {p.identity.device_name}{memory}, "
+                      f"{p.identity.threads} torch thread(s)", style="green", highlight=False)
     if len(planned) == 1:  # one worker: no supervising process in between
         os.environ[ENV] = planned[0].identity.to_env()
         os.environ["CUDA_VISIBLE_DEVICES"] = planned[0].cuda_visible_devices

@@ -10,6 +10,7 @@ from tests.conftest import TEST_LIMITS
 from tests.devices import CUDA, needs_cuda
 from tests.e2e.helpers import blobs, mlp_spec, upload_npz, wait_for
 from tests.stack import Stack
+from worker import threads
 
 
 def test_the_running_worker_is_listed_with_its_device(api, stack):
@@ -106,6 +107,9 @@ def test_worker_supervisor_runs_restarts_and_stops_its_workers(bare_stack):
         x, y = blobs(60)
         job = wait_for(api, api.post("/v1/jobs", json=mlp_spec(upload_npz(api, x, y)["id"])).json()["id"])
         assert job["status"] == "succeeded"
+        # The training processes split the cores: torch runs a half each (2 cores: one
+        # thread each, where torch's default would run two each on the same two cores).
+        assert f"{threads.share(2)} torch thread(s) of {threads.cores()} core(s)" in bare_stack.logs()
 
         # SIGTERM stops every worker; the registry says so.
         supervisor.send_signal(signal.SIGTERM)

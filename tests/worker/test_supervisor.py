@@ -52,3 +52,22 @@ def test_each_worker_process_gets_its_identity_and_device_in_its_environment():
     env = child_env(gpu)
     assert env["CUDA_VISIBLE_DEVICES"] == "2"
     assert json.loads(env[ENV])["name"] == "gpu0-7@box" and json.loads(env[ENV])["device_index"] == 0
+
+
+def test_the_cores_are_split_equally_between_the_workers():
+    # Two CPU workers on 2 cores: one thread each, not two each (4 threads on 2 cores).
+    assert [p.identity.threads for p in plan([], None, 2, cores=2)] == [1, 1]
+    assert [p.identity.threads for p in plan([], None, 3, cores=16)] == [5, 5, 5]
+    assert [p.identity.threads for p in plan(GPUS, None, 2, cores=16)] == [8, 8]
+    assert [p.identity.threads for p in plan(GPUS, [0, 1], 2, cores=16)] == [4, 4, 4, 4]
+    # More workers than cores: each still gets one.
+    assert [p.identity.threads for p in plan([], None, 4, cores=2)] == [1, 1, 1, 1]
+    assert [p.identity.threads for p in plan([], None, 1, cores=2)] == [2]
+
+
+def test_threads_can_be_given_and_travel_to_the_worker_process():
+    planned = plan([], None, 2, threads=3, cores=2)
+    assert [p.identity.threads for p in planned] == [3, 3]
+    assert json.loads(child_env(planned[0])[ENV])["threads"] == 3
+    with pytest.raises(PlanError, match="--threads must be at least 1"):
+        plan([], None, 2, threads=0)
