@@ -1,6 +1,6 @@
 """webhooks (a tenant's receivers) and webhook_deliveries (the outbox the sender drains)
 
-Revision ID: 0011_webhooks
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-02 18:40:00
 """
@@ -9,7 +9,7 @@ from alembic import op
 
 from app.models.base import UTCDateTime
 
-revision = '0011_webhooks'
+revision = '0011'
 down_revision = '0010'
 branch_labels = None
 depends_on = None
