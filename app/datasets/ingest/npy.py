@@ -63,15 +63,42 @@ class NpyWriter:
         self._file.close()
 
 
-def open_npy(path: Path) -> np.ndarray:
-    """A stored .npy, memory-mapped read-only (nothing is read until it is used)."""
-    return np.load(path, mmap_mode="r", allow_pickle=False)
+def npy_layout(path: Path) -> tuple[tuple, np.dtype, bool, int]:
+    """(shape, dtype, fortran_order, data offset) from a .npy's header; ValueError when it has none."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(f)
+        return shape, dtype, fortran, f.tell()
 
 
-def chunk_rows(arr: np.ndarray) -> int:
-    """Rows per chunk so a pass over ``arr`` holds about CHUNK_BYTES of it."""
-    row_bytes = max(int(np.prod(arr.shape[1:], dtype=np.int64)) * arr.dtype.itemsize, 1)
+def chunk_rows(row_shape: tuple, itemsize: int) -> int:
+    """Rows per chunk so a pass holds about CHUNK_BYTES at a time."""
+    row_bytes = max(int(np.prod(row_shape, dtype=np.int64)) * itemsize, 1)
     return max(CHUNK_BYTES // row_bytes, 1)
+
+
+def iter_rows(path: Path):
+    """(first row, block) over a .npy in chunks, read with plain reads: the API's resident memory
+    stays a chunk (a memory map's pages would count, and stay, in it). Fortran order: mapped."""
+    shape, dtype, fortran, offset = npy_layout(path)
+    if fortran or dtype.hasobject or not shape:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        step = chunk_rows(arr.shape[1:], arr.dtype.itemsize)
+        for lo in range(0, arr.shape[0] if arr.ndim else 0, step):
+            yield lo, np.asarray(arr[lo:lo + step])
+        return
+    row_shape = tuple(shape[1:])
+    row_items = int(np.prod(row_shape, dtype=np.int64))
+    step = chunk_rows(row_shape, dtype.itemsize)
+    with open(path, "rb") as f:
+        f.seek(offset)
+        for lo in range(0, shape[0], step):
+            n = min(step, shape[0] - lo)
+            block = np.fromfile(f, dtype=dtype, count=n * row_items)
+            if block.size != n * row_items:
+                raise ValueError(f"the .npy is truncated at row {lo + block.size // max(row_items, 1)}")
+            yield lo, block.reshape((n, *row_shape))
 
 
 def digest(x_path: Path, y_path: Path) -> str:
@@ -79,10 +106,8 @@ def digest(x_path: Path, y_path: Path) -> str:
     ParsedDataset.digest computes it in memory, so a file and the same arrays agree."""
     h = hashlib.sha256()
     for path in (x_path, y_path):
-        arr = open_npy(path)
-        h.update(f"{arr.dtype.str}{arr.shape}".encode())
-        step = chunk_rows(arr)
-        for lo in range(0, arr.shape[0], step):
-            h.update(np.ascontiguousarray(arr[lo:lo + step]))
-        del arr
+        shape, dtype, _, _ = npy_layout(path)
+        h.update(f"{dtype.str}{tuple(shape)}".encode())
+        for _, block in iter_rows(path):
+            h.update(np.ascontiguousarray(block))
     return h.hexdigest()

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from app.datasets.ingest.builder import Staged
-from app.datasets.ingest.npy import NpyWriter, chunk_rows, digest
+from app.datasets.ingest.npy import NpyWriter, digest, iter_rows, npy_layout
 from app.datasets.ingest.targets import TargetMeta
 from app.ml.dataset_files import MAX_LISTED_CLASSES, FileLimits
 from app.ml.errors import DataError
@@ -33,7 +33,7 @@ def build_npz(path: Path, limits: FileLimits, workdir: Path) -> Staged:
     if y.ndim > 2:
         raise DataError("y", f"must be 1-D or 2-D, got shape {list(y.shape)}")
     x_path, y_path = Path(workdir) / "x.npy", Path(workdir) / "y.npy"
-    feature_shape = _copy(x.reshape(-1, 1) if x.ndim < 2 else x, x_path, np.float32, "x")
+    feature_shape = _copy(x, x_path, np.float32, "x")
     kind = "integer" if y.dtype.kind in "biu" else "float"
     meta = _copy_y(y, y_path, np.int64 if kind == "integer" else np.float32, kind)
     return Staged(x_path=x_path, y_path=y_path, sha256=digest(x_path, y_path), rows=int(x.shape[0]),
@@ -60,41 +60,50 @@ def _member(path: Path, name: str, workdir: Path) -> np.ndarray:
     return _open(target, name)
 
 
-def _open(target: Path, name: str) -> np.ndarray:
+class _Member:
+    """An unzipped member's header: its shape and dtype, its rows read in chunks when copied."""
+
+    def __init__(self, path: Path, shape: tuple, dtype: np.dtype):
+        self.path, self.shape, self.dtype, self.ndim = path, tuple(shape), dtype, len(shape)
+
+
+def _open(target: Path, name: str) -> _Member:
     try:
-        with open(target, "rb") as f:
-            np.lib.format.read_magic(f)
+        shape, dtype, _, _ = npy_layout(target)
     except ValueError:  # NpzFile would hand back raw bytes for it
         raise DataError("file", f"{name} in the .npz is not a .npy array")
-    try:
-        arr = np.load(target, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        if "empty file" not in str(exc) and "cannot mmap" not in str(exc):
-            raise DataError("file", f"not a valid .npz of numeric arrays: {exc}")
-        arr = np.load(target, allow_pickle=False)  # no bytes to map: an empty array
-    except Exception as exc:  # a truncated or corrupt member
+    except Exception as exc:  # a truncated or corrupt header
         raise DataError("file", f"not a valid .npz file: {exc}")
-    return arr
+    if dtype.hasobject:  # a pickle: refused, never loaded
+        raise DataError("file", f"not a valid .npz of numeric arrays: {name} holds Python objects")
+    return _Member(target, shape, dtype)
 
 
-def _copy(arr: np.ndarray, path: Path, dtype, field: str) -> tuple:
-    """Copies ``arr`` to a .npy at ``dtype`` in chunks, refusing NaN/Inf; returns the row shape."""
-    writer = NpyWriter(path, dtype, arr.shape[1:])
-    step = chunk_rows(arr)
-    for lo in range(0, arr.shape[0], step):
-        block = np.asarray(arr[lo:lo + step]).astype(dtype, copy=False)
+def _blocks(member: _Member, reshape: tuple | None = None):
+    try:
+        for lo, block in iter_rows(member.path):
+            yield lo, (block.reshape(reshape) if reshape else block)
+    except ValueError as exc:
+        raise DataError("file", f"not a valid .npz file: {exc}")
+
+
+def _copy(member: _Member, path: Path, dtype, field: str) -> tuple:
+    """Copies the member to a .npy at ``dtype`` in chunks, refusing NaN/Inf; returns the row shape."""
+    row_shape = member.shape[1:] if member.ndim >= 2 else (1,)
+    writer = NpyWriter(path, dtype, row_shape)
+    for lo, block in _blocks(member, (-1, *row_shape)):
+        block = block.astype(dtype, copy=False)
         _check_finite(block, field, lo)
         writer.append(block)
     return writer.close()[1:]
 
 
-def _copy_y(y: np.ndarray, path: Path, dtype, kind: str) -> TargetMeta:
+def _copy_y(y: _Member, path: Path, dtype, kind: str) -> TargetMeta:
     """y at ``dtype``, with its range and, for integer labels in one column, its classes."""
     writer = NpyWriter(path, dtype, y.shape[1:])
     low, high, listed = np.inf, -np.inf, set() if kind == "integer" and y.ndim == 1 else None
-    step = chunk_rows(y)
-    for lo in range(0, y.shape[0], step):
-        block = np.asarray(y[lo:lo + step]).astype(dtype, copy=False)
+    for lo, block in _blocks(y):
+        block = block.astype(dtype, copy=False)
         _check_finite(block, "y", lo)
         writer.append(block)
         low, high = min(low, float(block.min())), max(high, float(block.max()))

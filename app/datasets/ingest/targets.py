@@ -117,13 +117,15 @@ class TargetColumn:
         self._file.write(memoryview(np.ascontiguousarray(values)).cast("B"))
         self.rows += len(values)
 
-    def close(self) -> np.ndarray:
-        """The column's values memory-mapped: float64 numbers or int64 provisional label ids."""
+    def close(self) -> None:
         self._file.close()
+
+    def chunks(self, step: int):
+        """The column's values in order, ``step`` at a time: float64 numbers or int64 provisional label ids."""
         dtype = np.int64 if self.mode == "text" else np.float64
-        if self.rows == 0:
-            return np.zeros(0, dtype=dtype)
-        return np.memmap(self.path, dtype=dtype, mode="r", shape=(self.rows,))
+        with open(self.path, "rb") as f:
+            for _ in range(0, self.rows, step):
+                yield np.fromfile(f, dtype=dtype, count=step)
 
     def classes(self) -> list[str] | None:
         return sorted(self.labels) if self.mode == "text" else None
@@ -148,25 +150,25 @@ class TargetMeta:
 
 def write_y(columns: list[TargetColumn], path: Path) -> TargetMeta:
     """Writes y.npy from the columns, in chunks: (rows,) for one column, (rows, k) for several."""
-    values = [c.close() for c in columns]
+    for c in columns:
+        c.close()
     text = columns[0].mode == "text"
     integer = text or all(c.integral for c in columns)
     dtype = np.int64 if integer else np.float32
     rank = columns[0].ranks() if text else None
     writer = NpyWriter(path, dtype, () if len(columns) == 1 else (len(columns),))
-    lo_hi, listed = [np.inf, -np.inf], set()
-    step = chunk_rows(np.zeros((1, len(columns) * 8), dtype=np.uint8))
-    for lo in range(0, len(values[0]), step):
-        parts = [np.asarray(v[lo:lo + step]) for v in values]
+    low, high = np.inf, -np.inf
+    listed = set() if integer and len(columns) == 1 and not text else None
+    step = chunk_rows((len(columns),), 8)
+    for parts in zip(*(c.chunks(step) for c in columns)):
         block = rank[parts[0]] if text else (parts[0] if len(parts) == 1 else np.stack(parts, axis=1))
         block = block.astype(dtype)
         writer.append(block)
-        lo_hi = [min(lo_hi[0], float(block.min())), max(lo_hi[1], float(block.max()))]
-        if integer and len(columns) == 1 and not text and listed is not None:
+        low, high = min(low, float(block.min())), max(high, float(block.max()))
+        if listed is not None:
             listed |= set(np.unique(block).tolist())
             listed = listed if len(listed) <= MAX_LISTED_CLASSES else None
     shape = writer.close()
-    classes = columns[0].classes() if text else (sorted(int(v) for v in listed) if listed is not None
-                                                 and integer and len(columns) == 1 else None)
-    return TargetMeta(shape=shape[1:], kind="integer" if integer else "float",
-                      minimum=lo_hi[0], maximum=lo_hi[1], classes=classes)
+    classes = columns[0].classes() if text else (sorted(int(v) for v in listed) if listed is not None else None)
+    return TargetMeta(shape=shape[1:], kind="integer" if integer else "float", minimum=low, maximum=high,
+                      classes=classes)
