@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     # resident memory.
     training_process_max_jobs: int = 0
     training_process_max_memory_mb: int = 4096
+    # The memory a worker may give a job's data (0: half the machine's RAM). Data over a third of
+    # it (its in-memory copies) is memory-mapped and gathered batch by batch instead of loaded
+    # (app/datasets/data_path.py); the pre-flight reports which. Set it alike on API and workers.
+    worker_memory_bytes: int = 0
     # Metrics are written in batches: at most one commit per this many seconds.
     metrics_flush_seconds: float = 1.0
     # The training step's direct kernel calls (worker/training/direct.py): the same bits as
