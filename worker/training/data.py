@@ -1,4 +1,5 @@
 """A job's data as tensors: the split, the data options fitted on the training rows, the targets."""
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -10,6 +11,8 @@ from app.ml import spec as S
 from app.ml.preprocessing import apply_preprocessing, encode_targets, fit_preprocessing, split_indices
 from app.ml.errors import DataError
 from worker.training.mapped import split_mapped
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,6 +60,7 @@ def prepare_data(spec: S.JobSpec, x: np.ndarray, y: np.ndarray, gen: torch.Gener
     nbytes = x.nbytes + y.nbytes + (sum(a.nbytes for a in validation) if validation is not None else 0)
     if data_path.choose(nbytes) == data_path.MEMORY_MAPPED:
         data_path.check_mapped(spec)
+        log.info("training from memory-mapped data: %s bytes, over a third of WORKER_MEMORY_BYTES", f"{nbytes:,}")
         return split_mapped(spec, x, y, gen, device, validation, teacher)
     x, y = _loaded(x), _loaded(y)
     validation = None if validation is None else (_loaded(validation[0]), _loaded(validation[1]))
