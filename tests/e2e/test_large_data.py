@@ -4,7 +4,6 @@ through the real API, trained by a real worker. Bit-for-bit equality with the in
 tests/worker/test_mapped_data.py."""
 import uuid
 
-import numpy as np
 import pytest
 
 from tests.conftest import REDIS_URL, _start
