@@ -18,7 +18,9 @@ class Settings(BaseSettings):
     queue_name: str = "trainyard"
 
     # Limits that keep one request from swamping the service.
-    max_upload_bytes: int = 100 * 1024 * 1024
+    # A file upload, streamed to DATA_DIR as it arrives and parsed in blocks: the API's memory
+    # does not grow with it (docs/datasets.md), so the limit is the disk's, not the RAM's.
+    max_upload_bytes: int = 10 * 2**30
     max_inline_rows: int = 10_000
     # Any body that is not a multipart upload (a job spec, inline rows), counted as it
     # arrives: a 200 MB JSON body held 9.2 GB of Python objects before it was refused.
@@ -28,8 +30,9 @@ class Settings(BaseSettings):
     max_json_depth: int = 64
     # What one upload may unpack to: an .npz's arrays (their declared sizes, read from the
     # zip directory and the .npy headers before any is decompressed; a 3.1 MB file held
-    # 3.2 GB of zeros), or a CSV's cells. A CSV's header may have this many columns.
-    max_dataset_bytes: int = 1024 * 1024 * 1024
+    # 3.2 GB of zeros), or a table's cells at 4 bytes each (float32), counted as they stream.
+    # A CSV's (or Parquet or Arrow file's) header may have this many columns.
+    max_dataset_bytes: int = 10 * 2**30
     max_csv_columns: int = 10_000
     max_parameters: int = 50_000_000
     max_epochs: int = 10_000
@@ -81,6 +84,10 @@ class Settings(BaseSettings):
     # resident memory.
     training_process_max_jobs: int = 0
     training_process_max_memory_mb: int = 4096
+    # The memory a worker may give a job's data (0: half the machine's RAM). Data over a third of
+    # it (its in-memory copies) is memory-mapped and gathered batch by batch instead of loaded
+    # (app/datasets/data_path.py); the pre-flight reports which. Set it alike on API and workers.
+    worker_memory_bytes: int = 0
     # Metrics are written in batches: at most one commit per this many seconds.
     metrics_flush_seconds: float = 1.0
     # The training step's direct kernel calls (worker/training/direct.py): the same bits as

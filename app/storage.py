@@ -100,7 +100,13 @@ def get_store() -> ArtifactStore:
 
 
 def dataset_key(sha256: str) -> str:
+    """A dataset stored before the .npy layout: one .npz (app/datasets/stored.py still reads it)."""
     return f"datasets/{sha256}.npz"
+
+
+def dataset_array_key(sha256: str, array: str) -> str:
+    """One of a dataset's arrays ("x" or "y") as a memory-mappable .npy (app/datasets/stored.py)."""
+    return f"datasets/{sha256}/{array}.npy"
 
 
 def weights_key(job_id: str) -> str:

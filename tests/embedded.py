@@ -10,7 +10,6 @@ import pytest
 
 from app import config, db
 from app.datasets import stored
-from app.ml.dataset_files import ParsedDataset
 from app.migrate import upgrade
 from app.models import Dataset, Job, Tenant
 from app.models.base import new_id
@@ -46,12 +45,11 @@ def embedded(tmp_path, monkeypatch):
 def add_dataset(x: np.ndarray, y: np.ndarray) -> str:
     """Stores (x, y) as an uploaded dataset would be; returns its id."""
     sha = new_id("sha")
-    data = stored.encode(ParsedDataset(x=x, y=y))
-    stored.write(get_store(), sha, data)
+    stored.write_arrays(get_store(), sha, x, y)
     kind = "integer" if np.issubdtype(y.dtype, np.integer) else "float"
     with db.get_session_factory()() as s:
         ds = Dataset(id=new_id("ds"), tenant_id=TENANT, name="test.npz", source_format="npz", sha256=sha,
-                     bytes=len(data), rows=len(x), feature_shape=list(x.shape[1:]),
+                     bytes=stored.stored_bytes(get_store(), sha), rows=len(x), feature_shape=list(x.shape[1:]),
                      target_shape=list(y.shape[1:]), target_kind=kind, target_min=float(y.min()),
                      target_max=float(y.max()))
         s.add(ds)

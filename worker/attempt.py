@@ -125,5 +125,6 @@ def _sources(row: _Row) -> Sources:
 
 
 def _arrays(sha: str) -> Arrays:
-    return stored.read(get_store(), sha)
+    """The dataset memory-mapped: nothing is read yet; worker/training/data.py loads it or gathers from it."""
+    return stored.open_mapped(get_store(), sha)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from sqlalchemy.orm import Session
 
-from app.datasets import repository, service
+from app.datasets import data_path, repository, service
 from app.jobs import sources
 from app.ml.check import DatasetInfo, Limits, Plan, check_targets, plan_job, probability_rows
 from app.ml.dataset_files import ParsedDataset
@@ -65,7 +65,20 @@ def plan(spec: JobSpec, data: JobData, limits: Limits) -> Plan:
         check_init(spec.init, spec.model, info.feature_shape, data.sources["init"])
     if "distill" in data.sources:
         check_distill(spec, info.feature_shape, job_plan.output_shape, data.sources["distill"])
+    _plan_data_path(spec, data, job_plan)
     return job_plan
+
+
+def _plan_data_path(spec: JobSpec, data: JobData, job_plan: Plan) -> None:
+    """The data's size against the worker's memory, and the path it will take there."""
+    rows = [d for d in (data.dataset, data.validation) if d is not None]
+    nbytes = sum(data_path.data_bytes(d.rows, d.feature_shape, d.target_shape, d.target_kind) for d in rows)
+    memory = data_path.worker_memory_bytes()
+    path = data_path.choose(nbytes, memory)
+    if path == data_path.MEMORY_MAPPED:
+        data_path.check_mapped(spec)
+    job_plan.data_bytes, job_plan.data_path = nbytes, path
+    job_plan.data_note = data_path.describe(path, nbytes, memory)
 
 
 def materialize(*, db_session: Session, store: ArtifactStore, data: JobData) -> Dataset:

@@ -38,7 +38,7 @@ class DatasetRead(BaseModel):
         "The content address of the parsed arrays (x then y: dtype, shape and bytes), not the "
         "uploaded file's SHA-256: the same data gives the same sha256 whether sent as CSV, NPZ or JSON."))
     bytes: int = Field(description=(
-        "The size of the stored .npz of the parsed arrays (float32 features), not of the uploaded file."))
+        "The size of the stored arrays (x.npy and y.npy, float32 features), not of the uploaded file."))
     rows: int
     feature_shape: list[int]
     target_shape: list[int]

@@ -1,20 +1,25 @@
 """Dataset uploads: parse, check, store content-addressed, record."""
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.datasets import repository
+from app.datasets import ingest, repository, stored
+from app.datasets.ingest.builder import Staged
+from app.datasets.spool import spool_dir
 from app.datasets.upload import Upload
 from app.db import after_commit
 from app.errors import ApiError
 from app.ml.check import DatasetInfo
 from app.ml import builtin_datasets as builtin
-from app.ml.dataset_files import FileLimits, ParsedDataset, parse_csv, parse_inline, parse_npz
+from app.ml.dataset_files import FileLimits, ParsedDataset, parse_inline
 from app.ml.data_spec import BUILTIN_SPECS
-from app.ml.errors import DataError
 from app.models import Dataset
 from app.models.base import new_id
 from app.quotas import service as quotas
-from app.datasets import stored
 from app.storage import ArtifactStore
 
 
@@ -23,20 +28,26 @@ def file_limits() -> FileLimits:
     return FileLimits(max_bytes=settings.max_dataset_bytes, max_columns=settings.max_csv_columns)
 
 
-def parse_upload(*, filename: str, data: bytes, targets: list[str]) -> tuple[ParsedDataset, str]:
-    """Parses an uploaded file by its extension; returns the data and its format.
+@contextmanager
+def _workdir() -> Iterator[Path]:
+    """A folder for one ingestion's files, on DATA_DIR's disk; removed with everything in it."""
+    with tempfile.TemporaryDirectory(dir=spool_dir(), prefix="work-") as tmp:
+        yield Path(tmp)
 
-    Runs in the route's thread, never on the event loop. It is bounded rather than stopped
-    when the client goes away: the limits make it linear in at most MAX_UPLOAD_BYTES
-    (docs/datasets.md gives the slowest upload measured)."""
-    lower = filename.lower()
-    if lower.endswith(".csv"):
-        return parse_csv(data, targets, file_limits()), "csv"
-    if lower.endswith(".npz"):
-        if targets:
-            raise DataError("target", "a .npz upload carries its targets in array y; drop 'target'")
-        return parse_npz(data, file_limits()), "npz"
-    raise DataError("file", f"{filename!r}: upload a .csv (with a header row) or a .npz (arrays x and y)")
+
+def ingest_file(*, db_session: Session, store: ArtifactStore, tenant_id: str, name: str, filename: str,
+                path: Path, targets: list[str]) -> Dataset:
+    """Parses the local file at ``path`` by ``filename``'s extension (.csv, .parquet, .arrow/.feather/.ipc,
+    .npz), checks it, stores and records it; raises DataError/ApiError naming the field.
+
+    Streams: memory is bounded by the reader's blocks, not the file (app/datasets/ingest/). Runs in
+    the caller's thread, never on the event loop. Nothing is stored when a check fails."""
+    with _workdir() as work:
+        staged, fmt = ingest.stage(path=Path(path), filename=filename, targets=list(targets),
+                                   limits=file_limits(), workdir=work)
+        row = _staged_row(tenant_id=tenant_id, name=name, source_format=fmt, staged=staged)
+        return _save(db_session=db_session, store=store, row=row, files=(staged.x_path, staged.y_path),
+                     field="file")
 
 
 def parse_json(*, x: list, y: list, max_rows: int) -> ParsedDataset:
@@ -47,13 +58,13 @@ def parse_json(*, x: list, y: list, max_rows: int) -> ParsedDataset:
 
 def upload(*, db_session: Session, store: ArtifactStore, tenant_id: str, upload: Upload,
            max_inline_rows: int) -> Dataset:
-    """Parses an upload (a file or inline arrays), stores it and records the dataset."""
-    if upload.inline is not None:
-        parsed, fmt = parse_json(x=upload.inline.x, y=upload.inline.y, max_rows=max_inline_rows), "json"
-    else:
-        parsed, fmt = parse_upload(filename=upload.filename, data=upload.data, targets=upload.targets)
+    """Stores and records an upload: inline arrays, or the file the request spooled to disk."""
+    if upload.inline is None:
+        return ingest_file(db_session=db_session, store=store, tenant_id=tenant_id, name=upload.name,
+                           filename=upload.filename, path=upload.path, targets=upload.targets)
+    parsed = parse_json(x=upload.inline.x, y=upload.inline.y, max_rows=max_inline_rows)
     return create(db_session=db_session, store=store, tenant_id=tenant_id, name=upload.name,
-                  source_format=fmt, parsed=parsed, field="x" if fmt == "json" else "file")
+                  source_format="json", parsed=parsed, field="x")
 
 
 def create(*, db_session: Session, store: ArtifactStore, tenant_id: str, name: str,
@@ -76,16 +87,36 @@ def new_row(*, tenant_id: str, name: str, source_format: str, parsed: ParsedData
     )
 
 
+def _staged_row(*, tenant_id: str, name: str, source_format: str, staged: Staged) -> Dataset:
+    t = staged.target
+    return Dataset(
+        id=new_id("ds"), tenant_id=tenant_id, name=name, source_format=source_format, sha256=staged.sha256,
+        bytes=0, rows=staged.rows, feature_shape=list(staged.feature_shape), target_shape=list(t.shape),
+        target_kind=t.kind, target_min=t.minimum, target_max=t.maximum, classes=t.classes,
+        feature_names=staged.feature_names, target_names=staged.target_names,
+    )
+
+
 def save(*, db_session: Session, store: ArtifactStore, row: Dataset, parsed: ParsedDataset,
          field: str = "file") -> Dataset:
+    """Stores arrays held in memory (inline JSON, a builtin's) and records the row."""
+    if stored.exists(store, row.sha256):
+        return _save(db_session=db_session, store=store, row=row, files=None, field=field)
+    with _workdir() as work:
+        files = stored.stage_arrays(parsed.x, parsed.y, work)
+        return _save(db_session=db_session, store=store, row=row, files=files, field=field)
+
+
+def _save(*, db_session: Session, store: ArtifactStore, row: Dataset, files: tuple[Path, Path] | None,
+          field: str) -> Dataset:
+    """Stores the staged (x.npy, y.npy) unless identical arrays are there already; records the row."""
     there = stored.exists(store, row.sha256)
-    data = None if there else stored.encode(parsed)
+    adding = stored.stored_bytes(store, row.sha256) if there else sum(p.stat().st_size for p in files)
     # Checked before anything is written; the tenant's row counts its bytes even when another
     # tenant's identical arrays are already there.
-    quotas.check_stored_bytes(db_session=db_session, tenant_id=row.tenant_id,
-                              adding=stored.stored_bytes(store, row.sha256) if there else len(data), field=field)
+    quotas.check_stored_bytes(db_session=db_session, tenant_id=row.tenant_id, adding=adding, field=field)
     if not there:
-        stored.write(store, row.sha256, data)
+        stored.write_files(store, row.sha256, *files)
     row.bytes = stored.stored_bytes(store, row.sha256)
     db_session.add(row)
     db_session.flush()

@@ -1,15 +1,15 @@
-"""A dataset upload as the request carries it: a multipart file or a JSON body, size-checked, not yet parsed."""
+"""A dataset upload as the request carries it: a multipart file (streamed to disk) or a JSON body, size-checked, not yet parsed."""
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated
 
 from anyio import to_thread
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from app.config import get_settings
+from app.datasets.spool import FILE_FIELD, spool
 from app.datasets.schemas import DatasetInline, DatasetName
 from app.errors import ApiError
 
@@ -21,7 +21,8 @@ UPLOAD_DOC = {
                 "type": "object", "required": ["file"],
                 "properties": {
                     "file": {"type": "string", "format": "binary",
-                             "description": ".csv with a header row, or .npz with arrays x and y"},
+                             "description": ".csv with a header row, .parquet, .arrow/.feather/.ipc "
+                                            "(Arrow IPC), or .npz with arrays x and y"},
                     "target": {"type": "string",
                                "description": "CSV target column(s), comma-separated"},
                     "name": {"type": "string"},
@@ -34,25 +35,31 @@ UPLOAD_DOC = {
 
 @dataclass(frozen=True)
 class Upload:
-    """Either ``inline`` (a JSON body) or a file's name, bytes and CSV target columns."""
+    """Either ``inline`` (a JSON body) or a file's name, its local copy and the target columns."""
 
     name: str
     inline: DatasetInline | None = None
     filename: str = ""
-    data: bytes = b""
+    path: Path | None = None  # the uploaded file, spooled under DATA_DIR; removed after the request
     targets: list[str] = field(default_factory=list)
 
 
-async def read_upload(request: Request) -> Upload:
-    """Reads the body on the event loop (it arrives in pieces, counted by app/request_limits.py);
-    parses inline JSON in a thread (32 MB took about a second), files in the service's."""
+async def read_upload(request: Request) -> AsyncIterator[Upload]:
+    """Reads the body on the event loop (it arrives in pieces, counted by app/request_limits.py):
+    a file to disk as it comes (app/datasets/spool.py), inline JSON parsed in a thread (32 MB
+    took about a second); the file is parsed in the service's thread, and removed afterwards."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
-        return await to_thread.run_sync(_inline, await request.body())
-    if content_type.startswith("multipart/form-data"):
-        return await _multipart(request)
-    raise ApiError(415, "send multipart/form-data with a 'file' field, or application/json "
-                        "with 'x' and 'y'", "Content-Type")
+        yield await to_thread.run_sync(_inline, await request.body())
+    elif content_type.startswith("multipart/form-data"):
+        spooled = await spool(request)
+        try:
+            yield _from_form(spooled)
+        finally:
+            spooled.remove()
+    else:
+        raise ApiError(415, "send multipart/form-data with a 'file' field, or application/json "
+                            "with 'x' and 'y'", "Content-Type")
 
 
 def _inline(raw: bytes) -> Upload:
@@ -63,21 +70,13 @@ def _inline(raw: bytes) -> Upload:
     return Upload(name=body.name, inline=body)
 
 
-async def _multipart(request: Request) -> Upload:
-    limit = get_settings().max_upload_bytes
-    try:  # the body's bytes are counted as they arrive (app/request_limits.py)
-        form = await request.form()
-    except StarletteHTTPException as exc:  # starlette's multipart limits: a part over 1 MiB, 1,000 fields
-        raise ApiError(400, f"the multipart body cannot be read: {exc.detail}", "body")
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str):
-        raise ApiError(422, "attach the dataset as the multipart field 'file'", "file")
-    data = await upload.read(limit + 1)
-    if len(data) > limit:
-        raise ApiError(413, f"the file is over the upload limit of {limit:,} bytes", "file")
-    targets = [t.strip() for v in form.getlist("target") for t in str(v).split(",") if t.strip()]
-    return Upload(name=_form_name(form.get("name"), upload.filename),
-                  filename=upload.filename or "", data=data, targets=targets)
+def _from_form(spooled) -> Upload:
+    if spooled.path is None:
+        raise ApiError(422, f"attach the dataset as the multipart field {FILE_FIELD!r}", "file")
+    targets = [t.strip() for v in spooled.fields.get("target", []) for t in v.split(",") if t.strip()]
+    names = spooled.fields.get("name")
+    return Upload(name=_form_name(names[0] if names else None, spooled.filename),
+                  filename=spooled.filename or "", path=spooled.path, targets=targets)
 
 
 def _form_name(name, filename: str | None) -> str:

@@ -102,6 +102,9 @@ class PlanRead(BaseModel):
     total_steps: int
     flops_per_step: int  # forward + backward of one batch
     memory_bytes: int  # estimated training memory: parameters, gradients, optimizer state, activations
+    data_bytes: int = 0  # the training (and validation) dataset's arrays as stored
+    data_path: str = "in_memory"  # in_memory | memory_mapped: how the worker will hold them (WORKER_MEMORY_BYTES)
+    data_note: str = ""  # that, in a sentence
     warnings: list[str]
 
 

@@ -150,14 +150,14 @@ def sample_rows(*, db_session: Session, job: Job, rows: int = 16):
     dataset = db_session.get(Dataset, job.dataset_id) if job.dataset_id else None
     if dataset is None:
         return None
-    return stored.read(get_store(), dataset.sha256)[0][:rows]
+    return np.array(stored.open_mapped(get_store(), dataset.sha256)[0][:rows])  # the rows only, not the dataset
 
 
 def _arrays(db_session: Session, dataset_id: str | None) -> tuple[np.ndarray, np.ndarray] | None:
     dataset = db_session.get(Dataset, dataset_id) if dataset_id else None
     if dataset is None:
         return None
-    return stored.read(get_store(), dataset.sha256)
+    return stored.open_mapped(get_store(), dataset.sha256)  # mapped: callers take a few rows
 
 
 def evaluation_rows(*, db_session: Session, job: Job, rows: int) -> tuple[str, np.ndarray, np.ndarray] | None:
@@ -167,7 +167,7 @@ def evaluation_rows(*, db_session: Session, job: Job, rows: int) -> tuple[str, n
     none (or its validation dataset is gone). None once its dataset is deleted."""
     spec = JobSpec.model_validate(job.spec)
     if spec.data.validation_dataset and (val := _arrays(db_session, spec.data.validation_dataset)):
-        return "validation", val[0][:rows], val[1][:rows]
+        return "validation", np.array(val[0][:rows]), np.array(val[1][:rows])
     train = _arrays(db_session, job.dataset_id)
     if train is None:
         return None
@@ -175,7 +175,7 @@ def evaluation_rows(*, db_session: Session, job: Job, rows: int) -> tuple[str, n
     train_idx, val_idx = split_indices(len(x), spec.training.validation_split,
                                        torch.Generator().manual_seed(spec.training.seed))
     if val_idx is None:
-        return "training", x[:rows], y[:rows]
+        return "training", np.array(x[:rows]), np.array(y[:rows])
     picked = val_idx[:rows].numpy()
     return "validation", x[picked], y[picked]
 

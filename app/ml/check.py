@@ -49,6 +49,11 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     flops_per_step: int = 0  # forward + backward of one batch
     memory_bytes: int = 0  # training memory estimate for one batch
+    # The dataset's arrays against the worker's memory, and the path they take there
+    # (app/datasets/data_path.py): "in_memory" or "memory_mapped", said in a sentence.
+    data_bytes: int = 0
+    data_path: str = "in_memory"
+    data_note: str = ""
 
 
 def one_hot_targets(loss: S.LossSpec, data: DatasetInfo) -> DatasetInfo:

@@ -10,6 +10,7 @@ int64 or float32 targets), so the limit bounds what the API process holds.
 """
 import io
 import zipfile
+from pathlib import Path
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -20,12 +21,12 @@ from app.ml.errors import DataError
 KEPT_ITEMSIZE = {"x": 4, "y": 8}
 
 
-def check_unpacked_size(data: bytes, max_bytes: int) -> None:
+def check_unpacked_size(data: bytes | Path, max_bytes: int) -> None:
     """Raises DataError("file") when arrays x and y would unpack to more than ``max_bytes``.
 
     A file that is not a zip, or a member that is not a .npy, passes: np.load says what is wrong."""
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        archive = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data)
     except (zipfile.BadZipFile, ValueError, OSError):
         return
     with archive:

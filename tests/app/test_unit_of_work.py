@@ -10,7 +10,8 @@ from app.auth.service import create_key
 from app.db import after_commit, get_session_factory, session_scope
 from app.main import create_app
 from app.models import Dataset, Tenant
-from app.storage import dataset_key, get_store
+from app.datasets import stored
+from app.storage import get_store
 from tests.embedded import embedded  # noqa: F401
 
 INLINE = {"name": "tiny", "x": [[0.0, 1.0], [1.0, 0.0]], "y": [0, 1]}
@@ -69,11 +70,11 @@ def test_a_dataset_file_is_deleted_only_once_its_row_deletion_is_committed(api, 
     ds = api.post("/v1/datasets", json=INLINE).json()
     with get_session_factory()() as s:
         row = s.get(Dataset, ds["id"])
-    key = dataset_key(row.sha256)
-    assert get_store().exists(key)
+    sha = row.sha256
+    assert stored.exists(get_store(), sha)
     failing_commits(monkeypatch)
     assert api.delete(f"/v1/datasets/{ds['id']}").status_code == 503
     monkeypatch.undo()
-    assert get_store().exists(key) and datasets() == 1
+    assert stored.exists(get_store(), sha) and datasets() == 1
     assert api.delete(f"/v1/datasets/{ds['id']}").status_code == 204
-    assert not get_store().exists(key) and datasets() == 0
+    assert not stored.exists(get_store(), sha) and datasets() == 0

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from app.ml.dataset_files import ParsedDataset, parse_csv, parse_inline, parse_npz
+from app.datasets.ingest import parse_csv, parse_npz
+from app.ml.dataset_files import ParsedDataset, parse_inline
 from app.ml.preprocessing import split_indices, targets_for_loss
 from tests.ml.data_helpers import data_error, npz_bytes
 

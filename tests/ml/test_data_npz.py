@@ -5,7 +5,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from app.ml.dataset_files import parse_npz
+from app.datasets.ingest import parse_npz
 from tests.ml.data_helpers import data_error, npz_bytes
 
 

@@ -1,13 +1,18 @@
 """A job's data as tensors: the split, the data options fitted on the training rows, the targets."""
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from app.datasets import data_path
 from app.ml import spec as S
 from app.ml.preprocessing import apply_preprocessing, encode_targets, fit_preprocessing, split_indices
 from app.ml.errors import DataError
+from worker.training.mapped import split_mapped
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -23,6 +28,11 @@ class Split:
 
 
 Arrays = tuple[np.ndarray, np.ndarray]
+
+
+def _loaded(arr: np.ndarray) -> np.ndarray:
+    """A mapped array read into memory (the in-memory path: exactly the arrays of before)."""
+    return arr if arr.flags.writeable else np.array(arr)
 
 
 def _fit(spec: S.JobSpec, x: np.ndarray, y: np.ndarray, gen: torch.Generator):
@@ -43,7 +53,17 @@ def prepare_data(spec: S.JobSpec, x: np.ndarray, y: np.ndarray, gen: torch.Gener
                  teacher: Callable[[np.ndarray], torch.Tensor] | None = None) -> Split:
     """Splits (x, y) with the job's generator, or validates on a separate (x, y) pair; then
     applies the data options fitted on the training rows and shapes the targets for the loss.
-    ``teacher`` (distill): the teacher's outputs for raw rows, kept for the training rows."""
+    ``teacher`` (distill): the teacher's outputs for raw rows, kept for the training rows.
+
+    Data over the worker's memory (app/datasets/data_path.py) stays memory-mapped and is
+    gathered batch by batch (worker/training/mapped.py); the rest is loaded, as it always was."""
+    nbytes = x.nbytes + y.nbytes + (sum(a.nbytes for a in validation) if validation is not None else 0)
+    if data_path.choose(nbytes) == data_path.MEMORY_MAPPED:
+        data_path.check_mapped(spec)
+        log.info("training from memory-mapped data: %s bytes, over a third of WORKER_MEMORY_BYTES", f"{nbytes:,}")
+        return split_mapped(spec, x, y, gen, device, validation, teacher)
+    x, y = _loaded(x), _loaded(y)
+    validation = None if validation is None else (_loaded(validation[0]), _loaded(validation[1]))
     train_idx, val_idx, pre = _fit(spec, x, y, gen)
     X = torch.as_tensor(apply_preprocessing(x, pre))  # float32
     Y = encode_targets(y, pre, spec.loss.type)
