@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import boto3
+import pytest
 
 from tests.stack import free_port
 
@@ -136,3 +137,18 @@ class S3Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """A moto server for the module's tests (import this fixture into a test module)."""
+    server = S3Server(tmp_path_factory.mktemp("moto") / "moto.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    """This process's AWS credentials for the moto server."""
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)

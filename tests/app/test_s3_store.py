@@ -11,20 +11,7 @@ from app.config import Settings, get_settings
 from app.filecache import LocalCache
 from app.s3store import S3Store, make_client
 from app.storage import ArtifactStore, get_store, store_unreachable
-from tests.s3server import CREDENTIALS, S3Server
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    server = S3Server(tmp_path_factory.mktemp("moto") / "moto.log")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def aws_env(monkeypatch):
-    for name, value in CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
+from tests.s3server import aws_env, s3  # noqa: F401 - fixtures
 
 
 def s3_store(s3, tmp_path, max_bytes: int = 0) -> S3Store:
