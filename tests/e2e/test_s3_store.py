@@ -11,7 +11,7 @@ import pytest
 from safetensors.numpy import load
 
 from tests.conftest import REDIS_URL, TEST_LIMITS, fresh_postgres_database
-from tests.e2e.helpers import blobs, mlp_spec, upload_npz, wait_for, wait_for_worker_log
+from tests.e2e.helpers import blobs, mlp_spec, npz_bytes, upload_npz, wait_for, wait_for_worker_log
 from tests.e2e.test_worker_lost import _training_child
 from tests.s3server import s3  # noqa: F401 - fixture
 from tests.stack import Stack
@@ -101,6 +101,8 @@ def test_a_store_down_when_an_attempt_starts_sends_the_job_back(machines, api, s
     try:
         job_id = api.post("/v1/jobs", json=mlp_spec(ds["id"])).json()["id"]
         wait_for_worker_log(worker_host, f"job {job_id}, attempt 1: the artifact store was unreachable")
+        refused = api.post("/v1/datasets", files={"file": ("more.npz", npz_bytes(x=x[:30], y=y[:30]))})
+        assert refused.status_code == 503 and refused.headers["Retry-After"], refused.text
     finally:
         s3.gate.open()
     done = wait_for(api, job_id, timeout=120)
