@@ -3,7 +3,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,6 +15,19 @@ class Settings(BaseSettings):
     database_url: str = ""
     broker_url: str = ""
     artifact_dir: Path | None = None
+    # Where datasets, weights, checkpoints and exports live: file:///abs/folder (empty: the
+    # folder ARTIFACT_DIR, or DATA_DIR/artifacts) or s3://bucket/prefix on any S3-compatible
+    # store, so API and workers on different machines share it (app/s3store.py). Its endpoint:
+    # S3_ENDPOINT_URL, else boto3's AWS_ENDPOINT_URL; credentials: the standard AWS variables.
+    artifact_url: str = ""
+    s3_endpoint_url: str = ""
+    # An s3:// store's local copies of objects that readers need as files (memory maps, file
+    # responses): least recently used ones are removed past CACHE_MAX_BYTES (0: no bound).
+    cache_dir: Path | None = None
+    cache_max_bytes: int = 20 * 2**30
+    # How long a worker retries storing a finished job's weights while the store is down
+    # before it gives the attempt up (the job is retried, up to MAX_ATTEMPTS).
+    store_retry_seconds: float = 120
     queue_name: str = "trainyard"
 
     # Limits that keep one request from swamping the service.
@@ -152,6 +165,21 @@ class Settings(BaseSettings):
     @property
     def resolved_artifact_dir(self) -> Path:
         return (self.artifact_dir or self.data_dir / "artifacts").resolve()
+
+    @property
+    def resolved_artifact_url(self) -> str:
+        return self.artifact_url or self.resolved_artifact_dir.as_uri()
+
+    @property
+    def resolved_cache_dir(self) -> Path:
+        return (self.cache_dir or self.data_dir / "cache").resolve()
+
+    @field_validator("artifact_url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if url and not (url.startswith("file:///") or (url.startswith("s3://") and len(url) > 5)):
+            raise ValueError(f"ARTIFACT_URL must be file:///absolute/folder or s3://bucket[/prefix], not {url!r}")
+        return url
 
 
 @lru_cache

@@ -149,6 +149,20 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(_body("the database is unavailable; retry in a few seconds", []),
                             status_code=503, headers={"Retry-After": "2"})
 
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    @app.exception_handler(BotoCoreError)
+    @app.exception_handler(ClientError)
+    async def _store_down(_: Request, exc: Exception):
+        # The S3 store (ARTIFACT_URL) is unreachable: a 503 the client can retry, like the
+        # database's. Any other store error is the service's own, a 500.
+        from app.storage import store_unreachable
+
+        if not store_unreachable(exc):
+            return JSONResponse(_body(f"artifact store error: {type(exc).__name__}", []), status_code=500)
+        return JSONResponse(_body("the artifact store is unavailable; retry in a few seconds", []),
+                            status_code=503, headers={"Retry-After": "2"})
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException):
         return JSONResponse(_body(str(exc.detail), []), status_code=exc.status_code,

@@ -1,13 +1,17 @@
 """The artifact store: datasets and weights by key, each object written whole or not at all.
 
-Callers speak keys ("jobs/<id>/weights.safetensors"), never paths: the store may be a local
-folder or, on several machines, an object store. ``local_path`` is for readers that need a
-file (memory maps, FileResponse): here it is the stored file itself.
+Callers speak keys ("jobs/<id>/weights.safetensors"), never paths: the store is a local
+folder (ARTIFACT_URL file://..., the default) or, on several machines, an S3-compatible object
+store (s3://..., app/s3store.py), picked by get_store(). ``local_path`` is for readers that need
+a file (memory maps, FileResponse): here it is the stored file itself.
 """
 import os
 import shutil
+import sys
 import tempfile
+from functools import lru_cache
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from app.config import get_settings
 
@@ -30,6 +34,10 @@ class ArtifactStore:
     def get(self, key: str) -> bytes:
         """The object's bytes; FileNotFoundError when there is none."""
         return self._path(key).read_bytes()
+
+    def open(self, key: str):
+        """A binary reader of the object's bytes, for reading it in chunks."""
+        return self._path(key).open("rb")
 
     def local_path(self, key: str) -> Path:
         """A local file holding the object (FileNotFoundError when there is none)."""
@@ -96,7 +104,29 @@ class _AtomicFile:
 
 
 def get_store() -> ArtifactStore:
-    return ArtifactStore(get_settings().resolved_artifact_dir)
+    """The configured store (ARTIFACT_URL), one per process: an S3 client is not fork-safe."""
+    s = get_settings()
+    return _store(s.resolved_artifact_url, s.s3_endpoint_url, s.resolved_cache_dir, s.cache_max_bytes, os.getpid())
+
+
+def store_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the object store could not be reached (a folder store: never)."""
+    if "botocore" not in sys.modules:
+        return False
+    from app.s3store import unreachable
+
+    return unreachable(exc)
+
+
+@lru_cache(maxsize=8)
+def _store(url: str, endpoint: str, cache_dir: Path, cache_max_bytes: int, _pid: int):
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return ArtifactStore(Path(unquote(parsed.path)))
+    from app.filecache import LocalCache
+    from app.s3store import S3Store, make_client  # boto3 is imported only by an s3:// deployment
+
+    return S3Store(parsed.netloc, parsed.path, LocalCache(cache_dir, cache_max_bytes), make_client(endpoint))
 
 
 def dataset_key(sha256: str) -> str:

@@ -46,11 +46,16 @@ class Stack:
                                 start_new_session=True)
 
     def start(self) -> "Stack":
-        self.cli("migrate")
-        self.api = self._spawn("api", "api", "--port", str(self.port))
+        self.start_api()
         self.start_worker()
         self.wait_ready()
         return self
+
+    def start_api(self) -> subprocess.Popen:
+        """Migrates and starts the API alone (a deployment whose workers run elsewhere)."""
+        self.cli("migrate")
+        self.api = self._spawn("api", "api", "--port", str(self.port))
+        return self.api
 
     def start_worker(self, *args: str) -> subprocess.Popen:
         """`trainyard worker` with ``args``; by default one CPU worker, which is what a bare

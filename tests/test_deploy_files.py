@@ -1,9 +1,11 @@
 """docker-compose.yml and the Dockerfile cannot run here, so what they mean is checked: the
 services and their roles, commands the CLI accepts, start order, healthchecks, and one
-database, broker and artifact volume shared by the API and every worker."""
+database, broker and S3 store (MinIO) shared by the API and every worker, with no volume between them."""
 import json
 import re
 from pathlib import Path
+
+import shlex
 
 import click
 import yaml
@@ -33,9 +35,11 @@ def parse_command(command: list[str]) -> click.Context:
 
 def test_compose_has_the_production_set():
     services = compose()["services"]
-    assert set(services) == {"postgres", "redis", *TRAINYARD, *MONITORING}
+    assert set(services) == {"postgres", "redis", "minio", "minio-bucket", *TRAINYARD, *MONITORING}
     assert services["postgres"]["image"].startswith("postgres:")
     assert services["redis"]["image"].startswith("redis:")
+    assert services["minio"]["image"].startswith("minio/minio:RELEASE.")
+    assert services["minio-bucket"]["image"].startswith("minio/mc:RELEASE.")
     assert services["prometheus"]["image"].startswith("prom/prometheus:v")
     assert services["grafana"]["image"].startswith("grafana/grafana:")
     for name in TRAINYARD:
@@ -63,41 +67,60 @@ def test_services_start_in_order_and_wait_for_health():
     assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     for name in SERVERS:
         assert services[name]["depends_on"] == {"migrate": {"condition": "service_completed_successfully"},
-                                                "redis": {"condition": "service_healthy"}}, name
+                                                "redis": {"condition": "service_healthy"},
+                                                "minio-bucket": {"condition": "service_completed_successfully"}}, name
+    assert services["minio-bucket"]["depends_on"] == {"minio": {"condition": "service_healthy"}}
     waited_on = {dep for svc in services.values() for dep, how in svc.get("depends_on", {}).items()
                  if how["condition"] == "service_healthy"}
-    assert waited_on == {"postgres", "redis"}
+    assert waited_on == {"postgres", "redis", "minio"}
     for name in waited_on:  # a condition on health needs a healthcheck, or compose never starts
         check = services[name]["healthcheck"]
         assert check["test"][0] == "CMD" and check["retries"] >= 1, name
     assert services["postgres"]["healthcheck"]["test"][1] == "pg_isready"
     assert services["redis"]["healthcheck"]["test"][1:] == ["redis-cli", "ping"]
+    assert services["minio"]["healthcheck"]["test"][1:] == ["mc", "ready", "local"]
 
 
-def test_the_api_and_every_worker_share_one_database_broker_and_artifact_volume():
+def _settings(service: dict) -> Settings:
+    return Settings(_env_file=None, **{k.lower(): v for k, v in service["environment"].items()})
+
+
+def test_the_api_and_every_worker_share_one_database_broker_and_store():
     spec = compose()
     services = spec["services"]
-    settings = {name: Settings(_env_file=None, **{k.lower(): v for k, v in services[name]["environment"].items()})
-                for name in TRAINYARD}
-    urls = {(s.resolved_database_url, s.resolved_broker_url, s.resolved_artifact_dir, s.queue_name)
-            for s in settings.values()}
+    settings = {name: _settings(services[name]) for name in TRAINYARD}
+    urls = {(s.resolved_database_url, s.resolved_broker_url, s.resolved_artifact_url, s.s3_endpoint_url,
+             s.queue_name) for s in settings.values()}
     assert len(urls) == 1, urls
-    [(database, broker, artifacts, _)] = urls
+    [(database, broker, artifacts, endpoint, _)] = urls
     db = make_url(database)
     pg = services["postgres"]["environment"]
     assert db.drivername == "postgresql+psycopg" and db.host == "postgres"
     assert (db.username, db.password, db.database) == (pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"],
                                                        pg["POSTGRES_DB"])
     assert re.fullmatch(r"redis://redis:6379/\d+", broker)
-    # The API serves the weights the workers write: one named volume at the artifact folder.
-    for name in TRAINYARD:
-        mounts = dict(v.rsplit(":", 1)[::-1] for v in services[name]["volumes"])
-        assert mounts[str(artifacts)] in spec["volumes"], name
-    assert len({dict(v.rsplit(":", 1)[::-1] for v in services[n]["volumes"])[str(artifacts)]
-                for n in TRAINYARD}) == 1
     # A full Redis must refuse new messages, never drop queued jobs.
     command = services["redis"]["command"]
     assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+
+
+def test_the_store_is_minio_with_its_bucket_and_no_volume_is_shared():
+    services = compose()["services"]
+    minio = services["minio"]
+    assert minio["command"][:2] == ["server", "/data"]
+    root = (minio["environment"]["MINIO_ROOT_USER"], minio["environment"]["MINIO_ROOT_PASSWORD"])
+    bucket = re.fullmatch(r"s3://([a-z0-9.-]+)/\w+", _settings(services["api"]).artifact_url).group(1)
+    assert _settings(services["api"]).s3_endpoint_url == "http://minio:9000"
+    for name in TRAINYARD:
+        env = services[name]["environment"]
+        assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == root, name
+        # Each service could run on a machine of its own: no volume between them.
+        assert "volumes" not in services[name], name
+    # The one-shot makes the very bucket ARTIFACT_URL names, with MinIO's credentials.
+    script = shlex.split(services["minio-bucket"]["entrypoint"][2])
+    alias = script.index("alias")
+    assert script[alias + 1:alias + 6] == ["set", "store", "http://minio:9000", *root]
+    assert script[script.index("mb") + 1:] == ["--ignore-existing", f"store/{bucket}"]
 
 
 def test_dockerfile_installs_the_project_and_runs_the_apis_command():
@@ -138,8 +161,7 @@ def mounts(service: dict) -> dict[str, Path]:
 def test_the_production_set_logs_json_lines():
     services = compose()["services"]
     for name in TRAINYARD:
-        assert Settings(_env_file=None, **{k.lower(): v for k, v in services[name]["environment"].items()}
-                        ).log_format == "json", name
+        assert _settings(services[name]).log_format == "json", name
 
 
 def test_prometheus_scrapes_the_apis_metrics_route():

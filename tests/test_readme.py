@@ -56,7 +56,7 @@ def test_every_setting_is_in_the_configuration_table_once():
     from app.config import Settings
 
     table = section("| variable | default | meaning |", "\n\n")
-    names = [n for cell in re.findall(r"^\| (.+?) \|", table, re.M) for n in re.findall(r"`([A-Z_]+)`", cell)]
+    names = [n for cell in re.findall(r"^\| (.+?) \|", table, re.M) for n in re.findall(r"`([A-Z][A-Z0-9_]*)`", cell)]
     assert sorted(n for n in set(names) if names.count(n) > 1) == []
     assert {f.upper() for f in Settings.model_fields} - set(names) == set()
 

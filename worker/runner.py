@@ -21,7 +21,7 @@ from app.ml.errors import DataError, SpecError
 from app.quotas import service as quotas
 from app.storage import checkpoint_key, get_store, preprocessing_key, weights_key
 from app.studies import pruning
-from worker import drain, memory, reaper, registry, unit_of_work
+from worker import drain, memory, reaper, registry, storing, unit_of_work
 from worker.attempt import Attempt, load
 from worker.training import (Diverged, Hooks, Stopped, Trainer, checkpoint, precision,
                              resolve_device)
@@ -122,6 +122,7 @@ class JobRun:
         self.lost = False
         self.draining = False
         self.pruned: str | None = None  # why its study's pruner stopped it
+        self.checkpoints = storing.Checkpoints(job_id)
 
     def begin(self, attempt: Attempt) -> None:
         self.attempt, self.limit_seconds = attempt, attempt.time_limit
@@ -147,8 +148,10 @@ class JobRun:
                          reason="diverged; rolled back with a halved learning rate")
 
     def checkpoint(self, blob: bytes, step: int) -> None:
-        get_store().put(checkpoint_key(self.job_id), blob)  # atomic: write, then rename
-        unit_of_work.run(progress.mark_checkpoint, job_id=self.job_id, worker_id=self.owner, step=step)
+        """Stores the checkpoint (whole or not at all), then records its step; while the store
+        is down the checkpoint is skipped and training goes on (worker/storing.py)."""
+        if self.checkpoints.put(get_store(), checkpoint_key(self.job_id), blob, step):
+            unit_of_work.run(progress.mark_checkpoint, job_id=self.job_id, worker_id=self.owner, step=step)
 
     def hooks(self) -> Hooks:
         settings = get_settings()
@@ -168,10 +171,31 @@ def _attempt(run: JobRun, number: int) -> None:
     except (SpecError, DataError, Diverged, memory.OutOfMemory) as exc:  # the job's own fault: not retried
         _finish(run, JobStatus.FAILED, error=str(exc))
     except Exception as exc:
+        if storing.unreachable(exc):  # not the job's fault: another attempt may find the store up
+            _retry(run, number, exc)
+            return
         log.exception("job %s failed", run.job_id)
         _finish(run, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
     else:
         _finish(run, JobStatus.SUCCEEDED, weights_path=key)
+
+
+def _retry(run: JobRun, number: int, exc: Exception) -> None:
+    """The store was unreachable: the job goes back to the queue while it has attempts left."""
+    reason = str(exc) if isinstance(exc, storing.StoreUnavailable) else \
+        f"the artifact store was unreachable: {type(exc).__name__}: {exc}"
+    log.warning("job %s, attempt %d: %s", run.job_id, number, reason)
+    if number >= get_settings().max_attempts:
+        _finish(run, JobStatus.FAILED, error=f"{reason} (attempt {number} of MAX_ATTEMPTS)")
+        return
+    unit_of_work.run(_retry_later, job_id=run.job_id, worker_id=run.owner, reason=f"{reason}; retrying")
+
+
+def _retry_later(*, db_session, job_id: str, worker_id: str, reason: str) -> None:
+    """Back to the queue, marked unsent: the next reaper sweep (REAPER_INTERVAL_SECONDS) sends it,
+    which gives the store that long to come back before the next attempt."""
+    if lifecycle.retry(db_session=db_session, job_id=job_id, worker_id=worker_id, reason=reason):
+        sending.mark_unsent(db_session=db_session, job_ids=[job_id])
 
 
 def _stopped(run: JobRun) -> None:
@@ -246,12 +270,14 @@ def _train_on(run: JobRun, attempt: Attempt, device: torch.device) -> str:
 def _resume(trainer: Trainer, attempt: Attempt) -> None:
     """Restores the last checkpoint, if there is one, and rewinds the earlier attempt's later points."""
     blob = attempt.checkpoint()
-    if blob is not None:
-        restore_bytes(trainer, blob)
-    unit_of_work.run(progress.resume_from, job_id=attempt.job_id, worker_id=attempt.owner,
-                     step=attempt.resume_step)
-    log.info("job %s resumes from %s", attempt.job_id,
-             f"step {attempt.resume_step}" if attempt.resume_step else "the start")
+    # The checkpoint's own step: a put the store took but whose answer was lost (or whose
+    # mark_checkpoint failed) leaves a later checkpoint than the recorded step, whole all the same.
+    step = restore_bytes(trainer, blob) if blob is not None else None
+    if step != attempt.resume_step:
+        log.warning("job %s: the stored checkpoint is at step %s, the recorded one at %s; resuming from "
+                    "the stored one", attempt.job_id, step, attempt.resume_step)
+    unit_of_work.run(progress.resume_from, job_id=attempt.job_id, worker_id=attempt.owner, step=step)
+    log.info("job %s resumes from %s", attempt.job_id, f"step {step}" if step else "the start")
 
 
 def _store(attempt: Attempt, model: torch.nn.Module, preprocessing: dict) -> str:
@@ -259,9 +285,12 @@ def _store(attempt: Attempt, model: torch.nn.Module, preprocessing: dict) -> str
     job_id, store = attempt.job_id, get_store()
     # Predictions and rebuilt models must see inputs as training did (app.ml.preprocessing):
     # the fit the trainer made, not a second one.
-    store.put(preprocessing_key(job_id), json.dumps(preprocessing).encode())
+    storing.put_retrying(store, preprocessing_key(job_id), json.dumps(preprocessing).encode(), "preprocessing")
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     key = weights_key(job_id)
-    store.put(key, save(state, metadata={"job_id": job_id}))
-    store.delete(checkpoint_key(job_id))
+    storing.put_retrying(store, key, save(state, metadata={"job_id": job_id}), "weights")
+    try:
+        store.delete(checkpoint_key(job_id))
+    except Exception:  # noqa: BLE001 - the job is done; a leftover checkpoint goes with the job's folder
+        log.warning("job %s: its checkpoint could not be removed", job_id, exc_info=True)
     return key

@@ -73,6 +73,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     _move("claim", Actor.WORKER, {S.RUNNING}, {S.RUNNING}, "its lease expired"),
     _move("finish", Actor.WORKER, {S.RUNNING}, TERMINAL, "its worker"),
     _move("hand_back", Actor.WORKER, {S.RUNNING}, {S.RETRYING}, "its worker, shutting down"),
+    _move("retry", Actor.WORKER, {S.RUNNING}, {S.RETRYING}, "its worker, the store unreachable"),
     _move("cancel", Actor.API, WAITING | {S.HELD}, {S.CANCELLED}),
     _move("cancel", Actor.API, {S.RUNNING}, {S.RUNNING}, "sets cancel_requested", records_event=False),
     _move("requeue_lost", Actor.REAPER, {S.RUNNING}, {S.RETRYING}, "lease expired, attempts left"),
@@ -199,6 +200,25 @@ def hand_back(*, db_session: Session, job_id: str, worker_id: str) -> bool:
     if result.rowcount:
         events.append(db_session=db_session, job_id=job_id,
                       events=[events.status_event(status, reason=reason)])
+    return bool(result.rowcount)
+
+
+_RETRY, = transitions("retry")
+
+
+def retry(*, db_session: Session, job_id: str, worker_id: str, reason: str) -> bool:
+    """A worker that could not reach the artifact store (to read the job's data, or to store
+    its weights) returns the job to the queue, to resume from its last stored checkpoint.
+
+    The attempt counts: the worker gives the job back at most MAX_ATTEMPTS - 1 times.
+    """
+    status = target(_RETRY)
+    result = db_session.execute(
+        update(Job).where(owned(job_id, worker_id))
+        .values(status=status, worker_id=None, lease_expires_at=None, error=reason, enqueued_at=utcnow())
+        .execution_options(synchronize_session=False))
+    if result.rowcount:
+        events.append(db_session=db_session, job_id=job_id, events=[events.status_event(status, reason=reason)])
     return bool(result.rowcount)
 
 

@@ -58,6 +58,11 @@ CALLS: dict[str, Call] = {
         refusal=False, job={"worker_id": WORKER, "lease": FRESH, "attempts": 1},
         event=lambda before, status: {
             "status": status, "reason": f"worker {WORKER} shut down; handed back to resume from its checkpoint"}),
+    "retry": Call(
+        make=lambda s, job_id, _: lifecycle.retry(db_session=s, job_id=job_id, worker_id=WORKER,
+                                                  reason="the store was down"),
+        refusal=False, job={"worker_id": WORKER, "lease": FRESH, "attempts": 1},
+        event=lambda before, status: {"status": status, "reason": "the store was down"}),
     "cancel": Call(
         make=lambda s, job_id, _: lifecycle.cancel(db_session=s, job=s.get(Job, job_id)),
         refusal=ApiError, job={"worker_id": WORKER, "lease": FRESH, "attempts": 1},
@@ -224,7 +229,7 @@ def test_create_adds_a_queued_job_with_its_first_event(sessions):
 
 @pytest.mark.parametrize("name, job", [
     ("claim", {"lease": FRESH, "attempts": 1}),  # running and its worker alive
-    ("finish", {"worker_id": OTHER}), ("hand_back", {"worker_id": OTHER}),  # not this worker's job
+    ("finish", {"worker_id": OTHER}), ("hand_back", {"worker_id": OTHER}), ("retry", {"worker_id": OTHER}),  # not this worker's job
     ("requeue_lost", {"lease": FRESH, "attempts": 1}), ("requeue_lost", {"lease": STALE, "attempts": MAX_ATTEMPTS}),
     ("give_up_lost", {"lease": FRESH, "attempts": MAX_ATTEMPTS}), ("give_up_lost", {"lease": STALE, "attempts": 1}),
 ])
