@@ -8,6 +8,7 @@ from app.models.metric import Metric
 from app.models.worker import Worker
 from app.models.study import Study, StudyEvent
 from app.models.browser_session import BrowserSession
+from app.models.upload import Upload, UploadPart
 
 __all__ = ["Base", "Tenant", "ApiKey", "Dataset", "Job", "JobEvent", "Metric", "Worker", "Study", "StudyEvent",
-           "BrowserSession"]
+           "BrowserSession", "Upload", "UploadPart"]
