@@ -24,6 +24,9 @@ class Upload(Base):
     # Set while a complete assembles and ingests the parts (outside the row's transaction, so no
     # lock is held for the parse); parts are refused meanwhile. A stale one is claimed again.
     completing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Once completed: the dataset it became. The row stays (its parts are gone) until it expires, so
+    # a client whose connection dropped during the complete reads the dataset rather than starting over.
+    dataset_id: Mapped[str | None] = mapped_column(String(40), default=None)
 
 
 class UploadPart(Base):

@@ -23,12 +23,12 @@ def part(*, db_session: Session, upload_id: str, n: int) -> UploadPart | None:
 
 def hold_open(*, db_session: Session, tenant_id: str, upload_id: str, now: datetime,
               expires_at: datetime | None = None) -> bool:
-    """Locks the upload's row if it is open (not expired, not completing), moving its expiry to
+    """Locks the upload's row if it is open (not expired, completing or completed), moving its expiry to
     ``expires_at`` when given; False when it is not open. The row stays locked until the commit."""
     values = {"expires_at": expires_at} if expires_at is not None else {"expires_at": Upload.expires_at}
     result = db_session.execute(
         update(Upload).where(Upload.id == upload_id, Upload.tenant_id == tenant_id, Upload.expires_at > now,
-                             Upload.completing_since.is_(None))
+                             Upload.completing_since.is_(None), Upload.dataset_id.is_(None))
         .values(**values).execution_options(synchronize_session=False))
     return result.rowcount == 1
 
@@ -39,6 +39,7 @@ def claim_completion(*, db_session: Session, tenant_id: str, upload_id: str, now
     ``stale_before`` is taken to have died); False when it is not there to claim."""
     result = db_session.execute(
         update(Upload).where(Upload.id == upload_id, Upload.tenant_id == tenant_id, Upload.expires_at > now,
+                             Upload.dataset_id.is_(None),
                              or_(Upload.completing_since.is_(None), Upload.completing_since < stale_before))
         .values(completing_since=now).execution_options(synchronize_session=False))
     return result.rowcount == 1
@@ -58,6 +59,13 @@ def put_part(*, db_session: Session, upload_id: str, n: int, size: int, sha256: 
     row.size, row.sha256, row.received_at = size, sha256, now
     db_session.flush()
     return row
+
+
+def mark_completed(*, db_session: Session, upload_id: str, dataset_id: str) -> None:
+    """The upload became ``dataset_id``: its part rows go, the row stays to answer a repeated complete."""
+    db_session.execute(delete(UploadPart).where(UploadPart.upload_id == upload_id))
+    db_session.execute(update(Upload).where(Upload.id == upload_id).values(dataset_id=dataset_id, completing_since=None)
+                       .execution_options(synchronize_session=False))
 
 
 def remove(*, db_session: Session, upload_id: str) -> None:
@@ -85,4 +93,5 @@ def expired_ids(*, db_session: Session, now: datetime, stale_before: datetime, l
 def open_bytes(*, db_session: Session, tenant_id: str, now: datetime) -> int:
     """The declared sizes of the tenant's open uploads: what their parts may still take up."""
     return int(db_session.scalar(select(func.coalesce(func.sum(Upload.size), 0))
-                                 .where(Upload.tenant_id == tenant_id, Upload.expires_at > now)))
+                                 .where(Upload.tenant_id == tenant_id, Upload.expires_at > now,
+                                        Upload.dataset_id.is_(None))))

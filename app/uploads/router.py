@@ -76,7 +76,9 @@ def complete_upload(upload_id: str, tenant: CurrentTenant, body: UploadComplete 
     Three units of work: the claim (committed, so no lock is held while the file is parsed), the
     ingest, and on any failure the release, which leaves the upload and its parts as they were."""
     with session_scope() as db:
-        service.claim_completion(db_session=db, tenant_id=tenant, upload_id=upload_id)
+        done = service.claim_completion(db_session=db, tenant_id=tenant, upload_id=upload_id)
+    if done is not None:  # completed before: the same dataset again
+        return DatasetRead.model_validate(done)
     try:
         with session_scope() as db:
             dataset = service.complete(db_session=db, store=get_store(), tenant_id=tenant, upload_id=upload_id,

@@ -51,6 +51,7 @@ class UploadRead(BaseModel):
     missing: list[int] = Field(description="the part numbers not received yet: a client resumes from these")
     received_bytes: int
     completing: bool = Field(description="a complete is assembling and ingesting the parts now")
+    dataset_id: str | None = Field(description="once completed: the dataset it became (its parts are gone)")
     created_at: datetime
     expires_at: datetime = Field(description="when the upload is removed unless another part arrives first "
                                              "(each part moves it UPLOAD_EXPIRY_HOURS on)")

@@ -74,6 +74,8 @@ def get_or_404(*, db_session: Session, tenant_id: str, upload_id: str) -> Upload
 
 def _open_or_refuse(*, db_session: Session, tenant_id: str, upload_id: str) -> Upload:
     row = get_or_404(db_session=db_session, tenant_id=tenant_id, upload_id=upload_id)
+    if row.dataset_id is not None:
+        raise ApiError(409, f"upload {upload_id!r} is complete: it is dataset {row.dataset_id}")
     if row.completing_since is not None:
         raise ApiError(409, f"upload {upload_id!r} is being completed; its parts can no longer change")
     return row
@@ -85,12 +87,12 @@ def read(*, db_session: Session, tenant_id: str, upload_id: str) -> UploadRead:
 
 
 def describe(row: Upload, received: list[UploadPart]) -> UploadRead:
-    have = {p.n for p in received}
+    have = {p.n for p in received} if row.dataset_id is None else set(range(1, row.parts_expected + 1))
     return UploadRead(id=row.id, filename=row.filename, name=row.name, target=row.targets, size=row.size,
                       part_size=row.part_size, parts_expected=row.parts_expected, parts=received,
                       missing=[n for n in range(1, row.parts_expected + 1) if n not in have],
                       received_bytes=sum(p.size for p in received), completing=row.completing_since is not None,
-                      created_at=row.created_at, expires_at=row.expires_at)
+                      dataset_id=row.dataset_id, created_at=row.created_at, expires_at=row.expires_at)
 
 
 def expected_part_size(*, db_session: Session, tenant_id: str, upload_id: str, n: int) -> int:
@@ -130,13 +132,20 @@ def _keys_of_rows(db_session: Session, upload_id: str) -> set[str]:
                                                                                upload_id=upload_id)}
 
 
-def claim_completion(*, db_session: Session, tenant_id: str, upload_id: str) -> None:
-    """Marks the upload as completing (its own unit of work, committed before the parse); 404 or 409."""
+def claim_completion(*, db_session: Session, tenant_id: str, upload_id: str) -> Dataset | None:
+    """Marks the upload as completing (its own unit of work, committed before the parse); 404 or 409.
+
+    An upload completed already answers its dataset instead: a client whose connection dropped
+    during the complete asks again and gets what the first one made."""
     now = utcnow()
-    if not repository.claim_completion(db_session=db_session, tenant_id=tenant_id, upload_id=upload_id, now=now,
-                                       stale_before=now - COMPLETING_STALE):
-        _open_or_refuse(db_session=db_session, tenant_id=tenant_id, upload_id=upload_id)
-        raise ApiError(409, f"upload {upload_id!r} cannot be completed now; read it and try again")
+    if repository.claim_completion(db_session=db_session, tenant_id=tenant_id, upload_id=upload_id, now=now,
+                                   stale_before=now - COMPLETING_STALE):
+        return None
+    row = get_or_404(db_session=db_session, tenant_id=tenant_id, upload_id=upload_id)
+    if row.dataset_id is not None:
+        return datasets.get_or_404(db_session=db_session, tenant_id=tenant_id, dataset_id=row.dataset_id)
+    _open_or_refuse(db_session=db_session, tenant_id=tenant_id, upload_id=upload_id)
+    raise ApiError(409, f"upload {upload_id!r} cannot be completed now; read it and try again")
 
 
 def release_completion(*, db_session: Session, upload_id: str) -> None:
@@ -146,7 +155,8 @@ def release_completion(*, db_session: Session, upload_id: str) -> None:
 
 def complete(*, db_session: Session, store: ArtifactStore, tenant_id: str, upload_id: str,
              body: UploadComplete | None) -> Dataset:
-    """Assembles the parts into one local file, ingests it as the dataset, removes the upload and its parts."""
+    """Assembles the parts into one local file, ingests it as the dataset, removes the parts (the
+    upload's row stays, naming the dataset, until it expires)."""
     row = get_or_404(db_session=db_session, tenant_id=tenant_id, upload_id=upload_id)
     received = repository.parts(db_session=db_session, upload_id=row.id)
     missing = describe(row, received).missing
@@ -162,7 +172,7 @@ def complete(*, db_session: Session, store: ArtifactStore, tenant_id: str, uploa
         dataset = datasets.ingest_file(db_session=db_session, store=store, tenant_id=tenant_id,
                                        name=body.name or row.name, filename=row.filename, path=path,
                                        targets=targets)
-    repository.remove(db_session=db_session, upload_id=row.id)
+    repository.mark_completed(db_session=db_session, upload_id=row.id, dataset_id=dataset.id)
     after_commit(db_session, lambda: store.delete_folder(parts.folder(row.id)))
     return dataset
 

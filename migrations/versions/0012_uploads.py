@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column('created_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column('expires_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column('completing_since', app.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column('dataset_id', sa.String(length=40), nullable=True),
         sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_uploads_tenant_id_tenants')),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_uploads')),
     )

@@ -79,8 +79,14 @@ def test_parts_out_of_order_complete_into_the_one_shot_dataset(api):
     assert (ds["sha256"], ds["rows"], ds["classes"]) == (one_shot["sha256"], one_shot["rows"], one_shot["classes"])
     assert ds["name"] == "pets" and ds["source_format"] == "csv"
     assert api.get(f"/v1/datasets/{ds['id']}").json() == ds
-    assert api.get(f"/v1/uploads/{up['id']}").status_code == 404
     assert stored_parts(up["id"]) == []
+    done = api.get(f"/v1/uploads/{up['id']}").json()
+    assert done["dataset_id"] == ds["id"] and done["missing"] == [] and done["parts"] == []
+    again = api.post(f"/v1/uploads/{up['id']}/complete")  # a client that lost the first answer
+    assert again.status_code == 201 and again.json() == ds
+    r = put(api, up["id"], 1, chunks(data)[0])
+    assert r.status_code == 409 and ds["id"] in r.json()["detail"]
+    assert api.get("/v1/datasets").json()["total"] == 2
 
 
 def test_a_resent_part_replaces_the_first(api):
