@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 THRESHOLD_BYTES = 64 * 2**20
 # Answers worth asking again: the server or a proxy in trouble, over a rate, or a part damaged on the way.
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
+CHECKSUM_FIELDS = {"x-trainyard-sha256", "Content-MD5"}
 T = TypeVar("T")
 
 
@@ -66,7 +67,8 @@ class _Retry:
             try:
                 return send()
             except TrainyardError as exc:
-                retryable = isinstance(exc, ServerUnreachable) or exc.status in RETRY_STATUSES
+                damaged = any(e.get("field") in CHECKSUM_FIELDS for e in exc.errors)
+                retryable = isinstance(exc, ServerUnreachable) or exc.status in RETRY_STATUSES or damaged
                 if not retryable or attempt == self.retries:
                     raise
                 time.sleep(min(self.backoff * 2 ** attempt, 30))
