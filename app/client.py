@@ -2,7 +2,7 @@
 
     from app.client import Client
     with Client("http://127.0.0.1:8000", api_key) as ty:
-        ds = ty.datasets.upload("iris.csv", target="species")
+        ds = ty.datasets.upload("iris.csv", target="species")   # over 64 MiB: in parts, resumable
         job = ty.jobs.create(spec, dataset=ds["id"], name="baseline", labels={"team": "vision"})
         ty.jobs.list(label={"team": "vision"})     # ?label=team:vision; name=, name_prefix= too
         for event in ty.stream(job["id"]):      # resumes by itself after a dropped connection
@@ -131,9 +131,19 @@ class Datasets:
     def __init__(self, client: "Client"):
         self.client = client
 
-    def upload(self, path: str | Path, *, target: str | None = None, name: str | None = None) -> dict:
-        """Uploads a .csv (``target`` names the column(s) to predict) or .npz file."""
+    def upload(self, path: str | Path, *, target: str | None = None, name: str | None = None,
+               resumable: bool | None = None, progress: bool | None = None, retries: int = 5) -> dict:
+        """Uploads a .csv (``target`` names the column(s) to predict) or .npz file.
+
+        Over 64 MiB (or with ``resumable=True``) it goes in parts with a progress bar (``progress``:
+        default when stderr is a terminal), and uploading it again after an interruption sends only
+        the missing parts; a failed part is tried ``retries`` more times (app/client_uploads.py)."""
         path = Path(path)
+        from app.client_uploads import THRESHOLD_BYTES, upload_in_parts
+
+        if resumable or (resumable is None and path.stat().st_size > THRESHOLD_BYTES):
+            return upload_in_parts(self.client, path, target=target, name=name, progress=progress,
+                                   retries=retries)
         form = {k: v for k, v in {"target": target, "name": name}.items() if v}
         with path.open("rb") as f:
             return self.client.request("POST", "/v1/datasets", files={"file": (path.name, f)},

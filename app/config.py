@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     # A CSV's (or Parquet or Arrow file's) header may have this many columns.
     max_dataset_bytes: int = 10 * 2**30
     max_csv_columns: int = 10_000
+    # Resumable uploads (/v1/uploads, app/uploads/): a file goes in parts of this many bytes
+    # (more when it would take over 10,000 parts), each a request a dropped connection costs
+    # at most. An upload no part has reached for UPLOAD_EXPIRY_HOURS expires; the workers'
+    # reaper sweep removes it and its parts.
+    upload_part_bytes: int = Field(default=16 * 2**20, ge=1)
+    upload_expiry_hours: float = Field(default=24, gt=0)
     max_parameters: int = 50_000_000
     max_epochs: int = 10_000
     max_steps: int = 10_000_000

@@ -23,6 +23,7 @@ from app.ui.headers import SecurityHeaders
 from app.ui.pages import router as pages_router
 from app.ui.signin import install_sign_in
 from app.ui.static import install_static
+from app.uploads.router import router as uploads_router
 from app.warmup import warm_up
 from app.webhooks.router import router as webhooks_router
 from app.workers.router import router as workers_router
@@ -49,6 +50,7 @@ def create_app() -> FastAPI:
     install_static(app)
     app.include_router(docs_router)
     app.include_router(datasets_router)
+    app.include_router(uploads_router)
     app.include_router(jobs_router)
     app.include_router(studies_router)
     app.include_router(workers_router)

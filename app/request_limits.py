@@ -2,8 +2,9 @@
 
 One ASGI middleware, so no route can forget it:
 - the body's bytes are counted as they arrive, against MAX_UPLOAD_BYTES for a multipart
-  upload and MAX_JSON_BYTES for anything else (a declared Content-Length over it is refused
-  before a byte is read);
+  upload, the largest part for a resumable upload's part (PUT /v1/uploads/{id}/parts/{n},
+  passed on unread: app/uploads/parts.py streams it to disk), and MAX_JSON_BYTES for anything
+  else (a declared Content-Length over it is refused before a byte is read);
 - a JSON body (or one without a Content-Type, which FastAPI reads as JSON) is held (it is
   bounded now) and checked before any parser sees it: UTF-8, nested at most MAX_JSON_DEPTH
   deep (Python's json recursed 10,000 levels into a RecursionError), and no string holding a
@@ -22,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import get_settings
 from app.errors import ApiError, error_response
+from app.uploads.parts import max_part_bytes
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 MULTIPART_SLACK = 64 * 1024  # the multipart framing and form fields around the file
@@ -30,6 +32,7 @@ STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 # Escapes of a NUL or of a surrogate half: only then is the body parsed to find the string.
 SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|d[89a-f][0-9a-f]{2})", re.IGNORECASE)
 OPEN, BRACKETS = np.frombuffer(b"[{", np.uint8), np.frombuffer(b"[{]}", np.uint8)
+UPLOAD_PART = re.compile(r"/v1/uploads/[^/]+/parts/[^/]+/?")
 
 
 class BodyTooLarge(ApiError):
@@ -64,14 +67,17 @@ async def _checked(scope: Scope, receive: Receive) -> Receive:
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     settings = get_settings()
     content_type = headers.get("content-type", "").lower()
-    if content_type.startswith("multipart/form-data"):
+    part = scope["method"] == "PUT" and UPLOAD_PART.fullmatch(scope["path"]) is not None
+    if part:
+        limit, what, field = max_part_bytes(settings), "the part", "body"
+    elif content_type.startswith("multipart/form-data"):
         limit, what, field = settings.max_upload_bytes + MULTIPART_SLACK, "the upload", "file"
     else:
         limit, what, field = settings.max_json_bytes, "the body", "body"
     declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(limit, what, field)
-    if content_type.startswith("multipart/form-data"):
+    if part or content_type.startswith("multipart/form-data"):
         return _counting(receive, limit, what, field)
     body = await _read_body(receive, limit, what, field)
     if body and (not content_type or _is_json(content_type)):

@@ -15,7 +15,8 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("TRAINYARD_REQUIRE_SERVICES") == "1"
 
 TEST_LIMITS = {"MAX_EPOCHS": "500", "MAX_UPLOAD_BYTES": "200000", "MAX_PARAMETERS": "2000000",
-               "MAX_JSON_BYTES": "500000", "MAX_DATASET_BYTES": "20000000"}
+               "MAX_JSON_BYTES": "500000", "MAX_DATASET_BYTES": "20000000",
+               "UPLOAD_PART_BYTES": "4096"}  # resumable uploads of a few KB come in several parts
 
 
 def _services_missing() -> str | None:

@@ -45,9 +45,11 @@ class Stack:
                                 stdout=log.open("ab"), stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
-    def start(self) -> "Stack":
+    def start(self, *, worker: bool = True) -> "Stack":
+        """Migrates and starts the API, and a worker unless ``worker=False`` (for tests of the API alone)."""
         self.start_api()
-        self.start_worker()
+        if worker:
+            self.start_worker()
         self.wait_ready()
         return self
 
@@ -98,6 +100,10 @@ class Stack:
         """How many times the workers' logs (so far) contain ``text``."""
         return sum(p.read_text(errors="replace").count(text) for p in self._logs
                    if p.name.startswith("worker") and p.exists())
+
+    def api_log(self) -> str:
+        """The API process's log so far (uvicorn's access lines among it)."""
+        return (self.tmp / "api.log").read_text(errors="replace")
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}"

@@ -1,4 +1,4 @@
-"""Finds jobs whose worker died and queues them again (or gives them up); publishes the worker's messages."""
+"""Finds jobs whose worker died and queues them again (or gives them up); publishes the worker's messages; removes expired uploads."""
 import logging
 import threading
 from datetime import datetime, timedelta
@@ -8,7 +8,9 @@ from sqlalchemy.orm import Session
 from app.config import get_settings
 from app.jobs import lifecycle, sending
 from app.models.base import utcnow
+from app.storage import get_store
 from app.studies import conductor
+from app.uploads import service as uploads
 from app.workers import routing
 from worker import unit_of_work
 
@@ -32,7 +34,22 @@ def sweep(*, queued_before: datetime | None = None) -> list[str]:
         unit_of_work.run_once(sending.mark_sent, job_ids=job_ids)
     if given_up or job_ids:
         log.info("reaper: gave up %d job(s), re-enqueued %d", given_up, len(job_ids))
+    sweep_uploads()
     return job_ids
+
+
+def sweep_uploads() -> int:
+    """Removes abandoned uploads (UPLOAD_EXPIRY_HOURS without a part) and their parts; how many.
+
+    Its own unit of work, after the jobs' sweep: a store that fails here never holds up a lost job."""
+    try:
+        removed = unit_of_work.run_once(uploads.remove_expired, store=get_store())
+    except Exception:
+        log.exception("reaper: could not remove expired uploads; the next sweep will")
+        return 0
+    if removed:
+        log.info("reaper: removed %d expired upload(s) and their parts", removed)
+    return removed
 
 
 def _collect(*, db_session: Session, max_attempts: int,

@@ -18,10 +18,16 @@ app.add_typer(datasets, name="datasets")
 def upload(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help=".csv or .npz")],
            target: Annotated[str | None, typer.Option(
                help="CSV column(s) to predict, comma-separated")] = None,
-           name: str | None = None, url: Url = None, api_key: ApiKey = None):
-    """Uploads a dataset and prints its id."""
+           name: str | None = None,
+           resumable: Annotated[bool, typer.Option(
+               "--resumable", help="Send it in parts even under 64 MiB (larger files always are)")] = False,
+           retries: Annotated[int, typer.Option(min=0, help="Tries more of a failed part, with backoff")] = 5,
+           url: Url = None, api_key: ApiKey = None):
+    """Uploads a dataset and prints its id. Over 64 MiB it goes in parts with a progress bar (on
+    stderr); run the same command again after an interruption and only the missing parts are sent."""
     with connect(url, api_key) as client, reported():
-        ds = client.datasets.upload(file, target=target, name=name)
+        ds = client.datasets.upload(file, target=target, name=name, resumable=resumable or None,
+                                    progress=True, retries=retries)
     classes = f", classes {ds['classes']}" if ds.get("classes") else ""
     shapes = f"features {ds['feature_shape']}, targets {ds['target_shape'] or 'scalar'}"
     console.print(f"dataset [bold]{ds['id']}[/]: " + escape(f"{ds['rows']} rows, {shapes}{classes}"))

@@ -8,7 +8,8 @@ from app.models.metric import Metric
 from app.models.worker import Worker
 from app.models.study import Study, StudyEvent
 from app.models.browser_session import BrowserSession
+from app.models.upload import Upload, UploadPart
 from app.models.webhook import Webhook, WebhookDelivery
 
 __all__ = ["Base", "Tenant", "ApiKey", "Dataset", "Job", "JobEvent", "Metric", "Worker", "Study", "StudyEvent",
-           "BrowserSession", "Webhook", "WebhookDelivery"]
+           "BrowserSession", "Webhook", "WebhookDelivery", "Upload", "UploadPart"]

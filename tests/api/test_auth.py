@@ -40,7 +40,8 @@ def test_the_route_table_is_every_v1_route(anon):
 def test_calls_without_a_valid_key_are_401(anon, header, words):
     headers = {"Authorization": header} if header else {}
     for method, path, body in V1_ROUTES:
-        url = path.format(job_id="job_x", dataset_id="ds_x", study_id="study_x", key_id="key_x", webhook_id="wh_x")
+        url = path.format(job_id="job_x", dataset_id="ds_x", study_id="study_x", key_id="key_x", webhook_id="wh_x",
+                          upload_id="up_x", n=1)
         r = anon.request(method, url, headers=headers, json=body)
         assert r.status_code == 401, (method, path, r.text)
         assert r.headers["www-authenticate"] == "Bearer"
@@ -69,12 +70,13 @@ def test_another_tenant_gets_404_everywhere_and_changes_nothing(api, other_api):
     study = held_study(api, ds["id"])
     (key_id,) = [k["id"] for k in api.get("/v1/keys").json()["items"]]
     webhook = api.post("/v1/webhooks", json={"url": "https://93.184.215.14/hook", "events": ["job.failed"]}).json()
+    upload = api.post("/v1/uploads", json={"filename": "a.csv", "size": 10}).json()
     ids = {"job_id": job["id"], "dataset_id": ds["id"], "study_id": study["id"], "key_id": key_id,
-           "webhook_id": webhook["id"]}
+           "webhook_id": webhook["id"], "upload_id": upload["id"]}
     for method, path, body in V1_ROUTES:
         if "{" not in path:
             continue
-        r = other_api.request(method, path.format(**ids), json=body)
+        r = other_api.request(method, path.format(**ids, n=1), json=body)
         assert r.status_code == 404, (method, path, r.text)
         (owner,) = [value for name, value in ids.items() if "{" + name + "}" in path]
         assert owner in r.json()["detail"]
@@ -88,6 +90,7 @@ def test_another_tenant_gets_404_everywhere_and_changes_nothing(api, other_api):
     assert api.get(f"/v1/studies/{study['id']}").json()["status"] == "running"
     assert api.get("/v1/keys").json()["items"][0]["status"] == "active"  # nor did their revoke
     assert [h["id"] for h in api.get("/v1/webhooks").json()["items"]] == [webhook["id"]]  # nor their delete
+    assert api.get(f"/v1/uploads/{upload['id']}").json()["missing"] == [1]  # nor their abort
     # Nor can it train on the dataset.
     r = other_api.post("/v1/jobs", json=mlp_spec(ds["id"]))
     assert r.status_code == 422 and "no dataset" in errors_for(r)["dataset"]

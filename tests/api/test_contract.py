@@ -63,19 +63,22 @@ class World:
     ended_job_id: str
     spare_key_id: str
     webhook_id: str
+    upload_id: str
+    spare_upload_id: str
 
     def path_ids(self, path: str, method: str) -> dict[str, str]:
         # The cancel takes the queued job (200 once, 409 after), the delete an ended one (204 once,
         # 404 after); the rest the trained one, so predict and weights reach the model and the event
         # stream ends. Likewise a study's cancel takes the running study, its delete the cancelled
         # one, the reads the completed one. A key's revoke takes a spare key of the tenant's, never
-        # the one the cases are sent with.
+        # the one the cases are sent with. An upload's abort takes a spare upload, the rest an open one.
         job = self.queued_job_id if path.endswith("/cancel") else \
             self.ended_job_id if method.upper() == "DELETE" else self.trained_job_id
         study = self.running_study_id if path.endswith("/cancel") else \
             self.cancelled_study_id if method.upper() == "DELETE" else self.completed_study_id
+        upload = self.spare_upload_id if method.upper() == "DELETE" else self.upload_id
         return {"job_id": job, "dataset_id": self.dataset_id, "study_id": study, "key_id": self.spare_key_id,
-                "webhook_id": self.webhook_id}
+                "webhook_id": self.webhook_id, "upload_id": upload}
 
     def send(self, case, key: str | None = "own"):
         """The case as a requests session would put it on the wire, sent through the deployment."""
@@ -112,9 +115,10 @@ def world(deployment: Deployment):
         spare = api.post("/v1/keys", json={"name": "spare"}).json()
         # An address literal: no DNS. Its deliveries' reads take it; its delete, once, then 404s.
         webhook = api.post("/v1/webhooks", json={"url": "https://93.184.215.14/hook", "events": ["job.failed"]}).json()
+        uploads = [api.post("/v1/uploads", json={"filename": "a.csv", "size": 9000}).json()["id"] for _ in (1, 2)]
     with deployment.client(None) as client:
         yield World(key, client, dataset["id"], queued["id"], trained["id"], running["id"], completed["id"],
-                    cancelled["id"], ended["id"], spare["id"], webhook["id"])
+                    cancelled["id"], ended["id"], spare["id"], webhook["id"], *uploads)
 
 
 def test_the_document_tested_is_the_one_served(anon):
@@ -156,8 +160,11 @@ def test_refusals_keep_the_contract(world, key):
     (schemathesis's cases above all carry the key and the fixture's ids)."""
     for method, path, body in V1_ROUTES:
         operation = schema[path][method]
-        ids = {name: "nothing_here" for name in ("job_id", "dataset_id", "study_id", "key_id", "webhook_id")
+        ids = {name: "nothing_here" for name in ("job_id", "dataset_id", "study_id", "key_id", "webhook_id",
+                                                 "upload_id")
                if "{" + name + "}" in path}
+        if "{n}" in path:  # a part's number: any will do, the upload is not there
+            ids["n"] = "1"
         with_body = {"body": body, "media_type": "application/json"} if body is not None else {}
         case = operation.Case(path_parameters=ids or None, **with_body)
         refused = world.send(case, key=key)
