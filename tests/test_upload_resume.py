@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 
-import httpx
 import pytest
 
 from app.client import Client
