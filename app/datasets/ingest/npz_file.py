@@ -13,8 +13,8 @@ import numpy as np
 
 from app.datasets.ingest.builder import Staged
 from app.datasets.ingest.npy import NpyWriter, digest, iter_rows, npy_layout
-from app.datasets.ingest.targets import TargetMeta
-from app.ml.dataset_files import MAX_LISTED_CLASSES, FileLimits
+from app.datasets.ingest.targets import TargetMeta, TargetRange
+from app.ml.dataset_files import FileLimits
 from app.ml.errors import DataError
 from app.ml.npz_sizes import check_unpacked_size
 
@@ -101,18 +101,14 @@ def _copy(member: _Member, path: Path, dtype, field: str) -> tuple:
 def _copy_y(y: _Member, path: Path, dtype, kind: str) -> TargetMeta:
     """y at ``dtype``, with its range and, for integer labels in one column, its classes."""
     writer = NpyWriter(path, dtype, y.shape[1:])
-    low, high, listed = np.inf, -np.inf, set() if kind == "integer" and y.ndim == 1 else None
+    seen = TargetRange(list_classes=kind == "integer" and y.ndim == 1)
     for lo, block in _blocks(y):
         block = block.astype(dtype, copy=False)
         _check_finite(block, "y", lo)
         writer.append(block)
-        low, high = min(low, float(block.min())), max(high, float(block.max()))
-        if listed is not None:
-            listed |= set(np.unique(block).tolist())
-            listed = listed if len(listed) <= MAX_LISTED_CLASSES else None
+        seen.add(block)
     shape = writer.close()
-    return TargetMeta(shape=shape[1:], kind=kind, minimum=low, maximum=high,
-                      classes=sorted(int(v) for v in listed) if listed is not None else None)
+    return TargetMeta(shape=shape[1:], kind=kind, minimum=seen.low, maximum=seen.high, classes=seen.classes())
 
 
 def _check_finite(block: np.ndarray, field: str, offset: int) -> None:

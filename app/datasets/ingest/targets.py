@@ -148,6 +148,23 @@ class TargetMeta:
     classes: list | None
 
 
+class TargetRange:
+    """A y's range and, for integer labels in one column, its classes, block by block as y is written."""
+
+    def __init__(self, list_classes: bool):
+        self.low, self.high = np.inf, -np.inf
+        self.listed: set | None = set() if list_classes else None
+
+    def add(self, block: np.ndarray) -> None:
+        self.low, self.high = min(self.low, float(block.min())), max(self.high, float(block.max()))
+        if self.listed is not None:
+            self.listed |= set(np.unique(block).tolist())
+            self.listed = self.listed if len(self.listed) <= MAX_LISTED_CLASSES else None
+
+    def classes(self) -> list | None:
+        return sorted(int(v) for v in self.listed) if self.listed is not None else None
+
+
 def write_y(columns: list[TargetColumn], path: Path) -> TargetMeta:
     """Writes y.npy from the columns, in chunks: (rows,) for one column, (rows, k) for several."""
     for c in columns:
@@ -157,18 +174,13 @@ def write_y(columns: list[TargetColumn], path: Path) -> TargetMeta:
     dtype = np.int64 if integer else np.float32
     rank = columns[0].ranks() if text else None
     writer = NpyWriter(path, dtype, () if len(columns) == 1 else (len(columns),))
-    low, high = np.inf, -np.inf
-    listed = set() if integer and len(columns) == 1 and not text else None
+    seen = TargetRange(list_classes=integer and len(columns) == 1 and not text)
     step = chunk_rows((len(columns),), 8)
     for parts in zip(*(c.chunks(step) for c in columns)):
         block = rank[parts[0]] if text else (parts[0] if len(parts) == 1 else np.stack(parts, axis=1))
         block = block.astype(dtype)
         writer.append(block)
-        low, high = min(low, float(block.min())), max(high, float(block.max()))
-        if listed is not None:
-            listed |= set(np.unique(block).tolist())
-            listed = listed if len(listed) <= MAX_LISTED_CLASSES else None
+        seen.add(block)
     shape = writer.close()
-    classes = columns[0].classes() if text else (sorted(int(v) for v in listed) if listed is not None else None)
-    return TargetMeta(shape=shape[1:], kind="integer" if integer else "float", minimum=low, maximum=high,
-                      classes=classes)
+    return TargetMeta(shape=shape[1:], kind="integer" if integer else "float", minimum=seen.low,
+                      maximum=seen.high, classes=columns[0].classes() if text else seen.classes())
