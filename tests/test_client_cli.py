@@ -3,16 +3,15 @@ import csv
 import io
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
 
 import pexpect
 import pytest
 
 from app.client import Client, ServerUnreachable, TrainyardError
 from tests.e2e.helpers import blobs, csv_bytes, diverging_spec, mlp_spec, upload_npz, wait_for
+from tests.proxy import CutResponses
 from tests.stack import ROOT, free_port
 
 
@@ -63,56 +62,10 @@ def test_client_errors_carry_the_servers_body(stack, client):
         down.get("job_x")
 
 
-class CuttingProxy:
-    """A TCP proxy that hangs up on each of the first ``cuts`` connections after
-    ``after_bytes`` bytes from the server: a connection dropped mid-stream."""
-
-    def __init__(self, target_port: int, cuts: int, after_bytes: int):
-        self.target, self.cuts, self.after = target_port, cuts, after_bytes
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                downstream, _ = self.server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            limit = self.after if self.connections <= self.cuts else None
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            threading.Thread(target=self._pump, args=(downstream, upstream, None), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, downstream, limit), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket, limit: int | None) -> None:
-        sent = 0
-        try:
-            while chunk := src.recv(4096):
-                if limit is not None and sent + len(chunk) >= limit:
-                    dst.sendall(chunk[: limit - sent])
-                    break
-                dst.sendall(chunk)
-                sent += len(chunk)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-    def close(self) -> None:
-        self.server.close()
-
-
 def test_client_stream_resumes_after_dropped_connections(stack, client, key):
     x, y = blobs(120)
     job = client.submit(mlp_spec(upload_npz(client.http, x, y)["id"], epochs=10, batch_size=4))
-    proxy = CuttingProxy(stack.port, cuts=3, after_bytes=900)
+    proxy = CutResponses(stack.port, cuts=3, after_bytes=900)
     try:
         with Client(proxy.url, key) as through_proxy:
             events = list(through_proxy.stream(job["id"]))

@@ -4,16 +4,15 @@ log); the progress bar; the Python client's upload in parts. Parts of 64 KiB, a 
 import hashlib
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
 
 import pytest
 
 from app.client import Client
 from tests.conftest import TEST_LIMITS
 from tests.e2e.helpers import blobs, csv_bytes
+from tests.proxy import CutRequests
 from tests.stack import ROOT, Stack
 
 PART = 65536
@@ -43,57 +42,6 @@ def big_csv(tmp_path_factory):
     return path
 
 
-class CutProxy:
-    """A TCP proxy that forwards until ``after_bytes`` have gone from client to server (across
-    connections), then hangs up mid-request and refuses every connection until healed."""
-
-    def __init__(self, target_port: int, after_bytes: int):
-        self.target, self.left, self.cut = target_port, after_bytes, False
-        self.lock = threading.Lock()
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def heal(self) -> None:
-        with self.lock:
-            self.cut, self.left = False, None
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                downstream, _ = self.server.accept()
-            except OSError:
-                return
-            if self.cut:
-                downstream.close()
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            threading.Thread(target=self._pump, args=(downstream, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, downstream, False), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, counted: bool) -> None:
-        try:
-            while not self.cut and (chunk := src.recv(65536)):
-                if counted:
-                    with self.lock:
-                        if self.left is not None and len(chunk) >= self.left:
-                            chunk, self.cut = chunk[:self.left], True
-                        elif self.left is not None:
-                            self.left -= len(chunk)
-                dst.sendall(chunk)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-    def close(self) -> None:
-        self.server.close()
-
-
 def cli(url: str, key: str, tmp_path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TRAINYARD_URL": url, "TRAINYARD_API_KEY": key, "COLUMNS": "120",
            "TRAINYARD_CONFIG": str(tmp_path / "absent.toml"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
@@ -116,7 +64,7 @@ def parts_put(log: str, upload_id: str) -> list[int]:
 def test_a_second_run_sends_only_the_parts_the_first_did_not(api_stack, key, big_csv, tmp_path):
     count = -(-big_csv.stat().st_size // PART)
     assert count >= 12
-    proxy = CutProxy(api_stack.port, after_bytes=int(5.5 * PART))  # mid-way through part 6
+    proxy = CutRequests(api_stack.port, after_bytes=int(5.5 * PART))  # mid-way through part 6
     try:
         first = cli(proxy.url, key, tmp_path, "datasets", "upload", str(big_csv), "--target", "label",
                     "--resumable", "--retries", "2")
