@@ -1,12 +1,23 @@
 """The upload routes' schemas: an upload to open, one as read (its parts and the missing ones), a part."""
 from datetime import datetime
+from pathlib import PurePath
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from app.datasets.ingest import ACCEPTED, FORMATS
 from app.datasets.schemas import DatasetName, _no_nul
 
 Targets = str | list[Annotated[str, Field(max_length=200)]] | None
+
+
+def _known_format(filename: str) -> str:
+    """Refused at create, not after gigabytes of parts: the extension picks the parser."""
+    if PurePath(filename.lower()).suffix not in FORMATS:
+        raise ValueError(f"{filename!r}: upload a {ACCEPTED}")
+    return filename
+
+
 TARGET_DOC = "CSV target column(s): comma-separated, or a list (as POST /v1/datasets' form field 'target')"
 
 
@@ -15,7 +26,8 @@ class UploadCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"filename": "sales.csv", "size": 5_368_709_120, "target": "churned", "name": "sales-2026"}]})
-    filename: Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_no_nul)] = Field(
+    filename: Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_no_nul),
+                        AfterValidator(_known_format)] = Field(
         description="the file's name; its extension picks the parser (.csv, .npz, ...), as an upload's does")
     size: int = Field(ge=1, description="the file's size in bytes, at most MAX_UPLOAD_BYTES")
     target: Targets = Field(default=None, description=TARGET_DOC)

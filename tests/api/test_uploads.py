@@ -164,9 +164,11 @@ def test_bad_create_bodies(api):
     r = api.post("/v1/uploads", json={"filename": "big.csv", "size": 200_001})
     assert r.status_code == 413 and "200,000" in errors_for(r)["size"]
     for body, field in [({"size": 10}, "filename"), ({"filename": "a.csv", "size": 0}, "size"),
-                        ({"filename": "a.csv", "size": 10, "colour": 1}, "colour")]:
+                        ({"filename": "a.csv", "size": 10, "colour": 1}, "colour"),
+                        ({"filename": "sales.xlsx", "size": 10}, "filename")]:
         r = api.post("/v1/uploads", json=body)
         assert r.status_code == 422 and field in errors_for(r), r.text
+    assert ".parquet" in errors_for(r)["filename"]  # what it may be instead
 
 
 def test_open_uploads_reserve_their_size_against_the_stored_bytes_quota(api):
