@@ -13,7 +13,8 @@ import pytest
 from app.client import Client, TrainyardError
 from tests.e2e.helpers import blobs, mlp_spec, upload_npz, wait_for
 from tests.stack import ROOT
-from tests.test_client_cli import CuttingProxy, cli, cli_env, plain
+from tests.proxy import CutResponses
+from tests.test_client_cli import cli, cli_env, plain
 
 VARIANTS = [{"label": "sgd", "set": {"optimizer": {"type": "sgd", "lr": 0.1}}},
             {"label": "adam", "set": {"optimizer": {"type": "adam", "lr": 0.01}}}]
@@ -88,7 +89,7 @@ def test_client_runs_a_study_and_reads_its_leaderboard_curves_and_stream(stack, 
     assert frame.where(frame.notna(), None).to_dict("records") == curve_rows_by_hand(raw)
 
     # A dropped connection is resumed after the last id seen: the logged events come once each.
-    proxy = CuttingProxy(stack.port, cuts=2, after_bytes=len(api.get(f"/v1/studies/{study['id']}/events").text) // 2)
+    proxy = CutResponses(stack.port, cuts=2, after_bytes=len(api.get(f"/v1/studies/{study['id']}/events").text) // 2)
     try:
         with Client(proxy.url, key) as through_proxy:
             resumed = list(through_proxy.studies.stream(study["id"]))
