@@ -149,7 +149,10 @@ class JobRun:
 
     def checkpoint(self, blob: bytes, step: int) -> None:
         """Stores the checkpoint (whole or not at all), then records its step; while the store
-        is down the checkpoint is skipped and training goes on (worker/storing.py)."""
+        is down the checkpoint is skipped and training goes on (worker/storing.py). A worker that
+        has lost the job writes none: the new owner's checkpoint is the job's now."""
+        if self.lost or self.heartbeat.lost.is_set():
+            return
         if self.checkpoints.put(get_store(), checkpoint_key(self.job_id), blob, step):
             unit_of_work.run(progress.mark_checkpoint, job_id=self.job_id, worker_id=self.owner, step=step)
 
