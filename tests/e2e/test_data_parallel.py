@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.conftest import TEST_LIMITS
-from tests.e2e.helpers import blobs, mlp_spec, upload_npz, wait_for
+from tests.e2e.helpers import blobs, diverging_spec, mlp_spec, upload_npz, wait_for
 from tests.stack import Stack
 
 RELATIVE = 1e-5  # docs/equivalence.md: training.devices
@@ -110,6 +110,19 @@ def test_two_devices_equal_one_within_the_bound(api, reference):
     assert weights.status_code == 200 and len(weights.content) > 0
 
 
+def test_the_jobs_own_error_and_its_time_limit_end_it_as_in_one_process(api, dataset):
+    """Rank 0's outcome carries what one process would have raised: the runner fails the job with it."""
+    body = diverging_spec(api)
+    body["training"].update(device="cpu", devices=2)
+    diverged = api.post("/v1/jobs", json=body).json()
+    timed = api.post("/v1/jobs", json=spec(dataset, 2, epochs=400, max_seconds=6)).json()
+    diverged, timed = wait_for(api, diverged["id"], timeout=120), wait_for(api, timed["id"], timeout=120)
+    assert diverged["status"] == "failed" and diverged["attempts"] == 1, diverged
+    assert diverged["error"].startswith("diverged at epoch "), diverged["error"]
+    assert timed["status"] == "failed" and timed["error"].startswith("time limit"), timed
+    assert timed["progress"]["step"] > 0
+
+
 def test_cancel_stops_every_rank(api, ddp_stack, dataset):
     job = api.post("/v1/jobs", json=spec(dataset, 2, epochs=400)).json()
     pids = running_ranks(api, ddp_stack, job["id"], step=20)
@@ -140,3 +153,21 @@ def test_a_killed_rank_ends_the_attempt_and_the_retry_resumes_exactly(api, ddp_s
     got = load(api.get(f"/v1/jobs/{job['id']}/weights").content)
     want = load(api.get(f"/v1/jobs/{reference[0]['id']}/weights").content)
     assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["worker", "process-group"])
+def test_a_draining_worker_hands_the_job_back_and_it_resumes_exactly(api, ddp_stack, dataset, reference, group):
+    """SIGTERM to the worker (or to its whole process group, ranks included): rank 0 checkpoints at its
+    next flush, every rank stops, the job is handed back and another worker ends it as if never stopped."""
+    job = api.post("/v1/jobs", json=spec(dataset, 2)).json()
+    pids = running_ranks(api, ddp_stack, job["id"], step=150)
+    worker = ddp_stack.workers.pop(0)
+    os.killpg(worker.pid, signal.SIGTERM) if group else worker.send_signal(signal.SIGTERM)
+    handed = wait_for(api, job["id"], statuses=("retrying",), timeout=15)
+    assert worker.wait(timeout=30) == 0
+    assert handed["attempts"] == 0 and "handed back" in handed["error"], handed
+    assert handed["checkpoint_step"] >= 150 and not any(alive(p) for p in pids)
+    ddp_stack.start_worker()
+    done = wait_for(api, job["id"], timeout=240)
+    assert done["status"] == "succeeded" and done["attempts"] == 1, done
+    assert history(api, job["id"]) == history(api, reference[0]["id"])

@@ -26,7 +26,8 @@ def job(device: str, **training) -> JobSpec:
         "dataset": "ds_test", "loss": {"type": "cross_entropy"},
         "model": {"layers": [{"type": "linear", "out_features": 16}, {"type": "relu"},
                              {"type": "linear", "out_features": 3}]},
-        "optimizer": {"type": "adam", "lr": 0.01}, "regularization": {"l2": 1e-3, "grad_clip": {"type": "norm", "max_norm": 1.0}},
+        "optimizer": {"type": "adam", "lr": 0.01},
+        "regularization": {"l2": 1e-3, "grad_clip": {"type": "norm", "max_norm": 1.0}},
         "training": {"epochs": 4, "batch_size": 32, "log_every_steps": 1, "validation_split": 0.25, "seed": 3,
                      "device": device, **training},
         "data": {"standardize": True}})
