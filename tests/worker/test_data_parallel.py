@@ -18,7 +18,9 @@ from worker.training import Hooks, train
 # The bound docs/equivalence.md states for training.devices: relative, on every loss and metric.
 RELATIVE = 1e-5
 TIMED = ("epoch_seconds", "samples_per_second")
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.device_count() >= 2 else [])  # NCCL needs a GPU per rank
+# (device, ranks): NCCL needs a GPU per rank; a machine with one GPU checks the NCCL path with 1 rank.
+GPUS = torch.cuda.device_count()
+DEVICES = [("cpu", 2)] + ([("cuda", min(GPUS, 2))] if GPUS else [])
 
 
 def job(device: str, **training) -> JobSpec:
@@ -75,15 +77,15 @@ def assert_equal_within_bound(parallel_points, single_points):
         assert_close_values(got, want, f"points[{i}]")
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device, world", DEVICES, ids=[f"{d}-{n}" for d, n in DEVICES])
 @pytest.mark.parametrize("training", [{}, {"batch_size": 50, "shuffle": False}, {"batch_size": 7}],
                          ids=["last-batch-of-1", "no-shuffle", "odd-chunks"])
-def test_two_ranks_train_what_one_process_does(tmp_path, device, training):
+def test_two_ranks_train_what_one_process_does(tmp_path, device, world, training):
     x, y = data()
     spec = job(device, **training)
     single, single_weights = one_process(spec, x, y)
     assert 225 % spec.training.batch_size in (1, 25)  # 225 training rows: a short last batch in each case
-    points, weights = ranks(tmp_path, spec, x, y)
+    points, weights = ranks(tmp_path, spec, x, y, world)
     assert_equal_within_bound(points, single)
     assert any("val_loss" in p for p in points)
     assert sum(p["kind"] == "step" for p in points) == 4 * math.ceil(225 / spec.training.batch_size)
