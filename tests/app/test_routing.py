@@ -9,7 +9,7 @@ from app.migrate import upgrade
 from app.ml.spec import JobSpec
 from app.models import Job, Tenant, Worker
 from app.models.base import utcnow
-from app.workers import repository, routing
+from app.workers import repository, routing, service
 
 
 @pytest.fixture
@@ -132,3 +132,5 @@ def test_a_job_for_two_gpus_waits_for_a_worker_that_owns_two(db):
     assert routing.queues_of("cpu", 1) == ["cpu"]  # any CPU worker runs N gloo ranks
     one = add_job(db, "j1", "gpu", device="cuda")
     assert routing.waiting_reason(db_session=db, job=one) == "waiting for 2 GPU workers to take it"
+    listed = service.listing(db_session=db, tenant_id="t1", offline_seconds=20, include_offline=False)
+    assert {w.name: w.devices for w in listed.items} == {"gpu0@h": 1, "gpu1+2@h": 2}  # GET /v1/workers

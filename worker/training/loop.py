@@ -83,7 +83,8 @@ class Trainer:
 
     ``direct`` takes the step's fast path (worker/training/direct.py); None reads
     Settings.direct_kernels. ``sources``: what init.from_job and distill.teacher bring
-    (worker/training/sources.py).
+    (worker/training/sources.py). ``ranks``: train as one of training.devices data parallel
+    ranks (worker/training/distributed.py; the fast path does not apply).
     """
 
     def __init__(self, spec: S.JobSpec, x: np.ndarray, y: np.ndarray, device: torch.device,
