@@ -171,3 +171,19 @@ def test_a_draining_worker_hands_the_job_back_and_it_resumes_exactly(api, ddp_st
     done = wait_for(api, job["id"], timeout=240)
     assert done["status"] == "succeeded" and done["attempts"] == 1, done
     assert history(api, job["id"]) == history(api, reference[0]["id"])
+
+
+def test_a_killed_training_process_takes_its_ranks_with_it(api, ddp_stack, dataset, reference):
+    """SIGKILL to the process that launched the ranks (the OOM killer, a crash): no rank goes on training a
+    lost attempt (PR_SET_PDEATHSIG); the lease runs out and the job is resumed and ends as if never killed."""
+    job = api.post("/v1/jobs", json=spec(dataset, 2)).json()
+    pids = running_ranks(api, ddp_stack, job["id"], step=300)
+    os.kill(_children(ddp_stack.workers[0].pid)[0], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in pids):
+        assert time.monotonic() < deadline, [p for p in pids if alive(p)]
+        time.sleep(0.05)
+    done = wait_for(api, job["id"], timeout=240)
+    assert done["status"] == "succeeded" and done["attempts"] == 2, done
+    assert "was lost" in done["attempt_history"][0]["reason"]
+    assert history(api, job["id"]) == history(api, reference[0]["id"])
