@@ -30,6 +30,17 @@ log = logging.getLogger(__name__)
 SHUTDOWN_SECONDS = 5
 
 
+class _NoSignalHandlerWarning(logging.Filter):
+    """Drops the launcher's warning that, run in a thread, it registers no signal handlers and may leave
+    orphaned ranks: here a rank dies with its launching process (worker/rank_training.py)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to register signal handlers")
+
+
+logging.getLogger("torch.distributed.elastic.multiprocessing.api").addFilter(_NoSignalHandlerWarning())
+
+
 class RanksFailed(Exception):
     """A rank ended without an outcome (killed, crashed, a collective timed out): the attempt is lost."""
 

@@ -173,6 +173,19 @@ def test_a_draining_worker_hands_the_job_back_and_it_resumes_exactly(api, ddp_st
     assert history(api, job["id"]) == history(api, reference[0]["id"])
 
 
+def test_a_rank_killed_in_every_attempt_fails_the_job_at_max_attempts(api, ddp_stack, dataset):
+    job = api.post("/v1/jobs", json=spec(dataset, 2, epochs=400)).json()
+    for attempt in (1, 2):  # MAX_ATTEMPTS is 2 here
+        deadline = time.monotonic() + 120
+        while api.get(f"/v1/jobs/{job['id']}").json()["attempts"] < attempt:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(running_ranks(api, ddp_stack, job["id"])[1], signal.SIGKILL)
+    done = wait_for(api, job["id"], timeout=60)
+    assert done["status"] == "failed" and done["attempts"] == 2, done
+    assert "exit code -9" in done["error"] and "(attempt 2 of MAX_ATTEMPTS)" in done["error"], done["error"]
+
+
 def test_a_killed_training_process_takes_its_ranks_with_it(api, ddp_stack, dataset, reference):
     """SIGKILL to the process that launched the ranks (the OOM killer, a crash): no rank goes on training a
     lost attempt (PR_SET_PDEATHSIG); the lease runs out and the job is resumed and ends as if never killed."""
