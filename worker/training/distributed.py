@@ -14,6 +14,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from app.ml.errors import SpecError
+
 # A rank waits at most this long in a collective for the others (init_process_group's timeout): a rank
 # that hangs rather than dies ends the attempt after it, instead of holding every rank forever.
 COLLECTIVE_TIMEOUT_SECONDS = 120.0
@@ -32,6 +34,10 @@ class Ranks:
         NCCL, one GPU per local rank, on CUDA; gloo on the CPU."""
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if device_type == "cuda":
+            wanted = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # on every rank: all of them fail alike
+            if wanted > torch.cuda.device_count():  # routing gives a job for N GPUs to a worker with N
+                raise SpecError("training.devices", f"{wanted} ranks on a worker that sees "
+                                f"{torch.cuda.device_count()} GPUs (CUDA_VISIBLE_DEVICES, --gpus-per-worker)")
             torch.cuda.set_device(local)
             device, backend = torch.device("cuda", local), "nccl"
         else:
