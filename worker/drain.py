@@ -38,10 +38,24 @@ def clear() -> None:
 def told_to_drain() -> bool:
     """Called in the training process: is the worker that forked it shutting down, or was
     this process itself sent SIGTERM while it trained?"""
-    return _signalled or _marker(os.getppid()).exists()
+    return _signalled or _held_sigterm() or _marker(os.getppid()).exists()
 
 
 _signalled = False
+_held = False  # SIGTERM blocked in every thread (a data parallel rank: hold_sigterm)
+
+
+def hold_sigterm() -> None:
+    """For a data parallel rank, before it starts any thread: SIGTERM is blocked in every thread and
+    read as pending at the flushes (told_to_drain). Handled, it interrupted a gloo I/O thread's wait,
+    which aborted the rank ("terminate called without an active exception") instead of draining it."""
+    global _held
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    _held = True
+
+
+def _held_sigterm() -> bool:
+    return _held and signal.SIGTERM in signal.sigpending()
 
 
 def _on_sigterm(signum, frame) -> None:

@@ -22,6 +22,7 @@ class Identity:
     host: str = ""
     pid: int = 0
     threads: int = 0  # torch threads per training process (worker/threads.py); 0: torch's default
+    devices: int = 1  # GPUs it owns (`trainyard worker --gpus-per-worker`); a job may use up to this many
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def _row(me: Identity) -> Worker:
     return Worker(name=me.name, host=me.host, pid=me.pid, kind=me.kind, device_index=me.device_index,
-                  device_name=me.device_name, memory_bytes=me.memory_bytes,
+                  device_name=me.device_name, memory_bytes=me.memory_bytes, devices=me.devices,
                   queue=get_settings().queue_for(me.kind))
 
 

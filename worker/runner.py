@@ -21,11 +21,12 @@ from app.ml.errors import DataError, SpecError
 from app.quotas import service as quotas
 from app.storage import checkpoint_key, get_store, preprocessing_key, weights_key
 from app.studies import pruning
-from worker import drain, memory, reaper, registry, storing, unit_of_work
+from worker import drain, memory, parallel, reaper, registry, storing, unit_of_work
 from worker.attempt import Attempt, load
 from worker.training import (Diverged, Hooks, Stopped, Trainer, checkpoint, precision,
                              resolve_device)
 from worker.training.checkpoint import restore_bytes
+from worker.training.distributed import Ranks
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def _run(job_id: str) -> None:
     heartbeat = Heartbeat(job_id, owner)
     heartbeat.start()
     try:
-        _attempt(JobRun(job_id, owner, heartbeat), number)
+        _attempt(JobRun(job_id, owner, heartbeat.lost), number)
     finally:
         heartbeat.stopped.set()
         registry.set_current_job(None)
@@ -113,8 +114,9 @@ class Heartbeat(threading.Thread):
 class JobRun:
     """One attempt's hooks for the trainer, and why it was told to stop."""
 
-    def __init__(self, job_id: str, owner: str, heartbeat: Heartbeat):
-        self.job_id, self.owner, self.heartbeat = job_id, owner, heartbeat
+    def __init__(self, job_id: str, owner: str, lease_lost: threading.Event):
+        # lease_lost: the Heartbeat's ``lost`` (a data parallel rank 0 learns it from its flushes alone).
+        self.job_id, self.owner, self.lease_lost = job_id, owner, lease_lost
         self.attempt: Attempt | None = None  # set by begin, once loaded
         self.started = time.monotonic()  # the time limit counts from the claim
         self.limit_seconds = float("inf")
@@ -138,7 +140,7 @@ class JobRun:
             self.pruned = unit_of_work.run(pruning.verdict, study_id=self.attempt.study_id, job_id=self.job_id)
 
     def should_stop(self) -> bool:
-        self.lost |= self.heartbeat.lost.is_set()
+        self.lost |= self.lease_lost.is_set()
         self.draining |= drain.told_to_drain()
         timed_out = time.monotonic() > self.started + self.limit_seconds
         return self.lost or self.cancel_requested or self.draining or timed_out or bool(self.pruned)
@@ -151,7 +153,7 @@ class JobRun:
         """Stores the checkpoint (whole or not at all), then records its step; while the store
         is down the checkpoint is skipped and training goes on (worker/storing.py). A worker that
         has lost the job writes none: the new owner's checkpoint is the job's now."""
-        if self.lost or self.heartbeat.lost.is_set():
+        if self.lost or self.lease_lost.is_set():
             return
         if self.checkpoints.put(get_store(), checkpoint_key(self.job_id), blob, step):
             unit_of_work.run(progress.mark_checkpoint, job_id=self.job_id, worker_id=self.owner, step=step)
@@ -171,10 +173,11 @@ def _attempt(run: JobRun, number: int) -> None:
         key = _train_and_store(run, number)
     except Stopped:
         _stopped(run)
-    except (SpecError, DataError, Diverged, memory.OutOfMemory) as exc:  # the job's own fault: not retried
+    except (SpecError, DataError, Diverged, memory.OutOfMemory, parallel.JobFailed) as exc:  # the job's own fault
         _finish(run, JobStatus.FAILED, error=str(exc))
     except Exception as exc:
-        if storing.unreachable(exc):  # not the job's fault: another attempt may find the store up
+        # Not the job's fault: another attempt may find the store up, or every rank alive.
+        if storing.unreachable(exc) or isinstance(exc, parallel.RanksFailed):
             _retry(run, number, exc)
             return
         log.exception("job %s failed", run.job_id)
@@ -184,9 +187,9 @@ def _attempt(run: JobRun, number: int) -> None:
 
 
 def _retry(run: JobRun, number: int, exc: Exception) -> None:
-    """The store was unreachable: the job goes back to the queue while it has attempts left."""
-    reason = str(exc) if isinstance(exc, storing.StoreUnavailable) else \
-        f"the artifact store was unreachable: {type(exc).__name__}: {exc}"
+    """The store was unreachable, or a rank was lost: the job goes back to the queue while it has
+    attempts left."""
+    reason = str(exc) if isinstance(exc, parallel.RanksFailed) else storing.unreachable_reason(exc)
     log.warning("job %s, attempt %d: %s", run.job_id, number, reason)
     if number >= get_settings().max_attempts:
         _finish(run, JobStatus.FAILED, error=f"{reason} (attempt {number} of MAX_ATTEMPTS)")
@@ -242,7 +245,9 @@ def _train_and_store(run: JobRun, number: int) -> str:
         attempt = load(job_id=run.job_id, number=number, owner=run.owner)
         run.begin(attempt)
         device, spec_precision = resolve_device(attempt.spec.training.device), attempt.spec.training.precision
-        return _train_on(run, attempt, device)
+        if attempt.spec.training.devices > 1:  # N ranks, started here (worker/parallel.py)
+            return parallel.train(run, attempt)
+        return train_on(run, attempt, device)
     except Exception as exc:  # MemoryError and torch.OutOfMemoryError are Exceptions
         if not memory.is_out_of_memory(exc):
             raise
@@ -252,25 +257,30 @@ def _train_and_store(run: JobRun, number: int) -> str:
     raise memory.OutOfMemory(reason)
 
 
-def _train_on(run: JobRun, attempt: Attempt, device: torch.device) -> str:
+def train_on(run: JobRun, attempt: Attempt, device: torch.device, ranks: Ranks | None = None) -> str:
+    """Trains and stores the job on ``device``; as one of its data parallel ``ranks``, only rank 0
+    writes (its progress, checkpoints, weights) and the others return no key."""
+    leader = ranks is None or ranks.leader
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    unit_of_work.run(progress.set_device, job_id=attempt.job_id, worker_id=attempt.owner, device=name)
+    if leader:
+        name = name if ranks is None else f"{ranks.world} x {name}"
+        unit_of_work.run(progress.set_device, job_id=attempt.job_id, worker_id=attempt.owner, device=name)
     precision.require_gpu(attempt.spec.training.precision, device)
     memory.start(device)
-    trainer = Trainer(attempt.spec, *attempt.train, device, run.hooks(), attempt.validation,
-                      direct=get_settings().direct_kernels, sources=attempt.sources)
+    trainer = Trainer(attempt.spec, *attempt.train, device, run.hooks() if leader else Hooks(), attempt.validation,
+                      direct=get_settings().direct_kernels, sources=attempt.sources, ranks=ranks)
     if attempt.resumes:
-        _resume(trainer, attempt)
+        _resume(trainer, attempt, leader)
     try:
         result = trainer.run()
     except Stopped:
-        if run.draining:  # hand back at this very step: everything up to it is flushed
+        if run.draining and leader:  # hand back at this very step: everything up to it is flushed
             run.checkpoint(checkpoint.to_bytes(trainer), trainer.step)
         raise
-    return _store(attempt, result.model, trainer.data.preprocessing)
+    return _store(attempt, result.model, trainer.data.preprocessing) if leader else ""
 
 
-def _resume(trainer: Trainer, attempt: Attempt) -> None:
+def _resume(trainer: Trainer, attempt: Attempt, leader: bool = True) -> None:
     """Restores the last checkpoint, if there is one, and rewinds the earlier attempt's later points."""
     blob = attempt.checkpoint()
     # The checkpoint's own step: a put the store took but whose answer was lost (or whose
@@ -279,6 +289,8 @@ def _resume(trainer: Trainer, attempt: Attempt) -> None:
     if step != attempt.resume_step:
         log.warning("job %s: the stored checkpoint is at step %s, the recorded one at %s; resuming from "
                     "the stored one", attempt.job_id, step, attempt.resume_step)
+    if not leader:  # every rank restores the checkpoint; rank 0 alone rewinds the points
+        return
     unit_of_work.run(progress.resume_from, job_id=attempt.job_id, worker_id=attempt.owner, step=step)
     log.info("job %s resumes from %s", attempt.job_id, f"step {step}" if step else "the start")
 

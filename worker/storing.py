@@ -62,3 +62,9 @@ def put_retrying(store, key: str, data: bytes, what: str) -> None:
 def unreachable(exc: BaseException) -> bool:
     """Whether an attempt failed because the store was down (not the job's fault: worth a retry)."""
     return isinstance(exc, StoreUnavailable) or store_unreachable(exc)
+
+
+def unreachable_reason(exc: BaseException) -> str:
+    """Why the attempt is retried, in words, for an exception ``unreachable`` took."""
+    return str(exc) if isinstance(exc, StoreUnavailable) else \
+        f"the artifact store was unreachable: {type(exc).__name__}: {exc}"

@@ -67,11 +67,11 @@ class PlanError(ValueError):
 
 def plan(gpus: list[Gpu], devices: list[int] | None, cpu: int | None,
          host: str | None = None, pid: int | None = None, threads: int | None = None,
-         cores: int | None = None) -> list[Planned]:
+         cores: int | None = None, gpus_per_worker: int = 1) -> list[Planned]:
     """The workers to start: every GPU by default, one CPU worker when there is none.
 
-    Each gets ``threads`` torch threads, by default an equal share of the ``cores``
-    (worker/threads.py)."""
+    Each GPU worker owns ``gpus_per_worker`` GPUs (consecutive ones of ``devices``), each gets
+    ``threads`` torch threads, by default an equal share of the ``cores`` (worker/threads.py)."""
     host, pid = host or socket.gethostname(), pid or os.getpid()
     if devices is None and cpu is None:
         devices, cpu = [g.index for g in gpus], 0 if gpus else 1
@@ -85,9 +85,11 @@ def plan(gpus: list[Gpu], devices: list[int] | None, cpu: int | None,
         raise PlanError("--devices names a GPU twice; each GPU gets one worker")
     if cpu < 0 or (not devices and not cpu):
         raise PlanError("nothing to start: give --devices, or --cpu with at least 1")
-    planned = [Planned(Identity(name=f"gpu{d}-{pid}@{host}", kind="gpu", device_index=d,
-                                device_name=by_index[d].name, memory_bytes=by_index[d].memory_bytes,
-                                host=host), by_index[d].visible_id) for d in devices]
+    if gpus_per_worker < 1 or len(devices) % gpus_per_worker:
+        raise PlanError(f"--gpus-per-worker {gpus_per_worker} does not divide the {len(devices)} GPUs "
+                        "into whole workers")
+    groups = [[by_index[d] for d in devices[i:i + gpus_per_worker]] for i in range(0, len(devices), gpus_per_worker)]
+    planned = [_gpu_worker(group, host, pid) for group in groups]
     planned += [Planned(Identity(name=f"cpu{k}-{pid}@{host}", kind="cpu", device_index=None,
                                  device_name=cpu_name(), memory_bytes=host_memory(), host=host), "")
                 for k in range(cpu)]
@@ -96,6 +98,16 @@ def plan(gpus: list[Gpu], devices: list[int] | None, cpu: int | None,
     for p in planned:
         p.identity.threads = threads or share(len(planned), cores)
     return planned
+
+
+def _gpu_worker(group: list[Gpu], host: str, pid: int) -> Planned:
+    """One worker owning the GPUs of ``group``: its CUDA_VISIBLE_DEVICES lists them all."""
+    first, k = group[0], len(group)
+    name = "+".join(str(g.index) for g in group)
+    return Planned(Identity(name=f"gpu{name}-{pid}@{host}", kind="gpu", device_index=first.index,
+                            device_name=first.name if k == 1 else f"{k} x {first.name}",
+                            memory_bytes=first.memory_bytes, host=host, devices=k),
+                   ",".join(g.visible_id for g in group))
 
 
 def child_env(p: Planned) -> dict[str, str]:

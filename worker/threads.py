@@ -24,6 +24,12 @@ def share(workers: int, available: int | None = None) -> int:
     return max(1, (available or cores()) // max(1, workers))
 
 
+def rank_share(threads: int, ranks: int) -> int:
+    """A CPU rank's torch threads (training.devices > 1): the worker's share divided among the job's
+    ranks, at least 1; ``threads`` 0 (torch's default) shares the cores."""
+    return max(1, (threads or cores()) // max(1, ranks))
+
+
 def apply(threads: int) -> int:
     """Sets this process's torch thread count (0: torch's default, a thread per core); returns
     the count torch now uses, and logs it."""

@@ -207,6 +207,8 @@ def worker(devices: str = typer.Option(None, help="GPUs to use, e.g. 0,1 (defaul
            cpu: int = typer.Option(None, help="CPU workers to start (default: 1 when there is no GPU)"),
            threads: int = typer.Option(None, help="torch threads per worker (default: the cores this "
                                                   "process may use, split equally between the workers)"),
+           gpus_per_worker: int = typer.Option(1, help="GPUs each worker owns: a job with training.devices "
+                                                      "up to this many trains on them as data parallel ranks"),
            loglevel: str = "INFO"):
     """Starts one worker process per GPU (gpu queue), or CPU workers (cpu queue)."""
     from worker.identity import ENV
@@ -219,7 +221,7 @@ def worker(devices: str = typer.Option(None, help="GPUs to use, e.g. 0,1 (defaul
     wants_gpus = bool(devices) or (devices is None and cpu is None)
     gpus = probe_gpus() if wants_gpus else []
     try:
-        planned = plan(gpus, _devices(devices), cpu, threads=threads)
+        planned = plan(gpus, _devices(devices), cpu, threads=threads, gpus_per_worker=gpus_per_worker)
     except PlanError as exc:
         raise typer.BadParameter(str(exc)) from None
     for p in planned:
@@ -236,13 +238,15 @@ def worker(devices: str = typer.Option(None, help="GPUs to use, e.g. 0,1 (defaul
 
 def _celery_worker(loglevel: str) -> None:
     from app.config import get_settings
+    from app.workers.routing import queues_of
     from worker.celery_app import celery_app
     from worker.identity import current
 
     me = current()
+    queues = ",".join(get_settings().queue_for(q) for q in queues_of(me.kind, me.devices))
     celery_app.worker_main([
         "worker", "--concurrency=1", f"--loglevel={loglevel}", f"--hostname={me.name}",
-        f"--queues={get_settings().queue_for(me.kind)}",
+        f"--queues={queues}",
         "--without-gossip", "--without-mingle", "--pool=prefork",
     ])
 

@@ -7,6 +7,8 @@ from app.ml import spec as S
 from app.ml.errors import SpecError
 from app.ml.loss_activation import check_loss_activation
 from app.ml.losses import CLASS_LABEL_LOSSES
+from app.ml.optimizers import FULL_BATCH
+from app.ml.shapes import walk
 from app.ml.regularization import early_stopping_monitor
 from app.ml.schedules import plateau_monitor
 
@@ -93,8 +95,41 @@ def _regularization(spec: S.JobSpec, n_val: int) -> list[str]:
     return []
 
 
+# Under DistributedDataParallel each rank sees a part of every batch: what needs the whole batch in one
+# process (line searches, curvature, batch statistics), or a random stream of its own, cannot equal it.
+DEVICES_OPTIMIZERS = ("lbfgs", *FULL_BATCH)
+DEVICES_LAYERS = {"batchnorm1d": "batch norm needs the whole batch's statistics (SyncBatchNorm would "
+                                 "still round differently from one process)",
+                  "batchnorm2d": "batch norm needs the whole batch's statistics (SyncBatchNorm would "
+                                 "still round differently from one process)",
+                  "dropout": "each rank would draw its own dropout masks, so the training could not equal "
+                             "one process's, nor resume exactly from rank 0's checkpoint"}
+
+
+def _devices(spec: S.JobSpec, batch_size: int) -> None:
+    """training.devices > 1: refuses what data parallel training cannot make equal to one process."""
+    n = spec.training.devices
+    if n == 1:
+        return
+    if spec.optimizer.type in DEVICES_OPTIMIZERS:
+        raise SpecError("training.devices", f"optimizer {spec.optimizer.type} needs the whole batch's "
+                        f"objective in one process (line search or curvature); train it with devices 1")
+    for layer in walk(spec.model.layers):
+        kind = "dropout" if getattr(layer, "dropout", 0) else layer.type  # a recurrent layer's dropout too
+        if kind in DEVICES_LAYERS:
+            raise SpecError("training.devices", f"a {layer.type} layer cannot train on {n} devices: "
+                            f"{DEVICES_LAYERS[kind]}; train it with devices 1")
+    if getattr(spec.loss, "weight", None) is not None:
+        raise SpecError("training.devices", f"loss.weight makes {spec.loss.type} a weighted mean over the "
+                        "whole batch, which the ranks' shares cannot add up to; train it with devices 1")
+    if batch_size < n:
+        raise SpecError("training.devices", f"a batch of {batch_size} rows cannot be split across {n} devices; "
+                        f"use a batch_size of at least {n}, or fewer devices")
+
+
 def check_training(spec: S.JobSpec, *, n_train: int, n_val: int, batch_size: int) -> list[str]:
     """Raises SpecError for settings that cannot train together; returns warnings."""
     _precision(spec)
+    _devices(spec, batch_size)
     return [*_optimizer(spec, n_train, batch_size), *_schedule(spec, n_val),
             *_regularization(spec, n_val), *check_loss_activation(spec)]

@@ -68,6 +68,20 @@ class TrainingSpec(StrictModel):
     # Wall-clock limit for one attempt's training; the server's MAX_JOB_SECONDS caps it.
     max_seconds: Annotated[float, Field(gt=0)] | None = None
     max_rollbacks: Annotated[int, Field(ge=1, le=20)] = 3
+    devices: Annotated[int, Field(ge=1, le=64)] = Field(
+        default=1,
+        description="Data-parallel ranks (torch.distributed DistributedDataParallel): each global batch is "
+                    "split across this many devices (GPUs with NCCL, CPU processes with gloo) and their "
+                    "gradients averaged, so the training equals one process's (docs/equivalence.md).")
+
+    @model_serializer(mode="wrap")
+    def _without_one_device(self, handler):
+        # Stored (and its Idempotency-Key hashed) as before the field existed when it is 1, so an
+        # older worker, whose spec forbids unknown fields, still reads a single-device job.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("devices") == 1:
+            data.pop("devices")
+        return data
 
 
 class JobSpec(StrictModel):

@@ -19,6 +19,8 @@ class Worker(Base):
     # The physical GPU index (CUDA_VISIBLE_DEVICES); None for a CPU worker.
     device_index: Mapped[int | None] = mapped_column(Integer, default=None)
     device_name: Mapped[str] = mapped_column(String(200))
+    # GPUs it owns (CUDA_VISIBLE_DEVICES lists them, device_index is the first); 1 for a CPU worker.
+    devices: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     # The GPU's memory, or the host's for a CPU worker.
     memory_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     queue: Mapped[str] = mapped_column(String(200))

@@ -44,9 +44,11 @@ def _online(offline_seconds: float):
     return (Worker.status == "online") & _fresh(offline_seconds)
 
 
-def online_count(*, db_session: Session, kind: str, offline_seconds: float) -> int:
+def online_count(*, db_session: Session, kind: str, offline_seconds: float, min_devices: int = 1) -> int:
+    """Online workers of the kind that own at least ``min_devices`` devices."""
     return db_session.scalar(select(func.count()).select_from(Worker)
-                             .where(Worker.kind == kind, _online(offline_seconds))) or 0
+                             .where(Worker.kind == kind, Worker.devices >= min_devices,
+                                    _online(offline_seconds))) or 0
 
 
 def listing(*, db_session: Session, offline_seconds: float, include_offline: bool) -> list[Worker]:

@@ -4,6 +4,10 @@ A job asking for ``device: cuda`` or mixed precision waits for a GPU worker, how
 that takes; ``device: cpu`` for a CPU worker; ``device: auto`` goes to the GPU queue when a
 GPU worker is online at submission, else to the CPU queue (and is routed again when its
 message is re-sent, e.g. when a worker starts).
+
+``training.devices: N`` on GPUs waits in the queue "gpuN", which only workers that own at least
+N GPUs consume (queues_of), so a worker with fewer never receives it. On the CPU any CPU worker
+runs N gloo ranks: the "cpu" queue.
 """
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,14 +28,30 @@ def needs_gpu(spec: JobSpec) -> bool:
     return spec.training.device == "cuda" or spec.training.precision != "fp32"
 
 
+def gpu_queue(devices: int) -> str:
+    """The queue of a GPU job that trains on ``devices`` GPUs (job.queue, 8 characters at most)."""
+    return "gpu" if devices == 1 else f"gpu{devices}"
+
+
+def gpus_of(queue: str) -> int:
+    """How many GPUs a job of a GPU queue waits for."""
+    return int(queue[3:] or 1)
+
+
+def queues_of(kind: str, devices: int) -> list[str]:
+    """The queues a worker consumes: a worker with K GPUs takes jobs for 1 to K of them."""
+    return ["cpu"] if kind == "cpu" else [gpu_queue(n) for n in range(1, devices + 1)]
+
+
 def route(*, db_session: Session, spec: JobSpec) -> str:
+    n = spec.training.devices
     if needs_gpu(spec):
-        return "gpu"
+        return gpu_queue(n)
     if spec.training.device == "cpu":
         return "cpu"
-    online = repository.online_count(db_session=db_session, kind="gpu",
+    online = repository.online_count(db_session=db_session, kind="gpu", min_devices=n,
                                      offline_seconds=get_settings().worker_offline_seconds)
-    return "gpu" if online else "cpu"
+    return gpu_queue(n) if online else "cpu"
 
 
 def waiting_reason(*, db_session: Session, job: Job) -> str | None:
@@ -45,9 +65,12 @@ def waiting_reason(*, db_session: Session, job: Job) -> str | None:
         return quota_reason
     if job.enqueued_at == UNSENT:
         return UNSENT_REASON
-    label = LABEL.get(job.queue, job.queue)
-    online = repository.online_count(db_session=db_session, kind=job.queue,
+    kind = "gpu" if job.queue.startswith("gpu") else job.queue
+    label, gpus = LABEL.get(kind, kind), gpus_of(job.queue) if kind == "gpu" else 1
+    online = repository.online_count(db_session=db_session, kind=kind, min_devices=gpus,
                                      offline_seconds=get_settings().worker_offline_seconds)
+    if not online and gpus > 1:
+        return f"waiting: no worker with {gpus} free GPUs"
     if not online:
         return f"waiting: no {label} worker online"
     ahead = repository.waiting_ahead(db_session=db_session, job=job)

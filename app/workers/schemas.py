@@ -10,6 +10,7 @@ class WorkerRead(BaseModel):
     kind: Literal["gpu", "cpu"]
     device_index: int | None  # the physical GPU (CUDA_VISIBLE_DEVICES); null on a CPU worker
     device_name: str
+    devices: int = 1  # GPUs it owns: a job with training.devices up to this many may run on it
     memory_bytes: int | None  # the GPU's memory, or the host's on a CPU worker
     queue: str
     status: Literal["online", "draining", "stopped", "offline"]  # offline: no heartbeat lately

@@ -22,7 +22,7 @@ def listing(*, db_session: Session, tenant_id: str, offline_seconds: float,
         status = w.status if w.status == "stopped" or w.heartbeat_at >= cutoff else "offline"
         job = w.current_job_id if w.current_job_id in running and status != "stopped" else None
         items.append(WorkerRead(
-            name=w.name, host=w.host, kind=w.kind, device_index=w.device_index,
+            name=w.name, host=w.host, kind=w.kind, device_index=w.device_index, devices=w.devices,
             device_name=w.device_name, memory_bytes=w.memory_bytes, queue=w.queue, status=status,
             busy=job is not None, running_job_id=job if job and running[job] == tenant_id else None,
             started_at=w.started_at, last_heartbeat_at=w.heartbeat_at))

@@ -9,7 +9,7 @@ from app.migrate import upgrade
 from app.ml.spec import JobSpec
 from app.models import Job, Tenant, Worker
 from app.models.base import utcnow
-from app.workers import repository, routing
+from app.workers import repository, routing, service
 
 
 @pytest.fixture
@@ -109,3 +109,28 @@ def test_registering_again_revives_a_stopped_worker_and_forgets_old_ones(db):
     assert db.get(Worker, "gone@h") is None
     assert repository.heartbeat(db_session=db, name="cpu0@h") is True
     assert repository.heartbeat(db_session=db, name="never@h") is False
+
+
+def add_gpus(db, name: str, devices: int) -> None:
+    add_worker(db, name, "gpu")
+    db.get(Worker, name).devices = devices
+    db.flush()
+
+
+def test_a_job_for_two_gpus_waits_for_a_worker_that_owns_two(db):
+    """training.devices 2 on GPUs: the queue gpu2, which only workers with 2 or more GPUs consume; while
+    none is online it waits with the reason, a one-GPU worker notwithstanding."""
+    assert routing.route(db_session=db, spec=spec(device="cuda", devices=2)) == "gpu2"
+    add_gpus(db, "gpu0@h", 1)
+    assert routing.route(db_session=db, spec=spec(device="auto", devices=2)) == "cpu"  # no GPU worker has 2
+    job = add_job(db, "j2", "gpu2", device="cuda", devices=2)
+    assert routing.waiting_reason(db_session=db, job=job) == "waiting: no worker with 2 free GPUs"
+    add_gpus(db, "gpu1+2@h", 2)
+    assert routing.route(db_session=db, spec=spec(device="auto", devices=2)) == "gpu2"
+    assert routing.waiting_reason(db_session=db, job=job) == "waiting for 1 GPU worker to take it"
+    assert routing.queues_of("gpu", 2) == ["gpu", "gpu2"] and routing.queues_of("gpu", 1) == ["gpu"]
+    assert routing.queues_of("cpu", 1) == ["cpu"]  # any CPU worker runs N gloo ranks
+    one = add_job(db, "j1", "gpu", device="cuda")
+    assert routing.waiting_reason(db_session=db, job=one) == "waiting for 2 GPU workers to take it"
+    listed = service.listing(db_session=db, tenant_id="t1", offline_seconds=20, include_offline=False)
+    assert {w.name: w.devices for w in listed.items} == {"gpu0@h": 1, "gpu1+2@h": 2}  # GET /v1/workers

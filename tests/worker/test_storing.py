@@ -71,15 +71,16 @@ def test_the_weights_give_the_attempt_up_after_store_retry_seconds(s3, store, re
 def test_a_worker_that_lost_the_job_writes_no_checkpoint(tmp_path, monkeypatch):
     """Its heartbeat found the lease taken over: the new owner's checkpoint must not be overwritten."""
     from app.storage import checkpoint_key, get_store
-    from worker.runner import Heartbeat, JobRun
+    from worker.runner import JobRun
 
     monkeypatch.setenv("ARTIFACT_DIR", str(tmp_path))
     get_settings.cache_clear()
     try:
         store = get_store()
         store.put(checkpoint_key("job_lost"), b"the new owner's, step 40")
-        run = JobRun("job_lost", "worker-a", Heartbeat("job_lost", "worker-a"))
-        run.heartbeat.lost.set()
+        lease_lost = threading.Event()
+        run = JobRun("job_lost", "worker-a", lease_lost)
+        lease_lost.set()  # what the Heartbeat sets when the lease was taken over
         run.checkpoint(b"worker a's, step 30", 30)
         assert store.get(checkpoint_key("job_lost")) == b"the new owner's, step 40"
         assert run.checkpoints.failed == 0  # skipped, not a store failure

@@ -71,3 +71,12 @@ def test_threads_can_be_given_and_travel_to_the_worker_process():
     assert json.loads(child_env(planned[0])[ENV])["threads"] == 3
     with pytest.raises(PlanError, match="--threads must be at least 1"):
         plan([], None, 2, threads=0)
+
+
+def test_gpus_per_worker_gives_each_worker_several_gpus():
+    [both] = plan(GPUS, None, None, host="box", pid=7, gpus_per_worker=2)
+    assert (both.identity.name, both.cuda_visible_devices, both.identity.devices) == ("gpu0+1-7@box", "2,3", 2)
+    assert both.identity.device_name == "2 x NVIDIA H100" and both.identity.device_index == 0
+    assert json.loads(child_env(both)[ENV])["devices"] == 2
+    with pytest.raises(PlanError, match="does not divide the 1 GPUs"):
+        plan(GPUS, [0], None, gpus_per_worker=2)

@@ -25,6 +25,7 @@ from app.ml.warm_start import apply_init, trainable
 from worker.training import checkpoint, precision, state
 from worker.training.data import Arrays, Split, prepare_data
 from worker.training.diagnostics import evaluate, layer_norms, norms
+from worker.training.distributed import Ranks
 from worker.training.divergence import Diverged, check_finite
 from worker.training.points import Pending
 from worker.training.regularization import EarlyStopper, Regularizer
@@ -82,13 +83,14 @@ class Trainer:
 
     ``direct`` takes the step's fast path (worker/training/direct.py); None reads
     Settings.direct_kernels. ``sources``: what init.from_job and distill.teacher bring
-    (worker/training/sources.py).
+    (worker/training/sources.py). ``ranks``: train as one of training.devices data parallel
+    ranks (worker/training/distributed.py; the fast path does not apply).
     """
 
     def __init__(self, spec: S.JobSpec, x: np.ndarray, y: np.ndarray, device: torch.device,
                  hooks: Hooks | None = None, validation: Arrays | None = None, *, direct: bool | None = None,
-                 sources: Sources | None = None):
-        self.spec, self.hooks, self.device = spec, hooks or Hooks(), device
+                 sources: Sources | None = None, ranks: Ranks | None = None):
+        self.spec, self.hooks, self.device, self.ranks = spec, hooks or Hooks(), device, ranks
         sources = sources or Sources()
         t = spec.training
         torch.manual_seed(t.seed)
@@ -122,8 +124,11 @@ class Trainer:
         self.autocast = precision.autocast(t.precision, device)
         self.scaler = precision.grad_scaler(t.precision, device)
         direct = get_settings().direct_kernels if direct is None else direct
-        self.step_kind = make_step(self.model, self.train_loss, self.optimizer, self.scaler, direct=direct,
+        self.step_kind = make_step(self.model if ranks is None else ranks.wrap(self.model), self.train_loss,
+                                   self.optimizer, self.scaler, direct=direct and ranks is None,
                                    penalty=self.regularizer.named_penalty)
+        if ranks is not None:  # training.devices: this rank's chunk of each batch (worker/training/distributed.py)
+            self.step_kind.forward = ranks.sharded(self.step_kind.forward)
         # Where the loop is: the next epoch and batch to run, steps done.
         self.epoch, self.batch, self.step = 1, 0, 0
         self.order: torch.Tensor | None = None
@@ -182,12 +187,15 @@ class Trainer:
             loss = step_kind.update(gradients, (xb, yb))  # the optimizer step (fp16: skipped on overflow)
             lr = self.scheduler.after_batch()  # the rate this step used; steps one_cycle
             reg.clip_weights()
+            flush = time.monotonic() - self.last_flush >= self.hooks.flush_seconds
+            if self.ranks is not None:  # the global batch's loss, and rank 0's flush decision: one all-reduce
+                loss, flush = self.ranks.step_sum(loss, flush)
             self.batch, self.step = self.batch + 1, self.step + 1
             self.window.append((self.epoch, self.step, loss))  # checked for NaN/Inf at the flush
             self.epoch_loss += loss * xb.shape[0]
             if self.step % every == 0:
                 self.pending.add_step(self.epoch, self.step, loss, lr)
-            if time.monotonic() - self.last_flush >= self.hooks.flush_seconds:
+            if flush:
                 self.epoch_seconds += time.perf_counter() - started
                 started = time.perf_counter()
                 self._flush()  # divergence check, points out, then the cancel check
@@ -243,7 +251,9 @@ class Trainer:
         due = since >= self.hooks.checkpoint_seconds or \
             (bool(every) and self.epoch % every == 0 and since >= self.hooks.checkpoint_min_gap)
         self.epoch, self.batch, self._tries_this_epoch = self.epoch + 1, 0, 0
-        if last or due or self.hooks.flush_every_epoch or time.monotonic() - self.last_flush >= self.hooks.flush_seconds:
+        flush = last or due or self.hooks.flush_every_epoch or \
+            time.monotonic() - self.last_flush >= self.hooks.flush_seconds
+        if self._together(flush):  # every rank flushes (and may stop) at the same step
             self._flush()
         if due and not last:
             self._checkpoint()
@@ -272,8 +282,12 @@ class Trainer:
         self._guard()
         self.hooks.flush(self.pending.materialize(), self.epoch if self.batch else self.epoch - 1, self.step)
         self.last_flush = time.monotonic()
-        if self.hooks.should_stop():
+        if self._together(self.hooks.should_stop()):
             raise Stopped()
+
+    def _together(self, flag: bool) -> bool:
+        """The flag; under training.devices rank 0's, on every rank (rank 0 alone asks the database)."""
+        return flag if self.ranks is None else self.ranks.agree(flag)
 
     def _roll_back(self, exc: Diverged) -> None:
         """Go back to the start of the diverged epoch with half the learning rate, or re-raise."""
@@ -297,6 +311,6 @@ class Trainer:
 
 def train(spec: S.JobSpec, x: np.ndarray, y: np.ndarray, device: torch.device,
           hooks: Hooks | None = None, validation: Arrays | None = None, *, direct: bool | None = None,
-          sources: Sources | None = None) -> TrainResult:
-    """Train the spec's model on (x, y)."""
-    return Trainer(spec, x, y, device, hooks, validation, direct=direct, sources=sources).run()
+          sources: Sources | None = None, ranks: Ranks | None = None) -> TrainResult:
+    """Train the spec's model on (x, y); ``ranks``: as one of training.devices data parallel ranks."""
+    return Trainer(spec, x, y, device, hooks, validation, direct=direct, sources=sources, ranks=ranks).run()
