@@ -1,0 +1,111 @@
+"""A pack's members train as their lone runs do: the same history and the same final weights,
+bit for bit on the CPU (docs/equivalence.md), and a member that stops or diverges leaves alone."""
+import numpy as np
+import pytest
+import torch
+
+from app.ml.spec import JobSpec
+from tests.direct_modes import DIRECT
+from worker.training import Diverged, Hooks, Stopped, Trainer, checkpoint
+from worker.training.packed import PackedTrainer
+
+CPU = torch.device("cpu")
+TIMING = ("epoch_seconds", "samples_per_second")  # wall-clock figures: not training's result
+
+
+def data(n=150):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 64)).astype(np.float32)
+    return x, (x[:, :10].argmax(axis=1)).astype(np.int64)
+
+
+def spec(optimizer: dict, seed: int, **training) -> JobSpec:
+    return JobSpec.model_validate({
+        "dataset": "ds_test", "loss": {"type": "cross_entropy"},
+        "model": {"layers": [{"type": "linear", "out_features": 128}, {"type": "relu"},
+                             {"type": "linear", "out_features": 10}]},
+        "optimizer": optimizer, "schedule": {"type": "step", "step_size": 2, "gamma": 0.5},
+        "training": {"epochs": 4, "batch_size": 32, "log_every_steps": 1, "seed": seed,
+                     "validation_split": 0.2, **training}})
+
+
+MEMBERS = {
+    "sgd": [spec({"type": "sgd", "lr": lr, "momentum": 0.9}, seed) for seed in (1, 2) for lr in (0.1, 0.02)],
+    "adam": [spec({"type": "adam", "lr": lr, "weight_decay": wd}, seed)
+             for seed, (lr, wd) in zip((3, 4, 5, 6), ((1e-3, 0), (3e-3, 1e-4), (1e-2, 0), (1e-3, 1e-3)))],
+}
+
+
+class Recorder:
+    def __init__(self, stop_at: int | None = None):
+        self.points, self.stop_at = [], stop_at
+
+    def hooks(self, **options) -> Hooks:
+        return Hooks(flush=lambda points, epoch, step: self.points.extend(points), flush_seconds=0,
+                     should_stop=lambda: self.stop_at is not None and self.points[-1]["step"] >= self.stop_at,
+                     **options)
+
+    def history(self) -> list[dict]:
+        return [{k: v for k, v in p.items() if k not in TIMING} for p in self.points]
+
+
+def lone(job: JobSpec, direct: bool):
+    rec = Recorder()
+    model = Trainer(job, *data(), CPU, rec.hooks(), direct=direct).run().model
+    return rec.history(), model.state_dict()
+
+
+@pytest.mark.parametrize("direct", DIRECT)
+@pytest.mark.parametrize("kind", list(MEMBERS))
+def test_each_member_equals_its_lone_run_bit_for_bit(kind, direct):
+    recs = [Recorder() for _ in MEMBERS[kind]]
+    trainers = [Trainer(job, *data(), CPU, r.hooks(), direct=direct) for job, r in zip(MEMBERS[kind], recs)]
+    outcomes = PackedTrainer(trainers).run()
+    for i, job in enumerate(MEMBERS[kind]):
+        history, weights = lone(job, direct)
+        assert recs[i].history() == history  # every step's loss and lr, every epoch's metrics and norms
+        packed = outcomes[i].model.state_dict()
+        assert all(torch.equal(packed[name], w) for name, w in weights.items())
+    assert len({r.history()[-1]["train_loss"] for r in recs}) == 4  # the members did differ
+
+
+def test_a_member_that_stops_leaves_and_the_others_go_on():
+    jobs = MEMBERS["sgd"]
+    recs = [Recorder(stop_at=5 if i == 1 else None) for i in range(4)]
+    outcomes = PackedTrainer([Trainer(j, *data(), CPU, r.hooks(), direct=True) for j, r in zip(jobs, recs)]).run()
+    assert isinstance(outcomes[1], Stopped) and recs[1].points[-1]["step"] == 5
+    for i in (0, 2, 3):
+        assert recs[i].history() == lone(jobs[i], True)[0]
+
+
+def test_a_diverging_member_fails_alone():
+    jobs = [*MEMBERS["sgd"][:2], spec({"type": "sgd", "lr": 1e6, "momentum": 0.9}, 9)]
+    recs = [Recorder() for _ in jobs]
+    outcomes = PackedTrainer([Trainer(j, *data(), CPU, r.hooks(), direct=True) for j, r in zip(jobs, recs)]).run()
+    assert isinstance(outcomes[2], Diverged)
+    assert recs[0].history() == lone(jobs[0], True)[0] and recs[1].history() == lone(jobs[1], True)[0]
+
+
+def test_members_resumed_from_checkpoints_at_different_steps_go_on_as_lone_retries():
+    """A retry re-forms a pack whose members' checkpoints are at different steps (one after its
+    epoch's last step, before the epoch's end): each goes on as its lone retry does."""
+    jobs = MEMBERS["adam"][:3]
+    blobs = []
+    for job, stop in zip(jobs, (3, 4, 7)):  # 120 training rows, batch 32: 4 steps an epoch
+        t = Trainer(job, *data(), CPU, Recorder(stop_at=stop).hooks(), direct=True)
+        with pytest.raises(Stopped):
+            t.run()
+        blobs.append(checkpoint.to_bytes(t))
+
+    def resumed(job, blob, rec):
+        t = Trainer(job, *data(), CPU, rec.hooks(), direct=True)
+        checkpoint.restore_bytes(t, blob)
+        return t
+
+    recs = [Recorder() for _ in jobs]
+    outcomes = PackedTrainer([resumed(j, b, r) for j, b, r in zip(jobs, blobs, recs)]).run()
+    for i, (job, blob) in enumerate(zip(jobs, blobs)):
+        alone = Recorder()
+        weights = resumed(job, blob, alone).run().model.state_dict()
+        assert recs[i].history() == alone.history()
+        assert all(torch.equal(outcomes[i].model.state_dict()[n], w) for n, w in weights.items())
