@@ -21,7 +21,7 @@ from app.ml.errors import DataError, SpecError
 from app.quotas import service as quotas
 from app.storage import checkpoint_key, get_store, preprocessing_key, weights_key
 from app.studies import pruning
-from worker import drain, memory, reaper, registry, storing, unit_of_work
+from worker import drain, memory, packs, reaper, registry, storing, unit_of_work
 from worker.attempt import Attempt, load
 from worker.training import (Diverged, Hooks, Stopped, Trainer, checkpoint, precision,
                              resolve_device)
@@ -70,6 +70,10 @@ def _run(job_id: str) -> None:
         log.info("job %s is not claimable (already taken or finished); skipping", job_id)
         return
     add_job_fields(attempt=number, tenant=tenant)
+    mates = unit_of_work.run(packs.claim_mates, job_id=job_id, worker_id=owner, lease_seconds=settings.lease_seconds)
+    if mates:
+        packs.run_pack([(job_id, number), *mates], owner)
+        return
     log.info("training job %s, attempt %d", job_id, number)
     registry.set_current_job(job_id)
     heartbeat = Heartbeat(job_id, owner)
@@ -162,10 +166,11 @@ class JobRun:
                      checkpoint_min_gap=settings.checkpoint_min_gap_seconds)
 
 
-def _attempt(run: JobRun, number: int) -> None:
-    """Trains and stores one attempt, then makes the transition its outcome calls for."""
+def _attempt(run: JobRun, number: int, train=None) -> None:
+    """Trains and stores one attempt, then makes the transition its outcome calls for.
+    ``train(run, number)`` returns the weights' key (a pack's member: worker/packs.py)."""
     try:
-        key = _train_and_store(run, number)
+        key = (train or _train_and_store)(run, number)
     except Stopped:
         _stopped(run)
     except (SpecError, DataError, Diverged, memory.OutOfMemory) as exc:  # the job's own fault: not retried
@@ -250,14 +255,8 @@ def _train_and_store(run: JobRun, number: int) -> str:
 
 
 def _train_on(run: JobRun, attempt: Attempt, device: torch.device) -> str:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    unit_of_work.run(progress.set_device, job_id=attempt.job_id, worker_id=attempt.owner, device=name)
-    precision.require_gpu(attempt.spec.training.precision, device)
     memory.start(device)
-    trainer = Trainer(attempt.spec, *attempt.train, device, run.hooks(), attempt.validation,
-                      direct=get_settings().direct_kernels, sources=attempt.sources)
-    if attempt.resumes:
-        _resume(trainer, attempt)
+    trainer = build_trainer(run, attempt, device)
     try:
         result = trainer.run()
     except Stopped:
@@ -265,6 +264,18 @@ def _train_on(run: JobRun, attempt: Attempt, device: torch.device) -> str:
             run.checkpoint(checkpoint.to_bytes(trainer), trainer.step)
         raise
     return _store(attempt, result.model, trainer.data.preprocessing)
+
+
+def build_trainer(run: JobRun, attempt: Attempt, device: torch.device) -> Trainer:
+    """The attempt's Trainer on ``device``, resumed from its checkpoint when an attempt came before."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    unit_of_work.run(progress.set_device, job_id=attempt.job_id, worker_id=attempt.owner, device=name)
+    precision.require_gpu(attempt.spec.training.precision, device)
+    trainer = Trainer(attempt.spec, *attempt.train, device, run.hooks(), attempt.validation,
+                      direct=get_settings().direct_kernels, sources=attempt.sources)
+    if attempt.resumes:
+        _resume(trainer, attempt)
+    return trainer
 
 
 def _resume(trainer: Trainer, attempt: Attempt) -> None:

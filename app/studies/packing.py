@@ -14,10 +14,11 @@ from typing import TypeVar
 from app.ml.regularization import Regularization
 from app.ml.spec import JobSpec
 
-# Layers without randomness or buffers, whose forward torch.func.vmap batches over members.
-LAYERS = frozenset({"linear", "conv1d", "conv2d", "maxpool1d", "maxpool2d", "avgpool1d", "avgpool2d",
-                    "adaptive_avgpool", "flatten", "reshape", "layernorm", "relu", "leaky_relu", "elu", "gelu",
-                    "sigmoid", "tanh", "softmax", "log_softmax", "identity"})
+# Layers without randomness or buffers whose forward, batched over members by torch.func.vmap,
+# computes a lone run's bits (measured, docs/equivalence.md). Convolutions are not among them:
+# vmap makes a member's convolution a group of one grouped convolution, another kernel.
+LAYERS = frozenset({"linear", "flatten", "relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softmax",
+                    "log_softmax", "identity"})
 # First-order optimizers: one gradient a step, so one shared backward serves every member.
 OPTIMIZERS = frozenset({"sgd", "adam", "adamw", "adamax", "nadam", "radam", "rmsprop", "adagrad", "adadelta",
                         "rprop"})
@@ -31,7 +32,7 @@ def refusal(spec: JobSpec) -> str | None:
     """Why a member with this spec trains alone, or None when it may be packed."""
     layers = sorted({layer.type for layer in spec.model.layers} - LAYERS)
     if layers:
-        return f"model.layers: {', '.join(layers)} cannot be packed (randomness, buffers or recurrence)"
+        return f"model.layers: {', '.join(layers)} cannot be packed (only linear layers and activations)"
     if spec.optimizer.type not in OPTIMIZERS:
         return f"optimizer.type: {spec.optimizer.type} is not a first-order optimizer"
     if spec.training.precision != "fp32":
@@ -53,6 +54,11 @@ def pack_key(spec: JobSpec) -> str:
     for name in PER_MEMBER_OPTIMIZER:
         data["optimizer"].pop(name, None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def refusal_of(spec: dict) -> str | None:
+    """A stored job spec's refusal (None: packable)."""
+    return refusal(JobSpec.model_validate(spec))
 
 
 def key_of(spec: dict) -> str | None:

@@ -17,12 +17,17 @@ import copy
 import time
 
 import torch
+from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from worker.training.diagnostics import layer_norms
 from worker.training.loop import Trainer, TrainResult
 
 Outcome = TrainResult | BaseException  # a member's end: its result, or why it stopped
+# ATen's CPU bmm multiplies matrices with contraction x rows x columns under this in a plain loop,
+# whose sums round otherwise than the BLAS mm a lone Linear runs (measured: a 4-16-3 MLP's outputs
+# at batch 6 differ in the last bit; its history then drifts 1e-5 relative within 4 epochs).
+BMM_BLAS_MIN = 400
 
 
 class PackedTrainer:
@@ -33,9 +38,12 @@ class PackedTrainer:
         self.outcomes: dict[int, Outcome] = {}
         # The members' shared architecture, without storage: functional_call swaps in each one's weights.
         self.shape = copy.deepcopy(trainers[0].model).to("meta")
+        self.vmap_rows = _vmap_rows(trainers[0], self.shape)
         self.started = [0.0] * len(trainers)  # perf_counter at each member's last epoch-time mark
+        self.named = [list(t.model.named_parameters()) for t in trainers]  # the Parameters stay these
         self.active: list[int] = []
         self.stacked: dict[str, torch.Tensor] = {}
+        self.grads: dict[str, tuple[torch.Tensor, ...]] = {}  # this step's, by name: one per active member
         self._stack(list(range(len(trainers))))
 
     def _stack(self, active: list[int]) -> None:
@@ -45,8 +53,8 @@ class PackedTrainer:
             return
         models = [self.trainers[i].model for i in active]
         self.stacked, _ = stack_module_state(models)  # {name: (member, *shape)}, leaves
-        for k, model in enumerate(models):
-            for name, p in model.named_parameters():
+        for k, i in enumerate(active):
+            for name, p in self.named[i]:
                 p.data = self.stacked[name].data[k]
 
     def run(self) -> dict[int, Outcome]:
@@ -107,24 +115,34 @@ class PackedTrainer:
         for ks in groups.values():
             whole = len(ks) == len(batches)
             params = self.stacked if whole else {n: p[ks] for n, p in self.stacked.items()}
-            xs = torch.stack([batches[k][0] for k in ks])  # (members, batch, *features)
-            out = vmap(self._forward)(params, xs)  # (members, batch, *outputs)
-            for j, k in enumerate(ks):
+            for k, member_out in zip(ks, self._outputs(params, [batches[k][0] for k in ks])):
                 # The member's own loss function on its slice: under vmap a mean reduction sums in
                 # another order (measured: 1 ulp off the lone loss); outside it, the lone run's bits.
-                losses[k] = self.trainers[self.active[k]].train_loss(out[j], batches[k][1])
+                losses[k] = self.trainers[self.active[k]].train_loss(member_out, batches[k][1])
         torch.stack(losses).sum().backward()
+        self.grads = {name: p.grad.unbind(0) for name, p in self.stacked.items()}  # (shape) per member
         return [loss.detach() for loss in losses]
 
     def _forward(self, params: dict[str, torch.Tensor], xb: torch.Tensor) -> torch.Tensor:
         return functional_call(self.shape, params, (xb,))
 
+    def _outputs(self, params: dict[str, torch.Tensor], xbs: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """Each member's model outputs at its batch: one vmap'd forward where its kernels compute the
+        lone run's bits, else member by member (a small model's short batch) with the lone kernels."""
+        rows = xbs[0].shape[0]
+        if self.vmap_rows is not None and rows >= self.vmap_rows:
+            # (members, batch, *outputs), unbound once: an index per member would give each its own
+            # backward node that fills a whole zero (members, batch, *outputs) gradient.
+            return vmap(self._forward)(params, torch.stack(xbs)).unbind(0)
+        per_member = {n: p.unbind(0) for n, p in params.items()}
+        return tuple(self._forward({n: ps[k] for n, ps in per_member.items()}, xb) for k, xb in enumerate(xbs))
+
     def _update(self, i: int, k: int, loss: torch.Tensor, rows: int) -> bool:
         """Member i's step after its gradients, exactly as Trainer.run_epoch writes it; True
         when it was the member's last."""
         t = self.trainers[i]
-        for name, p in t.model.named_parameters():
-            p.grad = self.stacked[name].grad[k]
+        for name, p in self.named[i]:
+            p.grad = self.grads[name][k]
         last_batch = t.steps_per_epoch - 1
         grads = layer_norms(t.model, of_grads=True) if t.batch == last_batch else None
         t.step_kind.optimizer_step()  # the lone run's own step function (direct or not)
@@ -157,3 +175,15 @@ class PackedTrainer:
             for p in self.trainers[i].model.parameters():
                 p.data = p.data.clone()
         self._stack([j for j in self.active if j not in ended])
+
+
+def _vmap_rows(trainer: Trainer, shape: nn.Module) -> int | None:
+    """The batch rows from which vmap's forward computes a lone run's bits; a step with fewer
+    forwards member by member. None: never (on the CPU a Linear over more than 2 dims is a
+    matmul, not the lone addmm). On a GPU the CPU's rule does not apply: always vmap."""
+    if trainer.device.type != "cpu":
+        return 1
+    if trainer.data.x_train.dim() != 2 and not isinstance(trainer.model[0], nn.Flatten):
+        return None
+    linears = [(m.in_features, m.out_features) for m in shape.modules() if isinstance(m, nn.Linear)]
+    return max((-(-BMM_BLAS_MIN // (i * o)) for i, o in linears), default=1)
