@@ -130,7 +130,7 @@ def test_a_small_models_short_batches_forward_member_by_member_and_stay_exact():
     recs = [Recorder() for _ in jobs]
     trainers = [Trainer(j, x, y, CPU, r.hooks(), direct=True) for j, r in zip(jobs, recs)]
     pack = PackedTrainer(trainers)
-    assert pack.vmap_rows == 7  # 4 x 16 x 7 >= 400: the full batches of 16 are vmap'd, the last of 6 not
+    assert pack.vmap_rows == 9  # 16 x 3 x 9 >= 400: the full batches of 16 are vmapped, the last of 6 not
     pack.run()
     for job, rec in zip(jobs, recs):
         alone = Recorder()
