@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 def claim_mates(*, db_session, job_id: str, worker_id: str, lease_seconds: float) -> list[tuple[str, int]]:
     """Claims the waiting members that pack with the just-claimed ``job_id``; returns their (id, attempt).
 
-    Records the pack on every member claimed (its id is ``job_id``'s); none when the job trains alone."""
+    Records the pack on every member claimed (its id is ``job_id``'s), or that the job trains alone."""
     limit = get_settings().pack_max_members
     job = db_session.get(Job, job_id)
     if limit <= 1 or job is None or job.study_id is None or (key := packing.key_of(job.spec)) is None:
@@ -50,14 +50,15 @@ def claim_mates(*, db_session, job_id: str, worker_id: str, lease_seconds: float
                                  lease_seconds=lease_seconds)
         if number:
             mates.append((mate.id, number))
-    for member in [job_id, *(m for m, _ in mates)] if mates else []:
-        progress.set_pack(db_session=db_session, job_id=member, worker_id=worker_id, pack_id=job_id,
-                          packed_with=len(mates) + 1)
+    for member in [job_id, *(m for m, _ in mates)]:  # alone: a retry forgets its earlier attempt's pack
+        progress.set_pack(db_session=db_session, job_id=member, worker_id=worker_id,
+                          pack_id=job_id if mates else None, packed_with=len(mates) + 1 if mates else None)
     return mates
 
 
 def run_pack(members: list[tuple[str, int]], owner: str) -> None:
-    """Trains the claimed members (job id, attempt number) together; each ends as its lone attempt would."""
+    """Trains the claimed members (job id, attempt number) together; each ends as its lone attempt
+    would, as soon as it leaves the pack."""
     log.info("training a pack of %d members: %s", len(members), ", ".join(f"{j} (attempt {n})" for j, n in members))
     registry.set_current_job(members[0][0])
     runs = []
@@ -66,8 +67,7 @@ def run_pack(members: list[tuple[str, int]], owner: str) -> None:
         heartbeat.start()
         runs.append((runner.JobRun(job_id, owner, heartbeat), number))
     try:
-        for (run, number), end in zip(runs, _train(runs)):
-            runner._attempt(run, number, train=end)
+        _train(runs)
     finally:
         for run, _ in runs:
             run.heartbeat.stopped.set()
@@ -75,10 +75,15 @@ def run_pack(members: list[tuple[str, int]], owner: str) -> None:
         memory.release()  # the next job in this process gets the device back whole
 
 
-def _train(runs: list) -> list:
-    """Loads and trains every member; returns, per member, the ``train`` its runner._attempt calls:
-    it stores the member's weights, or raises what ended the member (its load's error included)."""
-    ends: list = [None] * len(runs)
+def _end(runs: list, i: int, train) -> None:
+    """Member i's transition (runner._attempt), its weights stored first when it succeeded."""
+    run, number = runs[i]
+    runner._attempt(run, number, train=train)
+    run.heartbeat.stopped.set()
+
+
+def _train(runs: list) -> None:
+    """Loads every member, trains those that loaded together, and ends each as it leaves."""
     built: dict[int, tuple] = {}  # member -> (attempt, trainer)
     device = torch.device("cpu")
     for i, (run, number) in enumerate(runs):
@@ -87,20 +92,23 @@ def _train(runs: list) -> list:
             run.begin(attempt)
             device = resolve_device(attempt.spec.training.device)
             built[i] = attempt, runner.build_trainer(run, attempt, device)
-        except Exception as exc:  # noqa: BLE001 - this member's own end: the others still train
-            ends[i] = _raising(exc)
+        except Exception as exc:  # noqa: BLE001 - this member's own end (its data or store): the others train
+            _end(runs, i, _raising(exc))
     order = sorted(built)
+
+    def ended(k: int, outcome) -> None:
+        attempt, trainer = built[order[k]]
+        _end(runs, order[k], _ending(runs[order[k]][0], attempt, trainer, outcome))
+
     memory.start(device)
+    pack = PackedTrainer([built[i][1] for i in order], on_end=ended)
     try:
-        outcomes = PackedTrainer([built[i][1] for i in order]).run()
-    except Exception as exc:  # noqa: BLE001 - the pack as a whole failed (out of memory): every member did
+        pack.run()
+    except Exception as exc:  # noqa: BLE001 - the pack as a whole failed (out of memory): every member left did
         if memory.is_out_of_memory(exc):
             exc = memory.OutOfMemory(memory.describe(exc, device, "fp32"))
-        outcomes = {k: exc for k in range(len(order))}
-    for k, i in enumerate(order):
-        attempt, trainer = built[i]
-        ends[i] = _ending(runs[i][0], attempt, trainer, outcomes[k])
-    return ends
+        for k in pack.active:
+            _end(runs, order[k], _raising(exc))
 
 
 def _raising(exc: BaseException):

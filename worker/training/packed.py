@@ -15,6 +15,7 @@ diverges or fails leaves the pack with its outcome; the others go on.
 """
 import copy
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -33,9 +34,12 @@ BMM_BLAS_MIN = 400
 class PackedTrainer:
     """Trains ``trainers`` (members of one pack: same model spec, data and batch size) together."""
 
-    def __init__(self, trainers: list[Trainer]):
+    def __init__(self, trainers: list[Trainer], on_end: Callable[[int, Outcome], None] | None = None):
         self.trainers = trainers
         self.outcomes: dict[int, Outcome] = {}
+        # Called as each member leaves, with its place in ``trainers``: its end is made at once
+        # (a cancelled member must not wait for the pack's last step to say it is cancelled).
+        self.on_end = on_end or (lambda i, outcome: None)
         # The members' shared architecture, without storage: functional_call swaps in each one's weights.
         self.shape = copy.deepcopy(trainers[0].model).to("meta")
         self.vmap_rows = _vmap_rows(trainers[0], self.shape)
@@ -175,6 +179,8 @@ class PackedTrainer:
             for p in self.trainers[i].model.parameters():
                 p.data = p.data.clone()
         self._stack([j for j in self.active if j not in ended])
+        for i in ended:
+            self.on_end(i, self.outcomes[i])
 
 
 def _vmap_rows(trainer: Trainer, shape: nn.Module) -> int | None:
