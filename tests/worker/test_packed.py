@@ -7,6 +7,7 @@ import torch
 from app.ml.spec import JobSpec
 from tests.direct_modes import DIRECT
 from worker.training import Diverged, Hooks, Stopped, Trainer, checkpoint
+from worker.training import direct as fast
 from worker.training.packed import PackedTrainer
 
 CPU = torch.device("cpu")
@@ -29,7 +30,12 @@ def spec(optimizer: dict, seed: int, **training) -> JobSpec:
                      "validation_split": 0.2, **training}})
 
 
+# With one rate and no validation split the members share their fused optimizer calls
+# (direct.update_together) and their batches' gather (the same training rows).
 MEMBERS = {
+    "adam, shared calls": [spec({"type": "adam", "lr": 3e-3}, seed, validation_split=0.0) for seed in (1, 2, 3, 4)],
+    "sgd, shared calls": [spec({"type": "sgd", "lr": 0.05, "momentum": 0.9}, seed, validation_split=0.0)
+                          for seed in (5, 6, 7, 8)],
     "sgd": [spec({"type": "sgd", "lr": lr, "momentum": 0.9}, seed) for seed in (1, 2) for lr in (0.1, 0.02)],
     "adam": [spec({"type": "adam", "lr": lr, "weight_decay": wd}, seed)
              for seed, (lr, wd) in zip((3, 4, 5, 6), ((1e-3, 0), (3e-3, 1e-4), (1e-2, 0), (1e-3, 1e-3)))],
@@ -60,7 +66,12 @@ def lone(job: JobSpec, direct: bool):
 def test_each_member_equals_its_lone_run_bit_for_bit(kind, direct):
     recs = [Recorder() for _ in MEMBERS[kind]]
     trainers = [Trainer(job, *data(), CPU, r.hooks(), direct=direct) for job, r in zip(MEMBERS[kind], recs)]
-    outcomes = PackedTrainer(trainers).run()
+    pack = PackedTrainer(trainers)
+    outcomes = pack.run()
+    if "shared" in kind:
+        assert pack.shared is not None  # one gather for all members' batches
+        if direct:  # their steps went through the shared fused call, which filled its cache
+            assert all(t.optimizer in fast._LISTS for t in trainers)
     for i, job in enumerate(MEMBERS[kind]):
         history, weights = lone(job, direct)
         assert recs[i].history() == history  # every step's loss and lr, every epoch's metrics and norms

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from worker.training import direct as fast
 from worker.training.diagnostics import layer_norms
 from worker.training.loop import Trainer, TrainResult
 
@@ -43,6 +44,7 @@ class PackedTrainer:
         # The members' shared architecture, without storage: functional_call swaps in each one's weights.
         self.shape = copy.deepcopy(trainers[0].model).to("meta")
         self.vmap_rows = _vmap_rows(trainers[0], self.shape)
+        self.shared = _shared_rows(trainers)
         self.started = [0.0] * len(trainers)  # perf_counter at each member's last epoch-time mark
         self.named = [list(t.model.named_parameters()) for t in trainers]  # the Parameters stay these
         self.active: list[int] = []
@@ -80,11 +82,12 @@ class PackedTrainer:
                 self.started[i] = time.perf_counter()
         if not self.active:
             return
-        batches = [self.trainers[i]._batch(self.trainers[i].batch) for i in self.active]
+        batches = self._batches()
         losses = self._gradients(batches)
+        norms = self._optimizer_steps()
         for k, i in enumerate(self.active):
             try:
-                if self._update(i, k, losses[k], batches[k][0].shape[0]):
+                if self._after_update(i, losses[k], batches[k][0].shape[0], norms[k]):
                     self.outcomes[i] = TrainResult(self.trainers[i].model.cpu(), self.trainers[i].epoch - 1)
             except Exception as exc:  # noqa: BLE001 - Stopped, Diverged, ...: this member's end alone
                 self.outcomes[i] = exc
@@ -104,6 +107,18 @@ class PackedTrainer:
             except Exception as exc:  # noqa: BLE001 - this member's end alone
                 self.outcomes[i] = exc
         self._leave([i for i in self.active if i in self.outcomes])
+
+    def _batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each active member's batch in its own order: one gather for all when they train on
+        the same rows (no validation split of their own: the same tensors) at the same place."""
+        ts = [self.trainers[i] for i in self.active]
+        b = ts[0].batch
+        if self.shared is None or any(t.order is None or t.batch != b for t in ts):
+            return [t._batch(t.batch) for t in ts]
+        lo, hi = b * ts[0].bs, (b + 1) * ts[0].bs
+        idx = torch.stack([t.order[lo:hi] for t in ts])  # (members, batch)
+        x, y = self.shared
+        return list(zip(x[idx].unbind(0), y[idx].unbind(0)))
 
     def _gradients(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
         """Every active member's data loss at its batch, with its gradient in its stacked slice.
@@ -141,15 +156,30 @@ class PackedTrainer:
         per_member = {n: p.unbind(0) for n, p in params.items()}
         return tuple(self._forward({n: ps[k] for n, ps in per_member.items()}, xb) for k, xb in enumerate(xbs))
 
-    def _update(self, i: int, k: int, loss: torch.Tensor, rows: int) -> bool:
-        """Member i's step after its gradients, exactly as Trainer.run_epoch writes it; True
+    def _optimizer_steps(self) -> list[dict | None]:
+        """Every active member's optimizer step on its gradients; returns each one's gradient norms
+        at its epoch's last batch (the epoch point's, read before the step as Trainer.run_epoch does)."""
+        norms, optimizers, steps, direct = [], [], [], True
+        for k, i in enumerate(self.active):
+            t = self.trainers[i]
+            for name, p in self.named[i]:
+                p.grad = self.grads[name][k]
+            norms.append(layer_norms(t.model, of_grads=True) if t.batch == t.steps_per_epoch - 1 else None)
+            optimizers.append(t.optimizer)
+            steps.append(t.step_kind.optimizer_step)  # the lone run's own step function
+            direct &= t.step_kind.optimizer_step != t.optimizer.step  # DIRECT_KERNELS on
+        if direct:
+            fast.update_together(optimizers, steps)  # the same fused calls, shared
+        else:
+            for step in steps:
+                step()
+        return norms
+
+    def _after_update(self, i: int, loss: torch.Tensor, rows: int, grads: dict | None) -> bool:
+        """Member i's step after its optimizer's, exactly as Trainer.run_epoch writes it; True
         when it was the member's last."""
         t = self.trainers[i]
-        for name, p in self.named[i]:
-            p.grad = self.grads[name][k]
         last_batch = t.steps_per_epoch - 1
-        grads = layer_norms(t.model, of_grads=True) if t.batch == last_batch else None
-        t.step_kind.optimizer_step()  # the lone run's own step function (direct or not)
         lr = t.scheduler.after_batch()
         t.batch, t.step = t.batch + 1, t.step + 1
         t.window.append((t.epoch, t.step, loss))
@@ -193,3 +223,14 @@ def _vmap_rows(trainer: Trainer, shape: nn.Module) -> int | None:
         return None
     linears = [(m.in_features, m.out_features) for m in shape.modules() if isinstance(m, nn.Linear)]
     return max((-(-BMM_BLAS_MIN // (i * o)) for i, o in linears), default=1)
+
+
+def _shared_rows(trainers: list[Trainer]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The training rows (x, y) when every member's are equal (read once: a member's are its own
+    split and preprocessing, equal when no validation split draws from its seed), else None."""
+    d = trainers[0].data
+    if d.teacher_train is not None or any(
+            not (torch.equal(t.data.x_train, d.x_train) and torch.equal(t.data.y_train, d.y_train)
+                 and t.bs == trainers[0].bs) for t in trainers[1:]):
+        return None
+    return d.x_train, d.y_train
