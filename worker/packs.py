@@ -21,7 +21,7 @@ from app.models import Job
 from app.quotas import service as quotas
 from app.studies import packing
 from app.studies import repository as studies
-from worker import memory, registry, runner, unit_of_work
+from worker import memory, registry, runner
 from worker.attempt import load
 from worker.training import Stopped, TrainResult, checkpoint, resolve_device
 from worker.training.packed import PackedTrainer
