@@ -95,19 +95,22 @@ def _train(runs: list) -> None:
         except Exception as exc:  # noqa: BLE001 - this member's own end (its data or store): the others train
             _end(runs, i, _raising(exc))
     order = sorted(built)
+    if not order:
+        return
 
     def ended(k: int, outcome) -> None:
         attempt, trainer = built[order[k]]
         _end(runs, order[k], _ending(runs[order[k]][0], attempt, trainer, outcome))
 
     memory.start(device)
-    pack = PackedTrainer([built[i][1] for i in order], on_end=ended)
+    pack = None
     try:
+        pack = PackedTrainer([built[i][1] for i in order], on_end=ended)
         pack.run()
     except Exception as exc:  # noqa: BLE001 - the pack as a whole failed (out of memory): every member left did
         if memory.is_out_of_memory(exc):
             exc = memory.OutOfMemory(memory.describe(exc, device, "fp32"))
-        for k in pack.active:
+        for k in pack.active if pack is not None else range(len(order)):
             _end(runs, order[k], _raising(exc))
 
 

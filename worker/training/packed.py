@@ -219,7 +219,10 @@ def _vmap_rows(trainer: Trainer, shape: nn.Module) -> int | None:
     matmul, not the lone addmm). On a GPU the CPU's rule does not apply: always vmap."""
     if trainer.device.type != "cpu":
         return 1
-    if trainer.data.x_train.dim() != 2 and not isinstance(trainer.model[0], nn.Flatten):
+    x = trainer.data.x_train
+    if not isinstance(x, torch.Tensor):  # memory-mapped rows (worker/training/mapped.py): batch by batch
+        return None
+    if x.dim() != 2 and not isinstance(trainer.model[0], nn.Flatten):
         return None
     linears = [(m.in_features, m.out_features) for m in shape.modules() if isinstance(m, nn.Linear)]
     return max((-(-BMM_BLAS_MIN // (i * o)) for i, o in linears), default=1)
@@ -229,6 +232,8 @@ def _shared_rows(trainers: list[Trainer]) -> tuple[torch.Tensor, torch.Tensor] |
     """The training rows (x, y) when every member's are equal (read once: a member's are its own
     split and preprocessing, equal when no validation split draws from its seed), else None."""
     d = trainers[0].data
+    if not all(isinstance(t.data.x_train, torch.Tensor) for t in trainers):
+        return None  # memory-mapped rows: gathered by each member
     if d.teacher_train is not None or any(
             not (torch.equal(t.data.x_train, d.x_train) and torch.equal(t.data.y_train, d.y_train)
                  and t.bs == trainers[0].bs) for t in trainers[1:]):
