@@ -155,3 +155,30 @@ def test_a_packed_members_checkpoint_holds_its_own_weights_not_the_packs():
     PackedTrainer(trainers)  # the members' weights are views of the stacked storage from here
     alone = Trainer(jobs[0], *data(), CPU, Recorder().hooks(), direct=True)
     assert len(checkpoint.to_bytes(trainers[0])) == len(checkpoint.to_bytes(alone))
+
+
+@pytest.mark.parametrize("layers, loss, plain", [
+    # Written out by _batched_forward: flatten over 8x8 rows, linear layers and tanh.
+    ([{"type": "flatten"}, {"type": "linear", "out_features": 128}, {"type": "tanh"},
+      {"type": "linear", "out_features": 10}], "cross_entropy", True),
+    # log_softmax is not among them: vmap(functional_call) forwards it.
+    ([{"type": "flatten"}, {"type": "linear", "out_features": 128}, {"type": "relu"},
+      {"type": "linear", "out_features": 10}, {"type": "log_softmax"}], "nll", False),
+])
+def test_both_batched_forwards_compute_the_lone_bits(layers, loss, plain):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(100, 8, 8)).astype(np.float32)
+    y = (x[:, 0, :].argmax(axis=1)).astype(np.int64)
+    jobs = [JobSpec.model_validate({
+        "dataset": "ds_test", "loss": {"type": loss}, "model": {"layers": layers},
+        "optimizer": {"type": "adam", "lr": lr}, "training": {"epochs": 3, "batch_size": 32, "seed": seed,
+                                                            "log_every_steps": 1}})
+        for seed in (1, 2) for lr in (1e-3, 1e-2)]
+    recs = [Recorder() for _ in jobs]
+    pack = PackedTrainer([Trainer(j, x, y, CPU, r.hooks(), direct=True) for j, r in zip(jobs, recs)])
+    assert pack.plain is plain
+    pack.run()
+    for job, rec in zip(jobs, recs):
+        alone = Recorder()
+        Trainer(job, x, y, CPU, alone.hooks(), direct=True).run()
+        assert rec.history() == alone.history()
