@@ -57,6 +57,14 @@ def _claim(*, db_session, job_id: str, worker_id: str, lease_seconds: float) -> 
     return number, repository.tenant_of(db_session=db_session, job_id=job_id) if number else None
 
 
+def _claim_with_mates(*, db_session, job_id: str, worker_id: str, lease_seconds: float):
+    """The claim and, in its transaction, the claim of the job's pack mates (worker/packs.py)."""
+    number, tenant = _claim(db_session=db_session, job_id=job_id, worker_id=worker_id, lease_seconds=lease_seconds)
+    mates = packs.claim_mates(db_session=db_session, job_id=job_id, worker_id=worker_id,
+                              lease_seconds=lease_seconds) if number else []
+    return number, tenant, mates
+
+
 def _run(job_id: str) -> None:
     owner, settings = worker_id(), get_settings()
     if drain.told_to_drain():
@@ -65,12 +73,12 @@ def _run(job_id: str) -> None:
         reaper.send([(job_id, unit_of_work.run(repository.queue_of, job_id=job_id))])
         log.info("job %s passed on: this worker is shutting down", job_id)
         return
-    number, tenant = unit_of_work.run(_claim, job_id=job_id, worker_id=owner, lease_seconds=settings.lease_seconds)
+    number, tenant, mates = unit_of_work.run(_claim_with_mates, job_id=job_id, worker_id=owner,
+                                             lease_seconds=settings.lease_seconds)
     if not number:
         log.info("job %s is not claimable (already taken or finished); skipping", job_id)
         return
     add_job_fields(attempt=number, tenant=tenant)
-    mates = unit_of_work.run(packs.claim_mates, job_id=job_id, worker_id=owner, lease_seconds=settings.lease_seconds)
     if mates:
         packs.run_pack([(job_id, number), *mates], owner)
         return
