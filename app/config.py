@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     # the ordinary calls, without PyTorch's Python around them. Off: model(xb), loss.backward(),
     # optimizer.step(), optimizer.zero_grad(set_to_none=True).
     direct_kernels: bool = True
+    # A study's packable members (app/studies/packing.py) train together in one process, at most
+    # this many at once (1: every member alone, as before packing).
+    pack_max_members: int = 64
 
     # Job event streams (SSE). On SQLite a shared tail per watched job polls this often;
     # on PostgreSQL it wakes on NOTIFY and polls only as a safety net.

@@ -22,6 +22,8 @@ processes (timeit's advice); "median s" shows how far they went. "per member" is
 process, its train()), "gap ms" the median time from one member's end to the next one's
 start (the worker trains one at a time: the study's release of the next member or the
 client's POST, the broker's delivery, the claim; in process, Optuna's bookkeeping).
+The study's members (rates x seeds of one spec) train together as one pack since issue 20
+(app/studies/packing.py): their runs overlap, so its "gap ms" is negative.
 "same" says whether every member's last val_loss equals the in-process one bit for bit: the
 four ways trained the same 16 networks. Each deployment and the process are first warmed up
 with WARM_UP jobs of the spec, so no mode pays the first jobs' lazy initialization.

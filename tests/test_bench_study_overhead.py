@@ -23,12 +23,18 @@ def test_study_overhead_bench_runs_every_mode_on_the_same_members():
         assert abs(float(r["per member"]) - best / 4) <= 0.001, r
         # Members run one after another inside their round, so the 8 runs (2 rounds) sum to at most
         # the two rounds' seconds (2 x their median), and at least 4 of them are >= the median run.
+        # A study's members (4 rates x seeds of one spec) train together as one pack
+        # (app/studies/packing.py): each run is at most its round.
         run_ms = float(r["run ms"])
-        assert 0 < run_ms and 4 * run_ms <= 2000 * float(r["median s"]) + 5, r
+        if r["mode"] == "study":
+            assert 0 < run_ms <= 1000 * max(float(r["median s"]), best) + 5, r
+        else:
+            assert 0 < run_ms and 4 * run_ms <= 2000 * float(r["median s"]) + 5, r
     for r in rows[1:]:
         # Recomputed from the printed seconds (3 decimals), to within their rounding and the column's.
         seconds, half = float(r["best s"]), 0.0005
         assert abs(float(r["overhead/member"]) - (seconds - base) / 4) <= 0.001, r
         low, high = (seconds - half) / (base + half), (seconds + half) / (base - half)
         assert low - 0.05 <= float(r["ratio"]) <= high + 0.05, r
-        assert float(r["gap ms"]) >= 0, r
+        if r["mode"] != "study":  # a pack's members overlap: their gaps are negative
+            assert float(r["gap ms"]) >= 0, r

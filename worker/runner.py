@@ -21,7 +21,7 @@ from app.ml.errors import DataError, SpecError
 from app.quotas import service as quotas
 from app.storage import checkpoint_key, get_store, preprocessing_key, weights_key
 from app.studies import pruning
-from worker import drain, memory, parallel, reaper, registry, storing, unit_of_work
+from worker import drain, memory, packs, parallel, reaper, registry, storing, unit_of_work
 from worker.attempt import Attempt, load
 from worker.training import (Diverged, Hooks, Stopped, Trainer, checkpoint, precision,
                              resolve_device)
@@ -58,6 +58,14 @@ def _claim(*, db_session, job_id: str, worker_id: str, lease_seconds: float) -> 
     return number, repository.tenant_of(db_session=db_session, job_id=job_id) if number else None
 
 
+def _claim_with_mates(*, db_session, job_id: str, worker_id: str, lease_seconds: float):
+    """The claim and, in its transaction, the claim of the job's pack mates (worker/packs.py)."""
+    number, tenant = _claim(db_session=db_session, job_id=job_id, worker_id=worker_id, lease_seconds=lease_seconds)
+    mates = packs.claim_mates(db_session=db_session, job_id=job_id, worker_id=worker_id,
+                              lease_seconds=lease_seconds) if number else []
+    return number, tenant, mates
+
+
 def _run(job_id: str) -> None:
     owner, settings = worker_id(), get_settings()
     if drain.told_to_drain():
@@ -66,11 +74,15 @@ def _run(job_id: str) -> None:
         reaper.send([(job_id, unit_of_work.run(repository.queue_of, job_id=job_id))])
         log.info("job %s passed on: this worker is shutting down", job_id)
         return
-    number, tenant = unit_of_work.run(_claim, job_id=job_id, worker_id=owner, lease_seconds=settings.lease_seconds)
+    number, tenant, mates = unit_of_work.run(_claim_with_mates, job_id=job_id, worker_id=owner,
+                                             lease_seconds=settings.lease_seconds)
     if not number:
         log.info("job %s is not claimable (already taken or finished); skipping", job_id)
         return
     add_job_fields(attempt=number, tenant=tenant)
+    if mates:
+        packs.run_pack([(job_id, number), *mates], owner)
+        return
     log.info("training job %s, attempt %d", job_id, number)
     registry.set_current_job(job_id)
     heartbeat = Heartbeat(job_id, owner)
@@ -167,10 +179,11 @@ class JobRun:
                      checkpoint_min_gap=settings.checkpoint_min_gap_seconds)
 
 
-def _attempt(run: JobRun, number: int) -> None:
-    """Trains and stores one attempt, then makes the transition its outcome calls for."""
+def _attempt(run: JobRun, number: int, train=None) -> None:
+    """Trains and stores one attempt, then makes the transition its outcome calls for.
+    ``train(run, number)`` returns the weights' key (a pack's member: worker/packs.py)."""
     try:
-        key = _train_and_store(run, number)
+        key = (train or _train_and_store)(run, number)
     except Stopped:
         _stopped(run)
     except (SpecError, DataError, Diverged, memory.OutOfMemory, parallel.JobFailed) as exc:  # the job's own fault
@@ -261,16 +274,8 @@ def train_on(run: JobRun, attempt: Attempt, device: torch.device, ranks: Ranks |
     """Trains and stores the job on ``device``; as one of its data parallel ``ranks``, only rank 0
     writes (its progress, checkpoints, weights) and the others return no key."""
     leader = ranks is None or ranks.leader
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    if leader:
-        name = name if ranks is None else f"{ranks.world} x {name}"
-        unit_of_work.run(progress.set_device, job_id=attempt.job_id, worker_id=attempt.owner, device=name)
-    precision.require_gpu(attempt.spec.training.precision, device)
     memory.start(device)
-    trainer = Trainer(attempt.spec, *attempt.train, device, run.hooks() if leader else Hooks(), attempt.validation,
-                      direct=get_settings().direct_kernels, sources=attempt.sources, ranks=ranks)
-    if attempt.resumes:
-        _resume(trainer, attempt, leader)
+    trainer = build_trainer(run, attempt, device, ranks)
     try:
         result = trainer.run()
     except Stopped:
@@ -278,6 +283,22 @@ def train_on(run: JobRun, attempt: Attempt, device: torch.device, ranks: Ranks |
             run.checkpoint(checkpoint.to_bytes(trainer), trainer.step)
         raise
     return _store(attempt, result.model, trainer.data.preprocessing) if leader else ""
+
+
+def build_trainer(run: JobRun, attempt: Attempt, device: torch.device, ranks: Ranks | None = None) -> Trainer:
+    """The attempt's Trainer on ``device``, resumed from its checkpoint when an attempt came before;
+    as one of data parallel ``ranks``, rank 0 alone records the device and has the hooks."""
+    leader = ranks is None or ranks.leader
+    if leader:
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        name = name if ranks is None else f"{ranks.world} x {name}"
+        unit_of_work.run(progress.set_device, job_id=attempt.job_id, worker_id=attempt.owner, device=name)
+    precision.require_gpu(attempt.spec.training.precision, device)
+    trainer = Trainer(attempt.spec, *attempt.train, device, run.hooks() if leader else Hooks(), attempt.validation,
+                      direct=get_settings().direct_kernels, sources=attempt.sources, ranks=ranks)
+    if attempt.resumes:
+        _resume(trainer, attempt, leader)
+    return trainer
 
 
 def _resume(trainer: Trainer, attempt: Attempt, leader: bool = True) -> None:

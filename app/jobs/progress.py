@@ -31,6 +31,13 @@ def set_device(*, db_session: Session, job_id: str, worker_id: str, device: str)
                        .execution_options(synchronize_session=False))
 
 
+def set_pack(*, db_session: Session, job_id: str, worker_id: str, pack_id: str | None,
+             packed_with: int | None) -> None:
+    """Records the pack the job trains in this attempt (None: it trains alone)."""
+    db_session.execute(update(Job).where(owned(job_id, worker_id)).values(pack_id=pack_id, packed_with=packed_with)
+                       .execution_options(synchronize_session=False))
+
+
 def record_progress(*, db_session: Session, job_id: str, worker_id: str, points: list[dict],
                     epoch: int, step: int, latest: dict | None) -> bool | None:
     """Writes a batch of metric points, their events and the progress they reach.

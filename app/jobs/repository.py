@@ -21,7 +21,7 @@ def get(*, db_session: Session, tenant_id: str, job_id: str) -> Job | None:
 _COLUMNS = (Job.id, Job.name, Job.labels, Job.status, Job.dataset_id, Job.parameter_count, Job.epoch,
             Job.spec["training"]["epochs"].as_integer().label("epochs"), Job.step, Job.total_steps,
             Job.latest_metrics, Job.device, Job.attempts, Job.error, Job.cancel_requested,
-            Job.checkpoint_step, Job.study_id, Job.variant, Job.queue, Job.enqueued_at, Job.created_at, Job.started_at, Job.finished_at,
+            Job.checkpoint_step, Job.study_id, Job.variant, Job.pack_id, Job.packed_with, Job.queue, Job.enqueued_at, Job.created_at, Job.started_at, Job.finished_at,
             JobEvent.data.label("event"), JobEvent.created_at.label("event_at"))
 _STATUS_EVENTS = (JobEvent.job_id == Job.id) & (JobEvent.kind == literal_column("'status'"))
 # By job id, whose primary key finds the rows, for one job or many at once (the polls that

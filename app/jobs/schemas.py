@@ -59,6 +59,10 @@ class JobRead(BaseModel):
     checkpoint_step: int | None = None  # where a retry would resume
     study_id: str | None = None  # a study's member: its study and its variant's label
     variant: str | None = None
+    # A member its worker trained in a pack (docs/studies.md "Packed members"): the pack's id (the
+    # member whose claim formed it) and how many members it had; None: it trained alone.
+    pack_id: str | None = None
+    packed_with: int | None = None
     attempt_history: list[AttemptRead] | None = None  # in GET /v1/jobs/{id} only
     created_at: datetime
     started_at: datetime | None

@@ -128,7 +128,7 @@ def to_read(job: Job | Row, cls=JobRead, *, epochs: int | None = None, **extra) 
                           epochs=job.spec["training"]["epochs"] if epochs is None else epochs),
         latest_metrics=job.latest_metrics, device=job.device, attempts=job.attempts, error=job.error,
         cancel_requested=bool(job.cancel_requested), checkpoint_step=job.checkpoint_step,
-        study_id=job.study_id, variant=job.variant,
+        study_id=job.study_id, variant=job.variant, pack_id=job.pack_id, packed_with=job.packed_with,
         created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at, **extra,
     )
 

@@ -66,6 +66,10 @@ class Job(Base):
     variant: Mapped[str | None] = mapped_column(String(200), default=None)
     member: Mapped[int | None] = mapped_column(Integer, default=None)
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # A member its worker trained in a pack (app/studies/packing.py): the pack's id (the job
+    # whose claim formed it) and how many members it had then; None: it trained alone.
+    pack_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    packed_with: Mapped[int | None] = mapped_column(Integer, default=None)
 
     # What the user calls it and tags it with (app/labels.py): metadata, not part of the spec.
     # A study's members carry their study's labels.

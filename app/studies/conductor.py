@@ -16,7 +16,7 @@ from app.jobs import lifecycle as jobs_lifecycle
 from app.jobs import service as jobs_service
 from app.jobs.lifecycle import ACTIVE, JobStatus
 from app.models import Job, Study
-from app.studies import checks, lifecycle, repository, search
+from app.studies import checks, lifecycle, packing, repository, search
 from app.studies import events as study_events
 from app.studies.lifecycle import StudyStatus
 from app.studies.members import Member, Override, normalize
@@ -54,16 +54,31 @@ def advance(*, db_session: Session, study_id: str) -> list[tuple[str, str]]:
         return []
     request = StudyCreate.model_validate(study.spec)
     jobs = repository.members(db_session=db_session, study_id=study_id)
-    running = sum(1 for j in jobs if j.status in ACTIVE and j.status != JobStatus.HELD)
+    running = [j for j in jobs if j.status in ACTIVE and j.status != JobStatus.HELD]
     held = [j for j in jobs if j.status == JobStatus.HELD]
-    room = parallel(db_session=db_session, request=request) - running
+    # A pack of members counts as one slot (app/studies/packing.py).
+    key, most = _pack_key(), get_settings().pack_max_members
+    room = parallel(db_session=db_session, request=request) - packing.slots(running, key, _pack_of, most)
     new = _new_trials(db_session, study, request, jobs, room - len(held)) if study.kind == "search" else []
     held += new
-    released = jobs_lifecycle.release(db_session=db_session, job_ids=[j.id for j in held[:max(room, 0)]])
+    chosen = packing.releasable(held, max(room, 0), key, most)
+    released = jobs_lifecycle.release(db_session=db_session, job_ids=[j.id for j in chosen])
     if not running and not held and len(jobs) + len(new) + study.refused >= study.planned:
         lifecycle.complete(db_session=db_session, study_id=study_id)
     queues = {j.id: j.queue for j in held}
     return [(job_id, queues[job_id]) for job_id in released]
+
+
+def _pack_key():
+    """A member's pack key (None: it runs alone, as every member does with PACK_MAX_MEMBERS=1), read once."""
+    if get_settings().pack_max_members <= 1:
+        return lambda job: None
+    keys: dict[str, str | None] = {}
+    return lambda job: keys[job.id] if job.id in keys else keys.setdefault(job.id, packing.key_of(job.spec))
+
+
+def _pack_of(job: Job) -> str | None:
+    return job.pack_id if job.status == JobStatus.RUNNING else None
 
 
 def _lock(db_session: Session, study_id: str) -> Study | None:

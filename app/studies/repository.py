@@ -4,6 +4,7 @@ import math
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.jobs.lifecycle import WAITING
 from app.labels import conditions
 from app.models import Job, Metric, Study
 from app.studies.history import MemberHistory
@@ -32,6 +33,14 @@ def list_page(*, db_session: Session, tenant_id: str, status: str | None, limit:
 def members(*, db_session: Session, study_id: str) -> list[Job]:
     """The study's member jobs in member order."""
     return list(db_session.scalars(select(Job).where(Job.study_id == study_id).order_by(Job.member)).all())
+
+
+def waiting_members(*, db_session: Session, study_id: str, queue: str, besides: str) -> list[Job]:
+    """The study's claimable members on ``queue`` (queued or retrying, not held), in member order:
+    the ones a worker that claimed ``besides`` may pack with it (worker/packs.py)."""
+    return list(db_session.scalars(select(Job).where(Job.study_id == study_id, Job.queue == queue,
+                                                     Job.status.in_(WAITING), Job.id != besides)
+                                   .order_by(Job.member)).all())
 
 
 def counts(*, db_session: Session, study_ids: list[str]) -> dict[str, dict[str, int]]:

@@ -103,6 +103,10 @@ class MemberRead(BaseModel):
     status: str
     params: dict[str, Any]
     error: str | None  # why it failed, or was pruned
+    # Trained in a pack (app/studies/packing.py): the pack's id and its size; None: alone.
+    pack_id: str | None = None
+    packed_with: int | None = None
+    unpackable: str | None = None  # why its spec trains alone, when it cannot be packed
 
 
 class StudyRead(BaseModel):

@@ -17,7 +17,7 @@ from app.models import Job, JobEvent, Metric, Study, StudyEvent
 from app.models.base import new_id
 from app.quotas import service as quotas
 from app.storage import get_store, job_folder
-from app.studies import checks, conductor, lifecycle, repository
+from app.studies import checks, conductor, lifecycle, packing, repository
 from app.studies.curves import Curves, curves
 from app.studies.history import Objective as BoardObjective
 from app.studies.leaderboard import Leaderboard, leaderboard
@@ -124,7 +124,8 @@ def read(*, db_session: Session, study: Study) -> StudyRead:
         id=study.id, name=study.name, labels=study.labels or {}, status=study.status, kind=study.kind, objective=request.objective,
         planned=study.planned, parallel=conductor.parallel(db_session=db_session, request=request), counts=counts,
         members=[MemberRead(job_id=j.id, member=j.member, variant=j.variant, seed=j.spec["training"]["seed"],
-                            status=j.status, params=j.params or {}, error=j.error) for j in jobs],
+                            status=j.status, params=j.params or {}, error=j.error, pack_id=j.pack_id,
+                            packed_with=j.packed_with, unpackable=packing.refusal_of(j.spec)) for j in jobs],
         leaderboard=board, created_at=study.created_at, finished_at=study.finished_at)
 
 

@@ -94,8 +94,11 @@ def queued_job(api, dataset_id: str, **training) -> dict:
 
 
 def held_study(api, dataset_id: str) -> dict:
-    """A study of two members, one queued, one held (no worker online: one member at a time)."""
-    r = api.post("/v1/studies", json={"base": mlp_spec(dataset_id), "seeds": [1, 2]})
+    """A study of two members, one queued, one held (no worker online: one member at a time; a
+    dropout layer, so that they cannot train together as a pack, app/studies/packing.py)."""
+    base = mlp_spec(dataset_id)
+    base["model"]["layers"].insert(2, {"type": "dropout", "p": 0.1})
+    r = api.post("/v1/studies", json={"base": base, "seeds": [1, 2]})
     assert r.status_code == 201, r.text
     assert [m["status"] for m in r.json()["members"]] == ["queued", "held"]
     return r.json()

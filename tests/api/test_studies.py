@@ -35,8 +35,10 @@ def test_a_study_stores_one_job_per_variant_and_seed_and_queues_only_what_may_ru
     assert body["status"] == "running" and body["kind"] == "variants" and body["planned"] == 6
     assert [(m["variant"], m["seed"]) for m in body["members"]] == [
         ("sgd", 1), ("nesterov", 1), ("adam", 1), ("sgd", 2), ("nesterov", 2), ("adam", 2)]
-    assert [m["status"] for m in body["members"]] == ["queued", "queued"] + ["held"] * 4
-    assert body["counts"] == {"queued": 2, "held": 4}
+    # Two slots: the sgd members of both seeds pack together (app/studies/packing.py) and take
+    # one, the nesterov ones the other; adam waits.
+    assert [m["status"] for m in body["members"]] == ["queued", "queued", "held"] * 2
+    assert body["counts"] == {"queued": 4, "held": 2}
     assert body["leaderboard"]["winner"] is None and len(body["leaderboard"]["rows"]) == 3
 
     jobs = api.get("/v1/jobs", params={"study_id": body["id"]}).json()
@@ -170,8 +172,8 @@ def test_the_stream_of_an_ended_study_replays_its_log_and_ends(api, dataset):
     logged = [e for e in events if e.id is not None]
     assert [e.id for e in logged] == list(range(1, len(logged) + 1))
     members = [e.data for e in logged if e.event == "member"]
-    # The first member was released (queued), then all six were cancelled.
-    assert [m["status"] for m in members] == ["queued"] + ["cancelled"] * 6
+    # The first member's pack (sgd, both seeds) was released (queued), then all six were cancelled.
+    assert [m["status"] for m in members] == ["queued"] * 2 + ["cancelled"] * 6
     assert {m["job_id"] for m in members} == {m["job_id"] for m in created["members"]}
     resumed = api.get(f"/v1/studies/{created['id']}/events", headers={"Last-Event-ID": str(logged[-2].id)})
     again = [e for e in parse_sse(iter(resumed.text.splitlines())) if e.id is not None]

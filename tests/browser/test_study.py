@@ -28,6 +28,8 @@ def test_the_study_page_shows_its_leaderboard_and_labels_as_text(page, server_ke
     assert legend[1:] == ["slow", XSS]  # the band edges are unnamed
     assert XSS in page.locator("#leaderboard").inner_text()
     assert page.locator("img").count() == 0
+    # The two members differ only in their rate: they trained as one pack (docs/studies.md).
+    assert page.locator("#study-members td.packed").all_inner_texts() == ["with 2", "with 2"]
 
     # The member's label is text on its job page and in the jobs list too.
     member = next(m for m in study["members"] if m["variant"] == XSS)

@@ -18,7 +18,7 @@ def capture(trainer) -> dict:
         "epoch": t.epoch, "batch": t.batch, "step": t.step,
         "order": None if t.order is None else t.order.clone(),
         "epoch_loss": t.epoch_loss.clone(), "epoch_seconds": t.epoch_seconds,
-        "model": copy.deepcopy(t.model.state_dict()),
+        "model": _own(t.model.state_dict()),
         "optimizer": copy.deepcopy(t.optimizer.state_dict()),
         "scheduler": copy.deepcopy(t.scheduler.state_dict()),
         "stopper": None if t.stopper is None else copy.deepcopy(t.stopper.state_dict()),
@@ -30,6 +30,15 @@ def capture(trainer) -> dict:
         "numpy_rng": np.random.get_state(),
         "python_rng": random.getstate(),
     }
+
+
+def _own(state_dict: dict) -> dict:
+    """The state dict with tensors of their own: a packed member's weights are views of its pack's
+    stacked storage (worker/training/packed.py), which a deepcopy or torch.save would copy whole."""
+    own = copy.copy(state_dict)  # keeps the OrderedDict's _metadata, which load_state_dict reads
+    for name, tensor in own.items():
+        own[name] = tensor.clone()
+    return own
 
 
 def restore(trainer, state: dict) -> None:

@@ -11,6 +11,10 @@
   const THROTTLE_MS = 1000;
   const POLL_MS = 3000;
 
+  // Whether a member trained in a pack (docs/studies.md): "with N" members, else alone and, when
+  // its spec cannot be packed, why (also the cell's title).
+  const packed = m => m.packed_with ? `with ${m.packed_with}` : (m.unpackable ? `alone: ${m.unpackable}` : "alone");
+
   const head = el("div", { class: "study-head" });
   const summary = el("p", { id: "study-summary" });
   const board = el("div", { id: "study-leaderboard" });
@@ -53,11 +57,13 @@
                    lb.lead.paired_p_value !== null ? `, paired p = ${number(lb.lead.paired_p_value)} (${lb.lead.n_pairs} pairs)` : "",
                    lb.lead.note ? ` (${lb.lead.note})` : "") : "");
     members.replaceChildren(el("table", {},
-      el("thead", {}, el("tr", {}, ["#", "job", "variant", "seed", "status", "error"].map(h => el("th", {}, h)))),
+      el("thead", {}, el("tr", {}, ["#", "job", "variant", "seed", "status", "packed", "error"].map(h => el("th", {}, h)))),
       el("tbody", {}, study.members.map(m => el("tr", {},
         el("td", { class: "num" }, m.member), el("td", {}, el("a", { href: `/jobs/${m.job_id}` }, m.job_id)),
         el("td", {}, m.variant), el("td", { class: "num" }, m.seed),
-        el("td", {}, el("span", { class: `status ${m.status}` }, m.status)), el("td", { class: "error" }, m.error || ""))))));
+        el("td", {}, el("span", { class: `status ${m.status}` }, m.status)),
+        el("td", { class: "packed", title: m.unpackable || "" }, packed(m)),
+        el("td", { class: "error" }, m.error || ""))))));
   }
 
   async function drawCurves() {
