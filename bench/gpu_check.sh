@@ -36,12 +36,16 @@ fi
 "$PY" -c "import torch; print(torch.__version__, '|', ', '.join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())))"
 
 # 1. Every test with a CUDA case: the same assertions as on the CPU, on the GPU (tests/devices.py),
-#    mixed precision, a GPU worker through the real API, GPU memory after OOM.
+#    mixed precision, a GPU worker through the real API, GPU memory after OOM, and data parallel
+#    ranks on NCCL (two GPUs: 2 ranks; one GPU: 1 rank) equal to one process.
 step cuda-tests 240 "$PY" -m pytest -q -p no:cacheprovider -k cuda tests/worker tests/ml tests/app tests/api \
     tests/e2e/test_workers.py
 # 2. The engine against the loops people write, on the GPU: GPU-resident batches against a
 #    pinned-memory DataLoader loop and Lightning, and bf16 against fp32 on the CNN.
-step train-speed 200 "$PY" bench/train_speed.py --device cuda --rounds 3
+step train-speed 180 "$PY" bench/train_speed.py --device cuda --rounds 3
+# 3. 64 packed study members on one GPU worker against the same 64 one after another (issue 20's
+#    target: at least 20x), through a real API and `trainyard worker --devices 0`.
+step packing 150 "$PY" bench/packing.py --members 64 --epochs 5 --rounds 1 --device cuda
 summary_line() { printf '%s\n' "${summary[@]}"; }
 echo
 echo "== summary ($GPUS GPU(s); logs in $LOG_DIR)"

@@ -93,7 +93,8 @@ def main() -> None:
     stack = Stack("packing", tmp, {"METRICS_FLUSH_SECONDS": "1"})
     times: dict[str, list[float]] = {"one after another": [], "packed": []}
     try:
-        stack.start()
+        stack.start(worker=False)
+        stack.start_worker(*(("--devices", "0") if args.device == "cuda" else ("--cpu", "1")))  # one worker
         with stack.client(stack.new_key("bench")) as api:
             api.post("/v1/jobs", json=spec(1, args.device)).raise_for_status()  # stores the builtin once
             wait_finished(api, api.get("/v1/jobs").json()["items"][0]["id"], timeout=600)
