@@ -1,5 +1,6 @@
 """Small steps the end-to-end tests share: data, uploads, waiting for a job."""
 import io
+import subprocess
 import time
 
 import httpx
@@ -108,3 +109,11 @@ def diverging_spec(api: httpx.Client) -> dict:
     return {"dataset": ds["id"], "model": {"layers": [{"type": "linear", "out_features": 1}]},
             "loss": {"type": "mse"}, "optimizer": {"type": "sgd", "lr": 10.0},
             "training": {"epochs": 50, "batch_size": 8, "log_every_steps": 1}}
+
+
+def training_child(worker: subprocess.Popen) -> int:
+    """The pool process that runs the worker's jobs (the worker's only child)."""
+    out = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True)
+    pids = [int(p) for p in out.stdout.split()]
+    assert len(pids) == 1, pids
+    return pids[0]

@@ -4,7 +4,6 @@ a study of seeds x learning rates trains as one pack, each member equal to its s
 worker's pack is retried and every member resumes from its own checkpoint."""
 import os
 import signal
-import subprocess
 import time
 
 import pytest
@@ -12,7 +11,7 @@ import torch
 from safetensors.torch import load
 
 from tests.conftest import TEST_LIMITS
-from tests.e2e.helpers import blobs, mlp_spec, upload_npz, wait_for
+from tests.e2e.helpers import blobs, mlp_spec, training_child, upload_npz, wait_for
 from tests.e2e.test_studies import untimed, wait_study
 from tests.stack import Stack
 
@@ -101,13 +100,6 @@ def reaper_stack(tmp_path_factory):
     stack.stop()
 
 
-def _training_child(worker: subprocess.Popen) -> int:
-    out = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True)
-    pids = [int(p) for p in out.stdout.split()]
-    assert len(pids) == 1, pids
-    return pids[0]
-
-
 def test_a_killed_workers_pack_is_retried_and_each_member_resumes_from_its_checkpoint(reaper_stack):
     with reaper_stack.client(reaper_stack.new_key("packs")) as api:
         x, y = blobs(200)
@@ -120,7 +112,7 @@ def test_a_killed_workers_pack_is_retried_and_each_member_resumes_from_its_check
         while api.get(f"/v1/jobs/{ids[0]}").json()["progress"]["step"] < 400:
             assert time.monotonic() < deadline, reaper_stack.logs()
             time.sleep(0.02)
-        os.kill(_training_child(reaper_stack.workers[0]), signal.SIGKILL)
+        os.kill(training_child(reaper_stack.workers[0]), signal.SIGKILL)
         done = wait_study(api, study["id"], timeout=240)
         assert done["counts"] == {"succeeded": 4}, (done, reaper_stack.logs())
         jobs = [api.get(f"/v1/jobs/{i}").json() for i in ids]

@@ -11,8 +11,7 @@ import pytest
 from safetensors.numpy import load
 
 from tests.conftest import REDIS_URL, TEST_LIMITS, fresh_postgres_database
-from tests.e2e.helpers import blobs, mlp_spec, npz_bytes, upload_npz, wait_for, wait_for_worker_log
-from tests.e2e.test_worker_lost import _training_child
+from tests.e2e.helpers import blobs, mlp_spec, npz_bytes, training_child, upload_npz, wait_for, wait_for_worker_log
 from tests.s3server import s3  # noqa: F401 - fixture
 from tests.stack import Stack
 
@@ -85,7 +84,7 @@ def test_a_store_outage_mid_job_costs_checkpoints_not_the_job(machines, api, s3)
     wait_for_worker_log(worker_host, "stored after")  # "... stored after N failed"
     wait_for_checkpoint(api, job_id, after=first)
     # A crash now: the next attempt reads back the last whole checkpoint and finishes the job.
-    os.kill(_training_child(worker_host.workers[0]), signal.SIGKILL)
+    os.kill(training_child(worker_host.workers[0]), signal.SIGKILL)
     done = wait_for(api, job_id, timeout=300)
     assert done["status"] == "succeeded", (done, worker_host.logs())
     assert done["attempts"] == 2

@@ -1,13 +1,12 @@
 """A worker killed mid-job: the job is re-run by the reaper, or given up after max_attempts."""
 import os
 import signal
-import subprocess
 import time
 
 import pytest
 
 from tests.conftest import TEST_LIMITS
-from tests.e2e.helpers import blobs, mlp_spec, upload_npz, wait_for
+from tests.e2e.helpers import blobs, mlp_spec, training_child, upload_npz, wait_for
 from tests.stack import Stack
 
 FAST_REAPER = {"LEASE_SECONDS": "2", "CHECKPOINT_MIN_GAP_SECONDS": "0", "HEARTBEAT_SECONDS": "0.3", "REAPER_INTERVAL_SECONDS": "0.5",
@@ -22,20 +21,12 @@ def reaper_stack(tmp_path_factory):
     stack.stop()
 
 
-def _training_child(worker: subprocess.Popen) -> int:
-    """The pool process that runs the job (the worker's only child)."""
-    out = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True)
-    pids = [int(p) for p in out.stdout.split()]
-    assert len(pids) == 1, pids
-    return pids[0]
-
-
 def _kill_mid_job(api, stack, job_id: str) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         job = api.get(f"/v1/jobs/{job_id}").json()
         if job["status"] == "running" and job["progress"]["step"] > 0:
-            os.kill(_training_child(stack.workers[0]), signal.SIGKILL)
+            os.kill(training_child(stack.workers[0]), signal.SIGKILL)
             return
         time.sleep(0.05)
     raise AssertionError(f"job never got going: {job}")
@@ -139,7 +130,7 @@ def test_a_killed_job_resumes_from_its_checkpoint_and_ends_as_if_never_killed(re
             while api.get(f"/v1/jobs/{job['id']}").json()["progress"]["step"] < kill_at_step:
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
-            os.kill(_training_child(reaper_stack.workers[0]), signal.SIGKILL)
+            os.kill(training_child(reaper_stack.workers[0]), signal.SIGKILL)
             done = wait_for(api, job["id"], timeout=180)
             assert done["status"] == "succeeded" and done["attempts"] == 2, done
             got = _weights(api, job["id"])
