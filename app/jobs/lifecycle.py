@@ -123,11 +123,14 @@ def create(*, db_session: Session, job: Job, held: bool = False) -> None:
 _CLAIM_WAITING, _CLAIM_STALE = transitions("claim")
 
 
+def claimable_now(now) -> ColumnElement[bool]:
+    """The jobs a claim would take at ``now``: waiting ones, and running ones whose lease expired."""
+    return or_(Job.status.in_(_CLAIM_WAITING.sources),
+               and_(Job.status.in_(_CLAIM_STALE.sources), Job.lease_expires_at < now))
+
+
 def _claimable(job_id: str, now) -> ColumnElement[bool]:
-    return and_(Job.id == job_id, or_(
-        Job.status.in_(_CLAIM_WAITING.sources),
-        and_(Job.status.in_(_CLAIM_STALE.sources), Job.lease_expires_at < now),
-    ))
+    return and_(Job.id == job_id, claimable_now(now))
 
 
 def claimable(*, db_session: Session, job_id: str) -> bool:

@@ -4,9 +4,10 @@ import math
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.jobs.lifecycle import WAITING
+from app.jobs import lifecycle
 from app.labels import conditions
 from app.models import Job, Metric, Study
+from app.models.base import utcnow
 from app.studies.history import MemberHistory
 
 
@@ -36,10 +37,12 @@ def members(*, db_session: Session, study_id: str) -> list[Job]:
 
 
 def waiting_members(*, db_session: Session, study_id: str, queue: str, besides: str) -> list[Job]:
-    """The study's claimable members on ``queue`` (queued or retrying, not held), in member order:
-    the ones a worker that claimed ``besides`` may pack with it (worker/packs.py)."""
+    """The study's claimable members on ``queue`` (queued or retrying, or running on a lost lease; not
+    held), in member order: the ones a worker that claimed ``besides`` may pack with it (worker/packs.py).
+    A lost pack's members lapse one by one, and the reaper requeues each on its own sweep: the first
+    retry takes the others whose leases have run out too, so that the pack forms again."""
     return list(db_session.scalars(select(Job).where(Job.study_id == study_id, Job.queue == queue,
-                                                     Job.status.in_(WAITING), Job.id != besides)
+                                                     lifecycle.claimable_now(utcnow()), Job.id != besides)
                                    .order_by(Job.member)).all())
 
 
