@@ -1,4 +1,5 @@
-"""Pre-flight of shapes, layer rules and limits (app/ml/shapes.py dry_run, app/ml/check.py plan_job); the targets: test_targets_check.py."""
+"""Pre-flight of shapes, layer rules and limits (app/ml/shapes.py dry_run, app/ml/check.py plan_job);
+the targets against the loss: test_targets_check.py."""
 import numpy as np
 import pytest
 import torch
